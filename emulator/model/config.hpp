@@ -1,0 +1,49 @@
+#pragma once
+// Architecture of a Llama-style decoder and the LoRA configuration of a trainable model.
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace kiln::model {
+
+struct ModelConfig {
+  int64_t vocab_size = 256;
+  int64_t d_model = 64;
+  int64_t n_layers = 2;
+  int64_t n_heads = 4;
+  int64_t d_ff = 128;
+  int64_t max_context = 1024;
+  double rope_theta = 10000.0;
+  double norm_eps = 1e-5;
+
+  int64_t head_dim() const { return d_model / n_heads; }
+  // Throws InputError naming the first field that is out of its range.
+  void validate() const;
+  bool operator==(const ModelConfig&) const = default;
+};
+
+void to_json(nlohmann::json& j, const ModelConfig& c);
+void from_json(const nlohmann::json& j, ModelConfig& c);
+
+// rank 0 means full-parameter training; otherwise adapters W + (alpha/rank)·B·A.
+struct LoraConfig {
+  int64_t rank = 0;
+  double alpha = 0.0;  // 0 means "absent": 2·rank (spec open question C2)
+  uint64_t seed = 0;
+  bool train_attn = true;
+  bool train_mlp = true;
+  bool train_unembed = true;
+
+  bool full_parameter() const { return rank == 0; }
+  double scale() const { return rank == 0 ? 0.0 : effective_alpha() / static_cast<double>(rank); }
+  double effective_alpha() const { return alpha > 0.0 ? alpha : 2.0 * static_cast<double>(rank); }
+  // Throws InputError with the spec's texts (open-questions.md C1).
+  void validate() const;
+  bool operator==(const LoraConfig&) const = default;
+};
+
+void to_json(nlohmann::json& j, const LoraConfig& c);
+void from_json(const nlohmann::json& j, LoraConfig& c);
+
+}  // namespace kiln::model

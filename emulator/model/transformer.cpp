@@ -1,0 +1,351 @@
+#include "model/transformer.hpp"
+
+#include <algorithm>
+#include <string>
+
+#include "model/errors.hpp"
+#include "model/init.hpp"
+
+namespace kiln::model {
+
+template <typename T>
+struct LayerActs {
+  Mat<T> x_in;           // residual stream entering the layer [T,d]
+  Vec<T> rstd1;          // input_layernorm's 1/rms per token
+  Mat<T> xn1;            // normalised input [T,d]
+  Mat<T> q, k, v;        // projections, q and k after RoPE [T,d]
+  AlignedVector<T> probs;  // attention probabilities per (sequence, head)
+  Mat<T> att;            // attention output before o_proj [T,d]
+  Mat<T> x_mid;          // residual stream after attention [T,d]
+  Vec<T> rstd2;
+  Mat<T> xn2;            // [T,d]
+  Mat<T> gate, up, h;    // [T,d_ff], h = silu(gate)∘up
+  Mat<T> u[7];           // LoRA x·Aᵀ per projection [T,r]
+};
+
+template <typename T>
+struct Activations {
+  SeqLayout seq;
+  std::vector<int64_t> tokens, pos;  // flat over the batch
+  std::vector<int64_t> tgt, toff;    // flat targets; token t owns tgt[toff[t] .. toff[t+1])
+  std::vector<int64_t> lp_off;       // [B+1] offsets of each sequence's logprobs in tgt
+  RopeTable<T> rope;
+  std::vector<LayerActs<T>> layers;
+  Mat<T> x_final, xnf;  // before and after the final norm [T,d]
+  Vec<T> rstdf;
+  int64_t head_chunk = 0;   // rows per LM-head chunk
+  bool head_cached = false;  // softmax [T,V] kept in head_probs (then there is one chunk)
+  Mat<T> head_probs;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Construction: where each tensor lives (frozen base, or trainable params_).
+
+template <typename T>
+Transformer<T>::Transformer(const ModelConfig& config, std::shared_ptr<const ParamSet<T>> base,
+                            const LoraConfig& lora)
+    : config_(config), lora_(lora), base_(std::move(base)) {
+  config_.validate();
+  lora_.validate();
+  if (lora_.full_parameter())
+    params_ = *base_;  // a private copy: full-parameter training owns its weights
+  else
+    params_ = init_lora_adapters<T>(config_, lora_);
+  build_specs();
+}
+
+template <typename T>
+Transformer<T> Transformer<T>::frozen(const ModelConfig& config, std::shared_ptr<const ParamSet<T>> base) {
+  Transformer m;
+  m.config_ = config;
+  m.config_.validate();
+  m.frozen_ = true;
+  m.base_ = std::move(base);
+  m.build_specs();
+  return m;
+}
+
+template <typename T>
+void Transformer<T>::build_specs() {
+  const bool full = !frozen_ && lora_.full_parameter();
+  auto ref = [&](const std::string& name) {
+    TensorRef r;
+    r.base = base_->find(name);
+    if (r.base < 0) throw InputError("weights", "base weights lack tensor '" + name + "'");
+    if (full) r.train = params_.find(name);
+    return r;
+  };
+  auto linear = [&](const std::string& module, int64_t out, int64_t in) {
+    LinearSpec s;
+    s.out = out;
+    s.in = in;
+    s.w = ref(module + ".weight");
+    if (!frozen_ && !full) {
+      s.a = params_.find(lora_a_name(module));
+      s.b = params_.find(lora_b_name(module));
+    }
+    return s;
+  };
+  const int64_t d = config_.d_model, f = config_.d_ff;
+  embed_ = ref(kEmbedName);
+  layers_.resize(static_cast<size_t>(config_.n_layers));
+  for (int l = 0; l < config_.n_layers; ++l) {
+    auto& L = layers_[static_cast<size_t>(l)];
+    L.norm1 = ref(input_norm_name(l));
+    L.norm2 = ref(post_attn_norm_name(l));
+    for (Proj p : kAttnProjs) L.proj[static_cast<int>(p)] = linear(proj_name(l, p), d, d);
+    L.proj[static_cast<int>(Proj::gate)] = linear(proj_name(l, Proj::gate), f, d);
+    L.proj[static_cast<int>(Proj::up)] = linear(proj_name(l, Proj::up), f, d);
+    L.proj[static_cast<int>(Proj::down)] = linear(proj_name(l, Proj::down), d, f);
+  }
+  final_norm_ = ref(kFinalNormName);
+  head_ = linear("lm_head", config_.vocab_size, d);
+}
+
+template <typename T>
+const T* Transformer<T>::ptr(TensorRef r) const {
+  return r.train >= 0 ? params_[r.train].data.data() : (*base_)[r.base].data.data();
+}
+
+template <typename T>
+T* Transformer<T>::grad(TensorRef r, ParamSet<T>* grads) const {
+  return grads && r.train >= 0 ? (*grads)[r.train].data.data() : nullptr;
+}
+
+template <typename T>
+LinearW<T> Transformer<T>::resolve(const LinearSpec& s, ParamSet<T>* grads) const {
+  LinearW<T> L;
+  L.out = s.out;
+  L.in = s.in;
+  L.w = ptr(s.w);
+  L.dw = grad(s.w, grads);
+  if (s.a >= 0) {
+    L.rank = lora_.rank;
+    L.scale = static_cast<T>(lora_.scale());
+    L.a = params_[s.a].data.data();
+    L.b = params_[s.b].data.data();
+    if (grads) {
+      L.da = (*grads)[s.a].data.data();
+      L.db = (*grads)[s.b].data.data();
+    }
+  }
+  return L;
+}
+
+template <typename T>
+int64_t Transformer<T>::head_chunk_rows(int64_t n_tokens) const {
+  const int64_t row_bytes = config_.vocab_size * static_cast<int64_t>(sizeof(T));
+  if (n_tokens * row_bytes <= logits_cache_bytes_) return n_tokens;  // one chunk, kept for backward
+  // Otherwise recompute in chunks of at most 64 MiB (and at most the budget).
+  const int64_t chunk_bytes = std::min(int64_t{64} << 20, logits_cache_bytes_);
+  return std::clamp<int64_t>(chunk_bytes / row_bytes, 1, n_tokens);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation
+
+template <typename T>
+void Transformer<T>::validate(std::span<const SequenceInput> batch) const {
+  const int64_t V = config_.vocab_size;
+  auto range_error = [&](const std::string& field, int64_t value) {
+    throw InputError(field, "token id " + std::to_string(value) + " is out of range [0, " +
+                                std::to_string(V) + ")");
+  };
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const auto& s = batch[i];
+    const std::string datum = "data[" + std::to_string(i) + "]";
+    const int64_t n = static_cast<int64_t>(s.tokens.size());
+    if (n == 0) throw InputError(datum + ".model_input", "empty sequence: at least 1 token is required");
+    if (n > config_.max_context)
+      throw InputError(datum + ".model_input", "sequence length " + std::to_string(n) +
+                                                   " exceeds the model's max_context " +
+                                                   std::to_string(config_.max_context));
+    for (int64_t t = 0; t < n; ++t)
+      if (s.tokens[t] < 0 || s.tokens[t] >= V)
+        range_error(datum + ".model_input[" + std::to_string(t) + "]", s.tokens[t]);
+    const std::string tf = datum + ".loss_fn_inputs.target_tokens";
+    const auto& shp = s.target_shape;
+    auto shape_str = [&] {
+      std::string out = "[";
+      for (size_t k = 0; k < shp.size(); ++k) out += (k ? ", " : "") + std::to_string(shp[k]);
+      return out + "]";
+    };
+    if (shp.empty() || shp.size() > 2 || shp[0] != n || (shp.size() == 2 && shp[1] < 1))
+      throw InputError(tf, "shape " + shape_str() + " does not match model_input length " +
+                               std::to_string(n) + "; expected [" + std::to_string(n) + "] or [" +
+                               std::to_string(n) + ", K] with K >= 1");
+    const int64_t k = shp.size() == 2 ? shp[1] : 1;
+    if (static_cast<int64_t>(s.targets.size()) != n * k)
+      throw InputError(tf, "has " + std::to_string(s.targets.size()) + " values but shape " +
+                               shape_str() + " needs " + std::to_string(n * k));
+    for (int64_t j = 0; j < n * k; ++j)
+      if (s.targets[j] < 0 || s.targets[j] >= V) range_error(tf + "[" + std::to_string(j) + "]", s.targets[j]);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forward
+
+template <typename T>
+ForwardPass<T> Transformer<T>::forward(std::span<const SequenceInput> batch, bool keep) const {
+  validate(batch);
+  const int64_t d = config_.d_model, H = config_.n_heads, B = static_cast<int64_t>(batch.size());
+  auto acts = std::make_shared<Activations<T>>();
+  auto& A = *acts;
+
+  // Pack the batch: token offsets, positions, flat targets.
+  A.seq.off = {0};
+  A.seq.poff = {0};
+  A.toff = {0};
+  A.lp_off = {0};
+  int64_t max_len = 0;
+  for (const auto& s : batch) {
+    const int64_t n = static_cast<int64_t>(s.tokens.size());
+    const int64_t k = s.target_shape.size() == 2 ? s.target_shape[1] : 1;
+    max_len = std::max(max_len, n);
+    A.seq.off.push_back(A.seq.off.back() + n);
+    A.seq.poff.push_back(A.seq.poff.back() + H * n * n);
+    for (int64_t t = 0; t < n; ++t) {
+      A.tokens.push_back(s.tokens[t]);
+      A.pos.push_back(t);
+      A.toff.push_back(A.toff.back() + k);
+    }
+    A.tgt.insert(A.tgt.end(), s.targets.begin(), s.targets.end());
+    A.lp_off.push_back(static_cast<int64_t>(A.tgt.size()));
+  }
+  const int64_t n_tok = A.seq.off.back();
+  A.rope.build(max_len, config_.head_dim(), config_.rope_theta);
+
+  Mat<T> x;
+  embedding_forward(x, A.tokens, ptr(embed_), d);
+  A.layers.resize(keep ? layers_.size() : 1);
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const LayerSpec& S = layers_[l];
+    LayerActs<T>& a = A.layers[keep ? l : 0];
+    auto P = [&](Proj p) { return resolve(S.proj[static_cast<int>(p)], nullptr); };
+    auto& u = a.u;
+    a.x_in = std::move(x);
+    rmsnorm_forward(a.xn1, a.rstd1, a.x_in, ptr(S.norm1), config_.norm_eps);
+    a.q.resize(n_tok, d);
+    a.k.resize(n_tok, d);
+    a.v.resize(n_tok, d);
+    linear_forward<T>(a.q, u[0], a.xn1, P(Proj::q));
+    linear_forward<T>(a.k, u[1], a.xn1, P(Proj::k));
+    linear_forward<T>(a.v, u[2], a.xn1, P(Proj::v));
+    rope_forward(a.q, A.pos, A.rope, H);
+    rope_forward(a.k, A.pos, A.rope, H);
+    attention_forward(a.att, a.probs, a.q, a.k, a.v, A.seq, H);
+    a.x_mid.resize(n_tok, d);
+    linear_forward<T>(a.x_mid, u[3], a.att, P(Proj::o));
+    a.x_mid += a.x_in;
+    rmsnorm_forward(a.xn2, a.rstd2, a.x_mid, ptr(S.norm2), config_.norm_eps);
+    a.gate.resize(n_tok, config_.d_ff);
+    a.up.resize(n_tok, config_.d_ff);
+    linear_forward<T>(a.gate, u[4], a.xn2, P(Proj::gate));
+    linear_forward<T>(a.up, u[5], a.xn2, P(Proj::up));
+    swiglu_forward(a.h, a.gate, a.up);
+    x.resize(n_tok, d);
+    linear_forward<T>(x, u[6], a.h, P(Proj::down));
+    x += a.x_mid;
+  }
+  A.x_final = std::move(x);
+  rmsnorm_forward(A.xnf, A.rstdf, A.x_final, ptr(final_norm_), config_.norm_eps);
+
+  // LM head and log-softmax, chunk by chunk so [T,V] logits never have to exist at once.
+  std::vector<T> lp(A.tgt.size());
+  const LinearW<T> head = resolve(head_, nullptr);
+  A.head_chunk = head_chunk_rows(n_tok);
+  A.head_cached = keep && n_tok * config_.vocab_size * static_cast<int64_t>(sizeof(T)) <= logits_cache_bytes_;
+  Mat<T> z, u;
+  for (int64_t t0 = 0; t0 < n_tok; t0 += A.head_chunk) {
+    const int64_t rows = std::min(A.head_chunk, n_tok - t0);
+    z.resize(rows, config_.vocab_size);
+    linear_forward<T>(z, u, A.xnf.middleRows(t0, rows), head);
+    logprob_forward(lp.data(), z, A.tgt, A.toff, t0);
+  }
+  if (A.head_cached) A.head_probs = std::move(z);
+
+  ForwardPass<T> fp;
+  fp.logprobs.resize(static_cast<size_t>(B));
+  for (int64_t s = 0; s < B; ++s)
+    fp.logprobs[s].assign(lp.begin() + A.lp_off[s], lp.begin() + A.lp_off[s + 1]);
+  if (keep) fp.acts = std::move(acts);
+  return fp;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backward
+
+template <typename T>
+void Transformer<T>::backward(ForwardPass<T>& fp, const std::vector<std::vector<T>>& dlogprobs,
+                              ParamSet<T>& grads) const {
+  if (!fp.acts) throw std::logic_error("backward needs a forward pass that kept its activations");
+  if (frozen_) throw InputError("model", "a frozen (base-only) model has no trainable parameters");
+  if (grads.size() != params_.size())
+    throw std::logic_error("gradient set does not match the model's trainable parameters");
+  Activations<T>& A = *fp.acts;
+  const int64_t B = A.seq.batch(), n_tok = A.seq.off.back(), d = config_.d_model, H = config_.n_heads;
+  if (static_cast<int64_t>(dlogprobs.size()) != B)
+    throw InputError("dlogprobs", "has " + std::to_string(dlogprobs.size()) + " sequences, expected " +
+                                      std::to_string(B));
+  std::vector<T> dlp;
+  dlp.reserve(A.tgt.size());
+  for (int64_t s = 0; s < B; ++s) {
+    const int64_t want = A.lp_off[s + 1] - A.lp_off[s];
+    if (static_cast<int64_t>(dlogprobs[s].size()) != want)
+      throw InputError("dlogprobs[" + std::to_string(s) + "]",
+                       "has " + std::to_string(dlogprobs[s].size()) + " values, expected " + std::to_string(want));
+    dlp.insert(dlp.end(), dlogprobs[s].begin(), dlogprobs[s].end());
+  }
+
+  // LM head: dz = onehot(targets)·dlp − (Σ dlp)·softmax, then through the projection.
+  const LinearW<T> head = resolve(head_, &grads);
+  Mat<T> dxnf(n_tok, d), z, u;
+  std::vector<T> scratch(A.head_cached ? 0 : A.tgt.size());
+  for (int64_t t0 = 0; t0 < n_tok; t0 += A.head_chunk) {
+    const int64_t rows = std::min(A.head_chunk, n_tok - t0);
+    const auto xnf = A.xnf.middleRows(t0, rows);
+    if (A.head_cached) {
+      z = std::move(A.head_probs);
+      if (head.has_adapter()) u.noalias() = xnf * CMatMap<T>(head.a, head.rank, head.in).transpose();
+    } else {  // recompute this chunk exactly as forward did
+      z.resize(rows, config_.vocab_size);
+      linear_forward<T>(z, u, xnf, head);
+      logprob_forward(scratch.data(), z, A.tgt, A.toff, t0);
+    }
+    logprob_backward(z, dlp.data(), A.tgt, A.toff, t0);
+    linear_backward<T>(dxnf.middleRows(t0, rows), false, z, xnf, u, head);
+  }
+
+  Mat<T> dx = Mat<T>::Zero(n_tok, d);
+  rmsnorm_backward(dx, grad(final_norm_, &grads), dxnf, A.x_final, A.rstdf, ptr(final_norm_));
+
+  Mat<T> dh(n_tok, config_.d_ff), dgate, dup, dxn(n_tok, d), datt(n_tok, d), dq, dk, dv;
+  for (size_t l = layers_.size(); l-- > 0;) {
+    const LayerSpec& S = layers_[l];
+    const LayerActs<T>& a = A.layers[l];
+    auto P = [&](Proj p) { return resolve(S.proj[static_cast<int>(p)], &grads); };
+    // MLP branch: dx is the gradient of the layer's output (and of the down projection's output).
+    linear_backward<T>(dh, false, dx, a.h, a.u[6], P(Proj::down));
+    swiglu_backward(dgate, dup, dh, a.gate, a.up);
+    linear_backward<T>(dxn, false, dgate, a.xn2, a.u[4], P(Proj::gate));
+    linear_backward<T>(dxn, true, dup, a.xn2, a.u[5], P(Proj::up));
+    rmsnorm_backward(dx, grad(S.norm2, &grads), dxn, a.x_mid, a.rstd2, ptr(S.norm2));
+    // Attention branch: dx is now the gradient of x_mid.
+    linear_backward<T>(datt, false, dx, a.att, a.u[3], P(Proj::o));
+    attention_backward(dq, dk, dv, datt, a.probs, a.q, a.k, a.v, A.seq, H);
+    rope_backward(dq, A.pos, A.rope, H);
+    rope_backward(dk, A.pos, A.rope, H);
+    linear_backward<T>(dxn, false, dq, a.xn1, a.u[0], P(Proj::q));
+    linear_backward<T>(dxn, true, dk, a.xn1, a.u[1], P(Proj::k));
+    linear_backward<T>(dxn, true, dv, a.xn1, a.u[2], P(Proj::v));
+    rmsnorm_backward(dx, grad(S.norm1, &grads), dxn, a.x_in, a.rstd1, ptr(S.norm1));
+  }
+  if (T* de = grad(embed_, &grads)) embedding_backward(de, dx, A.tokens);
+  fp.acts.reset();  // activations are consumed (the cached softmax was overwritten)
+}
+
+template class Transformer<float>;
+template class Transformer<double>;
+
+}  // namespace kiln::model

@@ -1,0 +1,100 @@
+#pragma once
+// A Llama-style decoder on packed variable-length sequences, with exact backward and LoRA.
+//   token embedding → n_layers × [RMSNorm → causal MHA with RoPE → residual →
+//   RMSNorm → SwiGLU MLP → residual] → RMSNorm → untied LM head → log-softmax over the vocabulary.
+// Forward returns the log-probability of every target token; backward takes dLoss/dlogprob of the
+// same shape and accumulates into a gradient set shaped like params().
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "model/config.hpp"
+#include "model/layers.hpp"
+#include "model/params.hpp"
+
+namespace kiln::model {
+
+// One sequence of a batch: position t of `tokens` predicts targets[t, :].
+struct SequenceInput {
+  std::vector<int64_t> tokens;        // model_input, N >= 1 ids in [0, vocab)
+  std::vector<int64_t> targets;       // N·K ids, row-major
+  std::vector<int64_t> target_shape;  // {N} or {N, K}
+};
+
+// What forward keeps for backward (see transformer.cpp for the meaning of each field).
+template <typename T>
+struct Activations;
+
+template <typename T>
+struct ForwardPass {
+  std::vector<std::vector<T>> logprobs;  // per sequence, laid out like its targets
+  std::shared_ptr<Activations<T>> acts;  // null when forward ran without keeping activations
+};
+
+template <typename T>
+class Transformer {
+ public:
+  // A trainable model: LoRA adapters when lora.rank > 0 (base shared, frozen), otherwise a private
+  // full copy of the base weights, all trainable.
+  Transformer(const ModelConfig& config, std::shared_ptr<const ParamSet<T>> base, const LoraConfig& lora);
+  // A frozen model with no trainable parameters (Fireworks base_only; the reference model).
+  static Transformer frozen(const ModelConfig& config, std::shared_ptr<const ParamSet<T>> base);
+
+  const ModelConfig& config() const { return config_; }
+  const LoraConfig& lora() const { return lora_; }
+  bool is_frozen() const { return frozen_; }
+  // The trainable parameters (adapters, or every weight for full-parameter training).
+  ParamSet<T>& params() { return params_; }
+  const ParamSet<T>& params() const { return params_; }
+  const ParamSet<T>& base() const { return *base_; }
+  std::shared_ptr<const ParamSet<T>> shared_base() const { return base_; }
+
+  // Throws InputError naming the datum and field for any token id out of range, empty sequence,
+  // sequence longer than max_context, or target shape that does not match the input.
+  void validate(std::span<const SequenceInput> batch) const;
+  ForwardPass<T> forward(std::span<const SequenceInput> batch, bool keep_activations = true) const;
+  // Accumulates dLoss/dθ into `grads` (shaped like params()). Consumes fp's activations.
+  void backward(ForwardPass<T>& fp, const std::vector<std::vector<T>>& dlogprobs, ParamSet<T>& grads) const;
+
+  // Softmax rows of the LM head are kept between forward and backward while they fit in this many
+  // bytes; beyond it they are recomputed chunk by chunk (large vocabularies, long batches).
+  void set_logits_cache_bytes(int64_t bytes) { logits_cache_bytes_ = bytes; }
+
+ private:
+  struct TensorRef {
+    int base = -1;   // index in base_
+    int train = -1;  // index in params_ (and in a gradient set), -1 when frozen
+  };
+  struct LinearSpec {
+    int64_t out = 0, in = 0;
+    TensorRef w;
+    int a = -1, b = -1;  // LoRA adapter indices in params_
+  };
+  struct LayerSpec {
+    TensorRef norm1, norm2;
+    LinearSpec proj[7];  // indexed by Proj
+  };
+
+  Transformer() = default;
+  void build_specs();
+  const T* ptr(TensorRef r) const;
+  T* grad(TensorRef r, ParamSet<T>* grads) const;
+  LinearW<T> resolve(const LinearSpec& s, ParamSet<T>* grads) const;
+  int64_t head_chunk_rows(int64_t n_tokens) const;
+
+  ModelConfig config_;
+  LoraConfig lora_;
+  bool frozen_ = false;
+  std::shared_ptr<const ParamSet<T>> base_;
+  ParamSet<T> params_;
+  std::vector<LayerSpec> layers_;
+  TensorRef embed_, final_norm_;
+  LinearSpec head_;
+  int64_t logits_cache_bytes_ = int64_t{1} << 30;
+};
+
+extern template class Transformer<float>;
+extern template class Transformer<double>;
+
+}  // namespace kiln::model
