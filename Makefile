@@ -22,6 +22,7 @@ test: build
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
 
 bench: build
+	@.ci/bootstrap --bench
 	@bench/run $(BUILD_DIR)
 
 # ASan + UBSan build of everything, tests included, in its own build folder.

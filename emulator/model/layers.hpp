@@ -4,8 +4,10 @@
 // (no padding), C channels. Backward functions accumulate (+=) into parameter gradients and, where
 // they say so, into input gradients. Parallel loops write disjoint rows, so results do not depend
 // on scheduling.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include <Eigen/Core>
@@ -187,12 +189,12 @@ struct SeqLayout {
 };
 
 template <typename T>
-void attention_forward(Mat<T>& out, AlignedVector<T>& probs, const Mat<T>& q, const Mat<T>& k,
+void attention_forward(Mat<T>& out, Vec<T>& probs, const Mat<T>& q, const Mat<T>& k,
                        const Mat<T>& v, const SeqLayout& seq, int64_t n_heads) {
   const int64_t d = q.cols(), hd = d / n_heads;
   const T scale = T(1) / std::sqrt(T(hd));
   out.resize(q.rows(), d);
-  probs.resize(static_cast<size_t>(seq.poff.back()));
+  probs.resize(seq.poff.back());  // every entry is written below
   const int64_t work = seq.batch() * n_heads;
 #pragma omp parallel for num_threads(num_threads()) schedule(dynamic, 1)
   for (int64_t w = 0; w < work; ++w) {
@@ -214,7 +216,7 @@ void attention_forward(Mat<T>& out, AlignedVector<T>& probs, const Mat<T>& q, co
 // dq, dk, dv [T,d] are overwritten.
 template <typename T>
 void attention_backward(Mat<T>& dq, Mat<T>& dk, Mat<T>& dv, const Mat<T>& dout,
-                        const AlignedVector<T>& probs, const Mat<T>& q, const Mat<T>& k, const Mat<T>& v,
+                        const Vec<T>& probs, const Mat<T>& q, const Mat<T>& k, const Mat<T>& v,
                         const SeqLayout& seq, int64_t n_heads) {
   const int64_t d = q.cols(), hd = d / n_heads;
   const T scale = T(1) / std::sqrt(T(hd));
@@ -222,22 +224,26 @@ void attention_backward(Mat<T>& dq, Mat<T>& dk, Mat<T>& dv, const Mat<T>& dout,
   dk.resize(q.rows(), d);
   dv.resize(q.rows(), d);
   const int64_t work = seq.batch() * n_heads;
-#pragma omp parallel for num_threads(num_threads()) schedule(dynamic, 1)
-  for (int64_t w = 0; w < work; ++w) {
-    const int64_t s = w / n_heads, h = w % n_heads, n = seq.len(s), o = seq.off[s];
-    const Eigen::OuterStride<> st(d);
-    const size_t at = static_cast<size_t>(o * d + h * hd);
-    const CBlockMap<T> Q(q.data() + at, n, hd, st), K(k.data() + at, n, hd, st), V(v.data() + at, n, hd, st),
-        dO(dout.data() + at, n, hd, st);
-    const CMatMap<T> P(probs.data() + seq.poff[s] + h * n * n, n, n);
-    BlockMap<T>(dv.data() + at, n, hd, st).noalias() = P.transpose() * dO;
-    Mat<T> dS = dO * V.transpose();  // dP, then softmax backward in place: P∘(dP − rowsum(P∘dP))
-    for (int64_t i = 0; i < n; ++i) {
-      const T dot = P.row(i).head(i + 1).dot(dS.row(i).head(i + 1));
-      dS.row(i).array() = P.row(i).array() * (dS.row(i).array() - dot) * scale;
+#pragma omp parallel num_threads(num_threads())
+  {
+    Mat<T> dS;  // per-thread scratch [n,n]
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t w = 0; w < work; ++w) {
+      const int64_t s = w / n_heads, h = w % n_heads, n = seq.len(s), o = seq.off[s];
+      const Eigen::OuterStride<> st(d);
+      const size_t at = static_cast<size_t>(o * d + h * hd);
+      const CBlockMap<T> Q(q.data() + at, n, hd, st), K(k.data() + at, n, hd, st), V(v.data() + at, n, hd, st),
+          dO(dout.data() + at, n, hd, st);
+      const CMatMap<T> P(probs.data() + seq.poff[s] + h * n * n, n, n);
+      BlockMap<T>(dv.data() + at, n, hd, st).noalias() = P.transpose() * dO;
+      dS.noalias() = dO * V.transpose();  // dP, then softmax backward in place: P∘(dP − rowsum(P∘dP))
+      for (int64_t i = 0; i < n; ++i) {
+        const T dot = P.row(i).head(i + 1).dot(dS.row(i).head(i + 1));
+        dS.row(i).array() = P.row(i).array() * (dS.row(i).array() - dot) * scale;
+      }
+      BlockMap<T>(dq.data() + at, n, hd, st).noalias() = dS * K;
+      BlockMap<T>(dk.data() + at, n, hd, st).noalias() = dS.transpose() * Q;
     }
-    BlockMap<T>(dq.data() + at, n, hd, st).noalias() = dS * K;
-    BlockMap<T>(dk.data() + at, n, hd, st).noalias() = dS.transpose() * Q;
   }
 }
 
@@ -267,35 +273,86 @@ void swiglu_backward(Mat<T>& da, Mat<T>& db, const Mat<T>& dh, const Mat<T>& a, 
 }
 
 // ---------------------------------------------------------------------------------------------
-// Target log-probabilities from logits z[C,V] for the rows' targets: lp = z[y] − logsumexp(z).
-// Token t has targets tgt[toff[t] .. toff[t+1]). On return z holds softmax(z), which is all the
-// backward pass needs.
+// LM head and log-softmax, blocked over the vocabulary: for each block of vb vocabulary rows,
+// z = x·W[block]ᵀ [T,vb], folded into a running max and sum per token (online logsumexp), so the
+// [T,V] logits never exist. Backward recomputes each block's z, which costs one more x·Wᵀ but
+// keeps every block in cache (a 151936-entry vocabulary would otherwise stream 600 MB per call).
+// Token t has targets tgt[toff[t] .. toff[t+1]).
+
+// The rows [v0, v0+vb) of a linear layer's output (W and LoRA B are sliced; A is shared).
 template <typename T>
-void logprob_forward(T* lp, Mat<T>& z, const std::vector<int64_t>& tgt, const std::vector<int64_t>& toff,
-                     int64_t t0) {
-#pragma omp parallel for num_threads(num_threads()) schedule(static)
-  for (int64_t r = 0; r < z.rows(); ++r) {
-    auto row = z.row(r).array();
-    const T m = row.maxCoeff();
-    const int64_t j0 = toff[t0 + r], j1 = toff[t0 + r + 1];
-    for (int64_t j = j0; j < j1; ++j) lp[j] = row(tgt[j]) - m;  // before z is overwritten
-    row = (row - m).exp();
-    const T sum = row.sum();
-    const T log_sum = std::log(sum);
-    for (int64_t j = j0; j < j1; ++j) lp[j] -= log_sum;
-    row *= T(1) / sum;
+LinearW<T> output_block(const LinearW<T>& L, int64_t v0, int64_t vb) {
+  LinearW<T> B = L;
+  B.out = vb;
+  B.w = L.w + v0 * L.in;
+  if (L.dw) B.dw = L.dw + v0 * L.in;
+  if (L.has_adapter()) {
+    B.b = L.b + v0 * L.rank;
+    if (L.db) B.db = L.db + v0 * L.rank;
   }
+  return B;
 }
-// From p = softmax(z) (in place) to dz = Σ_k dlp_k·onehot(y_k) − (Σ_k dlp_k)·p.
+
+// Vocabulary rows per block: about 4 MiB of logits, at least 64 rows.
 template <typename T>
-void logprob_backward(Mat<T>& p, const T* dlp, const std::vector<int64_t>& tgt,
-                      const std::vector<int64_t>& toff, int64_t t0) {
+int64_t vocab_block_rows(int64_t n_tokens, int64_t vocab) {
+  const int64_t rows = (int64_t{4} << 20) / (static_cast<int64_t>(sizeof(T)) * std::max<int64_t>(n_tokens, 1));
+  return std::clamp<int64_t>(rows, 64, vocab);
+}
+
+// lp[j] = z[t, tgt[j]] − lse[t]; lse[T] is kept for backward. z, u are scratch.
+template <typename T>
+void lm_head_forward(T* lp, Vec<T>& lse, Mat<T>& z, Mat<T>& u, const Mat<T>& x, const LinearW<T>& head,
+                     int64_t vb, const std::vector<int64_t>& tgt, const std::vector<int64_t>& toff) {
+  const int64_t n = x.rows(), V = head.out;
+  Vec<T> run_max = Vec<T>::Constant(n, -std::numeric_limits<T>::infinity());
+  Vec<T> run_sum = Vec<T>::Zero(n);
+  for (int64_t v0 = 0; v0 < V; v0 += vb) {
+    const int64_t rows = std::min(vb, V - v0);
+    z.resize(n, rows);
+    linear_forward<T>(z, u, x, output_block(head, v0, rows));
 #pragma omp parallel for num_threads(num_threads()) schedule(static)
-  for (int64_t r = 0; r < p.rows(); ++r) {
-    T sum = 0;
-    for (int64_t j = toff[t0 + r]; j < toff[t0 + r + 1]; ++j) sum += dlp[j];
-    p.row(r) *= -sum;
-    for (int64_t j = toff[t0 + r]; j < toff[t0 + r + 1]; ++j) p(r, tgt[j]) += dlp[j];
+    for (int64_t t = 0; t < n; ++t) {
+      auto zr = z.row(t).array();
+      for (int64_t j = toff[t]; j < toff[t + 1]; ++j)
+        if (tgt[j] >= v0 && tgt[j] < v0 + rows) lp[j] = zr(tgt[j] - v0);  // raw logit for now
+      const T m = std::max(run_max(t), zr.maxCoeff());
+      run_sum(t) = run_sum(t) * std::exp(run_max(t) - m) + (zr - m).exp().sum();
+      run_max(t) = m;
+    }
+  }
+  lse = run_max.array() + run_sum.array().log();
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t j = toff[t]; j < toff[t + 1]; ++j) lp[j] -= lse(t);
+}
+
+// dx[T,d] (overwritten) and the head's gradients from dlp: per block, dz = onehot·dlp − (Σ dlp)·p
+// with p = exp(z − lse) recomputed.
+template <typename T>
+void lm_head_backward(Mat<T>& dx, Mat<T>& z, Mat<T>& u, const Mat<T>& x, const Vec<T>& lse,
+                      const LinearW<T>& head, int64_t vb, const T* dlp, const std::vector<int64_t>& tgt,
+                      const std::vector<int64_t>& toff) {
+  const int64_t n = x.rows(), V = head.out;
+  Vec<T> dsum(n);
+  for (int64_t t = 0; t < n; ++t) {
+    T s = 0;
+    for (int64_t j = toff[t]; j < toff[t + 1]; ++j) s += dlp[j];
+    dsum(t) = s;
+  }
+  dx.setZero(n, x.cols());
+  for (int64_t v0 = 0; v0 < V; v0 += vb) {
+    const int64_t rows = std::min(vb, V - v0);
+    const LinearW<T> block = output_block(head, v0, rows);
+    z.resize(n, rows);
+    linear_forward<T>(z, u, x, block);
+#pragma omp parallel for num_threads(num_threads()) schedule(static)
+    for (int64_t t = 0; t < n; ++t) {
+      auto zr = z.row(t).array();
+      zr = (zr - lse(t)).exp() * -dsum(t);
+      for (int64_t j = toff[t]; j < toff[t + 1]; ++j)
+        if (tgt[j] >= v0 && tgt[j] < v0 + rows) zr(tgt[j] - v0) += dlp[j];
+    }
+    linear_backward<T>(dx, true, z, x, u, block);
   }
 }
 

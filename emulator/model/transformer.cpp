@@ -1,6 +1,7 @@
 #include "model/transformer.hpp"
 
 #include <algorithm>
+#include <mutex>
 #include <string>
 
 #include "model/errors.hpp"
@@ -14,7 +15,7 @@ struct LayerActs {
   Vec<T> rstd1;          // input_layernorm's 1/rms per token
   Mat<T> xn1;            // normalised input [T,d]
   Mat<T> q, k, v;        // projections, q and k after RoPE [T,d]
-  AlignedVector<T> probs;  // attention probabilities per (sequence, head)
+  Vec<T> probs;          // attention probabilities per (sequence, head)
   Mat<T> att;            // attention output before o_proj [T,d]
   Mat<T> x_mid;          // residual stream after attention [T,d]
   Vec<T> rstd2;
@@ -33,10 +34,55 @@ struct Activations {
   std::vector<LayerActs<T>> layers;
   Mat<T> x_final, xnf;  // before and after the final norm [T,d]
   Vec<T> rstdf;
-  int64_t head_chunk = 0;   // rows per LM-head chunk
-  bool head_cached = false;  // softmax [T,V] kept in head_probs (then there is one chunk)
-  Mat<T> head_probs;
+  int64_t vocab_block = 0;  // vocabulary rows per LM-head block
+  Vec<T> lse;               // logsumexp of each token's logits
+  // Backward scratch, kept with the activations so a recycled workspace reuses it too.
+  Mat<T> z, u, dxnf, dx, dh, dgate, dup, dxn, datt, dq, dk, dv;
+  std::vector<T> lp, dlp;
+
+  // Empties the per-batch index vectors (capacity stays) before the workspace is reused.
+  void reset() {
+    seq.off.clear();
+    seq.poff.clear();
+    tokens.clear();
+    pos.clear();
+    tgt.clear();
+    toff.clear();
+    lp_off.clear();
+  }
 };
+
+// One spare workspace per model: training calls come one after another with similar shapes, and
+// reusing the buffers avoids page-faulting fresh memory on every call.
+template <typename T>
+struct WorkspacePool {
+  std::mutex mu;
+  std::shared_ptr<Activations<T>> spare;
+};
+
+template <typename T>
+std::shared_ptr<Activations<T>> Transformer<T>::take_workspace() const {
+  std::shared_ptr<Activations<T>> ws;
+  {
+    std::lock_guard lock(pool_->mu);
+    ws = std::move(pool_->spare);
+  }
+  if (!ws) ws = std::make_shared<Activations<T>>();
+  ws->reset();
+  return ws;
+}
+
+template <typename T>
+void Transformer<T>::release_workspace() const {
+  std::lock_guard lock(pool_->mu);
+  pool_->spare.reset();
+}
+
+template <typename T>
+void Transformer<T>::recycle(std::shared_ptr<Activations<T>> ws) const {
+  std::lock_guard lock(pool_->mu);
+  pool_->spare = std::move(ws);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Construction: where each tensor lives (frozen base, or trainable params_).
@@ -132,15 +178,6 @@ LinearW<T> Transformer<T>::resolve(const LinearSpec& s, ParamSet<T>* grads) cons
   return L;
 }
 
-template <typename T>
-int64_t Transformer<T>::head_chunk_rows(int64_t n_tokens) const {
-  const int64_t row_bytes = config_.vocab_size * static_cast<int64_t>(sizeof(T));
-  if (n_tokens * row_bytes <= logits_cache_bytes_) return n_tokens;  // one chunk, kept for backward
-  // Otherwise recompute in chunks of at most 64 MiB (and at most the budget).
-  const int64_t chunk_bytes = std::min(int64_t{64} << 20, logits_cache_bytes_);
-  return std::clamp<int64_t>(chunk_bytes / row_bytes, 1, n_tokens);
-}
-
 // ---------------------------------------------------------------------------------------------
 // Validation
 
@@ -190,7 +227,7 @@ template <typename T>
 ForwardPass<T> Transformer<T>::forward(std::span<const SequenceInput> batch, bool keep) const {
   validate(batch);
   const int64_t d = config_.d_model, H = config_.n_heads, B = static_cast<int64_t>(batch.size());
-  auto acts = std::make_shared<Activations<T>>();
+  auto acts = take_workspace();
   auto& A = *acts;
 
   // Pack the batch: token offsets, positions, flat targets.
@@ -251,25 +288,20 @@ ForwardPass<T> Transformer<T>::forward(std::span<const SequenceInput> batch, boo
   A.x_final = std::move(x);
   rmsnorm_forward(A.xnf, A.rstdf, A.x_final, ptr(final_norm_), config_.norm_eps);
 
-  // LM head and log-softmax, chunk by chunk so [T,V] logits never have to exist at once.
-  std::vector<T> lp(A.tgt.size());
-  const LinearW<T> head = resolve(head_, nullptr);
-  A.head_chunk = head_chunk_rows(n_tok);
-  A.head_cached = keep && n_tok * config_.vocab_size * static_cast<int64_t>(sizeof(T)) <= logits_cache_bytes_;
-  Mat<T> z, u;
-  for (int64_t t0 = 0; t0 < n_tok; t0 += A.head_chunk) {
-    const int64_t rows = std::min(A.head_chunk, n_tok - t0);
-    z.resize(rows, config_.vocab_size);
-    linear_forward<T>(z, u, A.xnf.middleRows(t0, rows), head);
-    logprob_forward(lp.data(), z, A.tgt, A.toff, t0);
-  }
-  if (A.head_cached) A.head_probs = std::move(z);
+  // LM head and log-softmax over the whole vocabulary.
+  A.lp.resize(A.tgt.size());
+  A.vocab_block = vocab_block_ > 0 ? std::min(vocab_block_, config_.vocab_size)
+                                   : vocab_block_rows<T>(n_tok, config_.vocab_size);
+  lm_head_forward(A.lp.data(), A.lse, A.z, A.u, A.xnf, resolve(head_, nullptr), A.vocab_block, A.tgt, A.toff);
 
   ForwardPass<T> fp;
   fp.logprobs.resize(static_cast<size_t>(B));
   for (int64_t s = 0; s < B; ++s)
-    fp.logprobs[s].assign(lp.begin() + A.lp_off[s], lp.begin() + A.lp_off[s + 1]);
-  if (keep) fp.acts = std::move(acts);
+    fp.logprobs[s].assign(A.lp.begin() + A.lp_off[s], A.lp.begin() + A.lp_off[s + 1]);
+  if (keep)
+    fp.acts = std::move(acts);
+  else
+    recycle(std::move(acts));
   return fp;
 }
 
@@ -288,8 +320,8 @@ void Transformer<T>::backward(ForwardPass<T>& fp, const std::vector<std::vector<
   if (static_cast<int64_t>(dlogprobs.size()) != B)
     throw InputError("dlogprobs", "has " + std::to_string(dlogprobs.size()) + " sequences, expected " +
                                       std::to_string(B));
-  std::vector<T> dlp;
-  dlp.reserve(A.tgt.size());
+  std::vector<T>& dlp = A.dlp;
+  dlp.clear();
   for (int64_t s = 0; s < B; ++s) {
     const int64_t want = A.lp_off[s + 1] - A.lp_off[s];
     if (static_cast<int64_t>(dlogprobs[s].size()) != want)
@@ -299,28 +331,18 @@ void Transformer<T>::backward(ForwardPass<T>& fp, const std::vector<std::vector<
   }
 
   // LM head: dz = onehot(targets)·dlp − (Σ dlp)·softmax, then through the projection.
-  const LinearW<T> head = resolve(head_, &grads);
-  Mat<T> dxnf(n_tok, d), z, u;
-  std::vector<T> scratch(A.head_cached ? 0 : A.tgt.size());
-  for (int64_t t0 = 0; t0 < n_tok; t0 += A.head_chunk) {
-    const int64_t rows = std::min(A.head_chunk, n_tok - t0);
-    const auto xnf = A.xnf.middleRows(t0, rows);
-    if (A.head_cached) {
-      z = std::move(A.head_probs);
-      if (head.has_adapter()) u.noalias() = xnf * CMatMap<T>(head.a, head.rank, head.in).transpose();
-    } else {  // recompute this chunk exactly as forward did
-      z.resize(rows, config_.vocab_size);
-      linear_forward<T>(z, u, xnf, head);
-      logprob_forward(scratch.data(), z, A.tgt, A.toff, t0);
-    }
-    logprob_backward(z, dlp.data(), A.tgt, A.toff, t0);
-    linear_backward<T>(dxnf.middleRows(t0, rows), false, z, xnf, u, head);
-  }
+  lm_head_backward(A.dxnf, A.z, A.u, A.xnf, A.lse, resolve(head_, &grads), A.vocab_block, dlp.data(), A.tgt,
+                   A.toff);
 
-  Mat<T> dx = Mat<T>::Zero(n_tok, d);
-  rmsnorm_backward(dx, grad(final_norm_, &grads), dxnf, A.x_final, A.rstdf, ptr(final_norm_));
+  Mat<T>& dx = A.dx;
+  dx.setZero(n_tok, d);
+  rmsnorm_backward(dx, grad(final_norm_, &grads), A.dxnf, A.x_final, A.rstdf, ptr(final_norm_));
 
-  Mat<T> dh(n_tok, config_.d_ff), dgate, dup, dxn(n_tok, d), datt(n_tok, d), dq, dk, dv;
+  Mat<T>&dh = A.dh, &dgate = A.dgate, &dup = A.dup, &dxn = A.dxn, &datt = A.datt, &dq = A.dq, &dk = A.dk,
+         &dv = A.dv;
+  dh.resize(n_tok, config_.d_ff);
+  dxn.resize(n_tok, d);
+  datt.resize(n_tok, d);
   for (size_t l = layers_.size(); l-- > 0;) {
     const LayerSpec& S = layers_[l];
     const LayerActs<T>& a = A.layers[l];
@@ -342,7 +364,7 @@ void Transformer<T>::backward(ForwardPass<T>& fp, const std::vector<std::vector<
     rmsnorm_backward(dx, grad(S.norm1, &grads), dxn, a.x_in, a.rstd1, ptr(S.norm1));
   }
   if (T* de = grad(embed_, &grads)) embedding_backward(de, dx, A.tokens);
-  fp.acts.reset();  // activations are consumed (the cached softmax was overwritten)
+  recycle(std::move(fp.acts));
 }
 
 template class Transformer<float>;

@@ -25,6 +25,8 @@ struct SequenceInput {
 // What forward keeps for backward (see transformer.cpp for the meaning of each field).
 template <typename T>
 struct Activations;
+template <typename T>
+struct WorkspacePool;
 
 template <typename T>
 struct ForwardPass {
@@ -57,9 +59,12 @@ class Transformer {
   // Accumulates dLoss/dθ into `grads` (shaped like params()). Consumes fp's activations.
   void backward(ForwardPass<T>& fp, const std::vector<std::vector<T>>& dlogprobs, ParamSet<T>& grads) const;
 
-  // Softmax rows of the LM head are kept between forward and backward while they fit in this many
-  // bytes; beyond it they are recomputed chunk by chunk (large vocabularies, long batches).
-  void set_logits_cache_bytes(int64_t bytes) { logits_cache_bytes_ = bytes; }
+  // Vocabulary rows per LM-head block; 0 (the default) sizes blocks to about 4 MiB of logits.
+  // Results differ only by rounding between block sizes; tests use this to check the blocking.
+  void set_vocab_block(int64_t rows) { vocab_block_ = rows; }
+  // Forward and backward reuse one spare workspace per model (its last call's buffers), which
+  // spares page-faulting fresh memory on every call. An idle model can give that memory back.
+  void release_workspace() const;
 
  private:
   struct TensorRef {
@@ -81,7 +86,8 @@ class Transformer {
   const T* ptr(TensorRef r) const;
   T* grad(TensorRef r, ParamSet<T>* grads) const;
   LinearW<T> resolve(const LinearSpec& s, ParamSet<T>* grads) const;
-  int64_t head_chunk_rows(int64_t n_tokens) const;
+  std::shared_ptr<Activations<T>> take_workspace() const;
+  void recycle(std::shared_ptr<Activations<T>> ws) const;
 
   ModelConfig config_;
   LoraConfig lora_;
@@ -91,7 +97,8 @@ class Transformer {
   std::vector<LayerSpec> layers_;
   TensorRef embed_, final_norm_;
   LinearSpec head_;
-  int64_t logits_cache_bytes_ = int64_t{1} << 30;
+  int64_t vocab_block_ = 0;
+  std::shared_ptr<WorkspacePool<T>> pool_ = std::make_shared<WorkspacePool<T>>();
 };
 
 extern template class Transformer<float>;

@@ -1,0 +1,71 @@
+#!/usr/bin/python3
+"""PyTorch peer of bench/model_bench.cpp: the same configurations, forward+backward with gradients
+for every parameter (full-parameter training), float32, one process per thread count.
+
+Usage: torch_peer.py THREADS  → one JSON line per configuration on stdout.
+The model is fixtures/golden/kiln_reference.py's (batched, idiomatic PyTorch ops).
+"""
+import json
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "golden"))
+import kiln_reference as ref  # noqa: E402
+
+# Keep in step with bench/model_configs.hpp.
+CONFIGS = [
+    ("d128_L2_V256_T128_B8", dict(vocab_size=256, d_model=128, n_layers=2, d_ff=352), 128, 8),
+    ("d256_L4_V256_T256_B8", dict(vocab_size=256, d_model=256, n_layers=4, d_ff=704), 256, 8),
+    ("d64_L2_V151936_T256_B4", dict(vocab_size=151936, d_model=64, n_layers=2, d_ff=192), 256, 4),
+]
+
+
+def make(cfg):
+    cfg = dict(cfg, n_heads=cfg["d_model"] // 32, max_context=4096, rope_theta=10000.0, norm_eps=1e-5)
+    V, d, L, f = cfg["vocab_size"], cfg["d_model"], cfg["n_layers"], cfg["d_ff"]
+    shapes = {"model.embed_tokens.weight": (V, d), "model.norm.weight": (d,), "lm_head.weight": (V, d)}
+    for l in range(L):
+        shapes[f"model.layers.{l}.input_layernorm.weight"] = (d,)
+        shapes[f"model.layers.{l}.post_attention_layernorm.weight"] = (d,)
+        for p in "qkvo":
+            shapes[ref.proj(l, p) + ".weight"] = (d, d)
+        shapes[ref.proj(l, "gate") + ".weight"] = (f, d)
+        shapes[ref.proj(l, "up") + ".weight"] = (f, d)
+        shapes[ref.proj(l, "down") + ".weight"] = (d, f)
+    weights = {n: (torch.randn(s) * 0.02 if len(s) == 2 else torch.ones(s)).requires_grad_(True)
+               for n, s in shapes.items()}
+    return cfg, weights
+
+
+def step(model, weights, tokens, targets):
+    for w in weights.values():
+        w.grad = None
+    loss = -model.target_logprobs(tokens, targets).sum()
+    loss.backward()
+
+
+def main():
+    threads = int(sys.argv[1])
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    for name, cfg, T, B in CONFIGS:
+        cfg, weights = make(cfg)
+        model = ref.Model(cfg, weights)
+        tokens = torch.randint(0, cfg["vocab_size"], (B, T))
+        targets = torch.randint(0, cfg["vocab_size"], (B, T))
+        for _ in range(2):  # warm-up
+            step(model, weights, tokens, targets)
+        n, start = 0, time.perf_counter()
+        while time.perf_counter() - start < 3.0 or n < 3:
+            step(model, weights, tokens, targets)
+            n += 1
+        seconds = (time.perf_counter() - start) / n
+        print(json.dumps({"config": name, "threads": threads, "seconds_per_step": seconds,
+                          "tokens_per_s": B * T / seconds}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
