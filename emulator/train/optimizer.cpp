@@ -1,0 +1,134 @@
+#include "train/optimizer.hpp"
+
+#include <cmath>
+
+#include "train/errors.hpp"
+
+namespace kiln::train {
+
+Normalization parse_normalization(const std::string& v) {
+  if (v.empty() || v == "none") return Normalization::none;
+  if (v == "num_loss_tokens") return Normalization::num_loss_tokens;
+  if (v == "num_sequences") return Normalization::num_sequences;
+  throw InvalidRequest("grad_accumulation_normalization must be one of none, num_loss_tokens, num_sequences; got '" +
+                       v + "'");
+}
+
+GradNormMetrics parse_grad_norm_metrics(const std::string& v) {
+  if (v.empty() || v == "off" || v == "false") return GradNormMetrics::off;
+  if (v == "basic" || v == "true") return GradNormMetrics::basic;
+  if (v == "detailed") return GradNormMetrics::detailed;
+  throw InvalidRequest("adam_params.emit_grad_norm_metrics must be one of false, true, off, basic, detailed; got '" +
+                       v + "'");
+}
+
+namespace {
+void check(bool ok, const char* name, double v, const char* range) {
+  if (!ok) throw InvalidRequest(std::string("adam_params.") + name + " must be " + range + ", got " + std::to_string(v));
+}
+}  // namespace
+
+void AdamParams::validate() const {
+  check(std::isfinite(learning_rate) && learning_rate >= 0, "learning_rate", learning_rate, "a finite number >= 0");
+  check(beta1 >= 0 && beta1 < 1, "beta1", beta1, "in [0, 1)");
+  check(beta2 >= 0 && beta2 < 1, "beta2", beta2, "in [0, 1)");
+  check(std::isfinite(eps) && eps > 0, "eps", eps, "a finite number > 0");
+  check(std::isfinite(weight_decay) && weight_decay >= 0, "weight_decay", weight_decay, "a finite number >= 0");
+  check(std::isfinite(grad_clip_norm) && grad_clip_norm >= 0, "grad_clip_norm", grad_clip_norm,
+        "a finite number >= 0 (0 disables clipping)");
+}
+
+namespace {
+
+// Coarse parameter groups for the "detailed" grad-norm metrics.
+const char* bucket_of(const std::string& name) {
+  if (name.find("embed_tokens") != std::string::npos) return "embed";
+  if (name.find("lm_head") != std::string::npos) return "unembed";
+  if (name.find("self_attn") != std::string::npos) return "attn";
+  if (name.find("mlp") != std::string::npos) return "mlp";
+  return "norm";
+}
+
+}  // namespace
+
+template <typename T>
+std::map<std::string, double> optimizer_step(model::ParamSet<T>& params, model::ParamSet<T>& grads,
+                                             AdamState<T>& state, const Accumulation& acc,
+                                             const AdamParams& adam, Normalization norm) {
+  adam.validate();
+  std::map<std::string, double> metrics;
+  const bool emit = adam.emit_grad_norm_metrics != GradNormMetrics::off;
+  if (acc.calls == 0) {  // nothing accumulated: nothing moves, the step count included (D6)
+    if (emit) metrics = {{"grad_norm", 0.0}, {"grad_norm_post_clip", 0.0}, {"grad_norm_rms", 0.0},
+                         {"lr", adam.learning_rate}};
+    return metrics;
+  }
+  if (state.m.size() != params.size()) {
+    state.m = params.zeros_like();
+    state.v = params.zeros_like();
+  }
+
+  // 1. Normalization: divide by the accumulated token or sequence count (never by 0).
+  double divisor = 1.0;
+  if (norm == Normalization::num_loss_tokens && acc.loss_tokens > 0) divisor = static_cast<double>(acc.loss_tokens);
+  if (norm == Normalization::num_sequences && acc.sequences > 0) divisor = static_cast<double>(acc.sequences);
+  std::map<std::string, double> bucket_sq;
+  double sq = 0;
+  for (auto& g : grads) {
+    double tensor_sq = 0;
+    for (auto& x : g.data) {
+      if (divisor != 1.0) x = static_cast<T>(static_cast<double>(x) / divisor);
+      tensor_sq += static_cast<double>(x) * static_cast<double>(x);
+    }
+    sq += tensor_sq;
+    bucket_sq[bucket_of(g.name)] += tensor_sq;
+  }
+
+  // 2. Global-norm clipping as torch.nn.utils.clip_grad_norm_: scale by min(1, c/(‖g‖ + 1e-6)).
+  const double grad_norm = std::sqrt(sq);
+  double coef = 1.0;
+  if (adam.grad_clip_norm > 0) coef = std::min(1.0, adam.grad_clip_norm / (grad_norm + 1e-6));
+
+  // 3. AdamW as torch.optim.AdamW: decoupled decay, bias-corrected moments.
+  const int64_t t = ++state.step;
+  const double lr = adam.learning_rate, b1 = adam.beta1, b2 = adam.beta2;
+  const double bc1 = 1.0 - std::pow(b1, static_cast<double>(t));
+  const double bc2_sqrt = std::sqrt(1.0 - std::pow(b2, static_cast<double>(t)));
+  const double step_size = lr / bc1, decay = 1.0 - lr * adam.weight_decay;
+  for (int i = 0; i < params.size(); ++i) {
+    auto& p = params[i].data;
+    auto& g = grads[i].data;
+    auto& m = state.m[i].data;
+    auto& v = state.v[i].data;
+    for (size_t j = 0; j < p.size(); ++j) {
+      const double gj = static_cast<double>(g[j]) * coef;
+      const double mj = b1 * static_cast<double>(m[j]) + (1 - b1) * gj;
+      const double vj = b2 * static_cast<double>(v[j]) + (1 - b2) * gj * gj;
+      const double denom = std::sqrt(vj) / bc2_sqrt + adam.eps;
+      p[j] = static_cast<T>(static_cast<double>(p[j]) * decay - step_size * mj / denom);
+      m[j] = static_cast<T>(mj);
+      v[j] = static_cast<T>(vj);
+      g[j] = T(0);
+    }
+  }
+
+  if (emit) {
+    metrics["grad_norm"] = grad_norm;
+    metrics["grad_norm_post_clip"] = grad_norm * coef;
+    const double n = static_cast<double>(params.numel());
+    metrics["grad_norm_rms"] = n > 0 ? grad_norm / std::sqrt(n) : 0.0;
+    metrics["lr"] = lr;
+    if (adam.emit_grad_norm_metrics == GradNormMetrics::detailed)
+      for (const auto& [bucket, s] : bucket_sq) metrics[std::string("grad_norm/") + bucket] = std::sqrt(s);
+  }
+  return metrics;
+}
+
+template std::map<std::string, double> optimizer_step<float>(model::ParamSet<float>&, model::ParamSet<float>&,
+                                                             AdamState<float>&, const Accumulation&,
+                                                             const AdamParams&, Normalization);
+template std::map<std::string, double> optimizer_step<double>(model::ParamSet<double>&, model::ParamSet<double>&,
+                                                              AdamState<double>&, const Accumulation&,
+                                                              const AdamParams&, Normalization);
+
+}  // namespace kiln::train

@@ -1,0 +1,100 @@
+#include "train/training_state.hpp"
+
+#include <cmath>
+
+#include "model/errors.hpp"
+#include "train/errors.hpp"
+
+namespace kiln::train {
+
+template <typename T>
+TrainingState<T>::TrainingState(model::Transformer<T> model) : model_(std::move(model)) {
+  grads_ = model_.params().zeros_like();
+  reset_optimizer();
+}
+
+template <typename T>
+void TrainingState<T>::reset_optimizer() {
+  adam_.m = model_.params().zeros_like();
+  adam_.v = model_.params().zeros_like();
+  adam_.step = 0;
+}
+
+template <typename T>
+ForwardResult TrainingState<T>::forward(const std::vector<Datum>& data, const LossSpec& loss) const {
+  return run(data, loss, nullptr, nullptr);
+}
+
+template <typename T>
+ForwardResult TrainingState<T>::forward_backward(const std::vector<Datum>& data, const LossSpec& loss) {
+  if (model_.is_frozen()) throw InvalidRequest("model is base-only; only forward is allowed");
+  return run(data, loss, &grads_, &acc_);
+}
+
+template <typename T>
+std::map<std::string, double> TrainingState<T>::optim_step(const AdamParams& adam, Normalization norm) {
+  if (model_.is_frozen()) throw InvalidRequest("model is base-only; only forward is allowed");
+  auto metrics = optimizer_step(model_.params(), grads_, adam_, acc_, adam, norm);
+  acc_ = {};
+  return metrics;
+}
+
+template <typename T>
+ForwardResult TrainingState<T>::run(const std::vector<Datum>& data, const LossSpec& loss, model::ParamSet<T>* grads,
+                                    Accumulation* acc) const {
+  const bool backward = grads != nullptr;
+  if (data.empty()) throw InvalidRequest("data must contain at least one datum");
+  // 1. Validate everything before computing anything: a failed request changes no state.
+  std::vector<LossInputs> inputs;
+  std::vector<model::SequenceInput> batch;
+  for (size_t i = 0; i < data.size(); ++i) {
+    inputs.push_back(extract_loss_inputs(loss, data[i], i));
+    batch.push_back({data[i].model_input, inputs.back().targets, inputs.back().target_shape});
+  }
+  model::ForwardPass<T> fp;
+  try {
+    fp = model_.forward(batch, backward);
+  } catch (const model::InputError& e) {
+    throw UserError(e.what());
+  }
+
+  // 2. Losses per datum.
+  ForwardResult out;
+  std::vector<std::vector<T>> dlogprobs(data.size());
+  double loss_sum = 0;
+  int64_t positions = 0, loss_tokens = 0, sequences = 0;
+  for (size_t i = 0; i < data.size(); ++i) {
+    const std::vector<double> lp(fp.logprobs[i].begin(), fp.logprobs[i].end());
+    const DatumLoss dl = compute_loss(loss, inputs[i], lp);
+    for (size_t j = 0; j < lp.size(); ++j)
+      if (!std::isfinite(dl.elementwise[j]) || !std::isfinite(dl.grad[j]))
+        throw UserError("NonFiniteLoss: loss_fn '" + loss.name + "' is not finite at datum " + std::to_string(i) +
+                        ", target entry " + std::to_string(j) + " (logprob " + std::to_string(lp[j]) +
+                        "); check loss_fn_inputs['logprobs'] against the model's logprobs");
+    loss_sum += dl.total;
+    positions += inputs[i].n;
+    loss_tokens += dl.loss_tokens;
+    sequences += dl.loss_tokens > 0;
+    dlogprobs[i].assign(dl.grad.begin(), dl.grad.end());
+    out.loss_fn_outputs.push_back({TensorData{DType::float32, inputs[i].target_shape, lp},
+                                   TensorData{DType::float32, inputs[i].target_shape, dl.elementwise}});
+  }
+  out.metrics = {{"loss:sum", loss_sum},
+                 {"ntokens:sum", static_cast<double>(positions)},
+                 {"num_loss_tokens:sum", static_cast<double>(loss_tokens)},
+                 {"num_sequences:sum", static_cast<double>(sequences)}};
+
+  // 3. Only now, with nothing left that can fail, touch the accumulator.
+  if (backward) {
+    model_.backward(fp, dlogprobs, *grads);
+    acc->calls += 1;
+    acc->loss_tokens += loss_tokens;
+    acc->sequences += sequences;
+  }
+  return out;
+}
+
+template class TrainingState<float>;
+template class TrainingState<double>;
+
+}  // namespace kiln::train

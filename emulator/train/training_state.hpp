@@ -1,0 +1,60 @@
+#pragma once
+// A trainable model's whole state — weights, accumulated gradient, Adam state — and the three
+// training calls: forward, forward_backward, optim_step (semantics.md §4–6).
+#include <map>
+#include <string>
+#include <vector>
+
+#include "model/transformer.hpp"
+#include "train/loss.hpp"
+#include "train/optimizer.hpp"
+#include "train/tensor.hpp"
+
+namespace kiln::train {
+
+struct LossFnOutput {
+  TensorData logprobs;          // float32, shaped like target_tokens
+  TensorData elementwise_loss;  // float32, shaped like target_tokens
+};
+
+struct ForwardResult {
+  std::vector<LossFnOutput> loss_fn_outputs;  // one per datum, in request order
+  std::map<std::string, double> metrics;      // "name:reduction" keys: loss:sum, ntokens:sum, ...
+};
+
+template <typename T>
+class TrainingState {
+ public:
+  explicit TrainingState(model::Transformer<T> model);
+
+  // Loss and outputs without touching gradients or optimizer state. Allowed on base-only models.
+  ForwardResult forward(const std::vector<Datum>& data, const LossSpec& loss) const;
+  // The same, and the gradient of the summed loss is added to the accumulator.
+  ForwardResult forward_backward(const std::vector<Datum>& data, const LossSpec& loss);
+  // Normalize, clip, AdamW; then the accumulator and its counters reset.
+  std::map<std::string, double> optim_step(const AdamParams& adam, Normalization norm);
+
+  model::Transformer<T>& model() { return model_; }
+  const model::Transformer<T>& model() const { return model_; }
+  AdamState<T>& adam() { return adam_; }
+  const AdamState<T>& adam() const { return adam_; }
+  const model::ParamSet<T>& gradients() const { return grads_; }
+  const Accumulation& accumulation() const { return acc_; }
+  // Loading weights without the optimizer: m, v and the step count start again from zero (D8).
+  void reset_optimizer();
+
+ private:
+  // Forward, and backward into `grads` / `acc` when they are given.
+  ForwardResult run(const std::vector<Datum>& data, const LossSpec& loss, model::ParamSet<T>* grads,
+                    Accumulation* acc) const;
+
+  model::Transformer<T> model_;
+  model::ParamSet<T> grads_;
+  AdamState<T> adam_;
+  Accumulation acc_;
+};
+
+extern template class TrainingState<float>;
+extern template class TrainingState<double>;
+
+}  // namespace kiln::train
