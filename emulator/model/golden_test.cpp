@@ -1,38 +1,18 @@
 // Logprobs and gradients against golden values from an independent PyTorch implementation
 // (fixtures/golden/gen_model_golden.py, autograd in float64).
 #include <cmath>
-#include <cstdlib>
-#include <fstream>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "model/golden_util.hpp"
 #include "model/init.hpp"
-#include "model/rng.hpp"
 #include "model/transformer.hpp"
 
 namespace kiln::model {
 namespace {
 
 using nlohmann::json;
-
-json load_golden() {
-  const char* dir = std::getenv("KILN_FIXTURES");
-  const std::string path = std::string(dir ? dir : "fixtures") + "/golden/model_golden.json";
-  std::ifstream in(path);
-  if (!in) throw std::runtime_error("cannot open " + path);
-  return json::parse(in);
-}
-
-// The reference's perturbation: tensor += std·N(0,1) from the stream (owner, tensor name, 0).
-template <typename T>
-void perturb_like_reference(ParamSet<T>& p, const std::string& owner, double std, bool only_lora_b) {
-  for (auto& t : p) {
-    if (only_lora_b && t.name.find("lora_B") == std::string::npos) continue;
-    SplitMix64 rng = tensor_stream(owner, t.name, 0);
-    for (auto& x : t.data) x = static_cast<T>(static_cast<double>(x) + std * rng.normal());
-  }
-}
 
 template <typename T>
 struct GoldenRun {
@@ -42,18 +22,9 @@ struct GoldenRun {
 
 template <typename T>
 GoldenRun<T> run_case(const json& doc, const json& c) {
-  const auto config = doc["config"].get<ModelConfig>();
-  auto base = init_base_weights<double>(config, doc["base_model"], doc["seed"]);
-  perturb_like_reference(base, "golden-perturb", 0.1, false);
-  auto shared = std::make_shared<const ParamSet<T>>(base.template cast<T>());
   LoraConfig lora;  // rank 0: full parameter
   if (!c["lora"].is_null()) lora = c["lora"].get<LoraConfig>();
-  Transformer<T> model(config, shared, lora);
-  if (!lora.full_parameter()) {
-    auto adapters = model.params().template cast<double>();
-    perturb_like_reference(adapters, "golden-b", 0.05, true);
-    model.params() = adapters.template cast<T>();
-  }
+  Transformer<T> model = golden_model<T>(doc, lora);
   std::vector<SequenceInput> batch;
   for (const auto& s : doc["batch"])
     batch.push_back({s["tokens"].get<std::vector<int64_t>>(), s["targets"].get<std::vector<int64_t>>(),
@@ -98,7 +69,7 @@ class Golden : public ::testing::TestWithParam<int> {};
 // Double precision: both sides are float64, so only summation order differs.
 // Tolerances: logprobs 1e-12 absolute; gradients 1e-10 of the tensor's largest entry.
 TEST_P(Golden, DoubleMatchesPyTorchReference) {
-  const json doc = load_golden();
+  const json doc = load_fixture("golden/model_golden.json");
   const json& c = doc["cases"][GetParam()];
   SCOPED_TRACE(c["name"].get<std::string>());
   compare(c, run_case<double>(doc, c), 1e-12, 1e-10);
@@ -108,7 +79,7 @@ TEST_P(Golden, DoubleMatchesPyTorchReference) {
 // gradients in fp32; this model is small enough for far less):
 // logprobs 2e-5 absolute; gradients 2e-4 of the tensor's largest entry.
 TEST_P(Golden, FloatMatchesPyTorchReference) {
-  const json doc = load_golden();
+  const json doc = load_fixture("golden/model_golden.json");
   const json& c = doc["cases"][GetParam()];
   SCOPED_TRACE(c["name"].get<std::string>());
   compare(c, run_case<float>(doc, c), 2e-5, 2e-4);
