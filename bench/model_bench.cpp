@@ -7,6 +7,7 @@
 #include "model/threads.hpp"
 #include "model/transformer.hpp"
 #include "model_configs.hpp"
+#include "train/training_state.hpp"
 
 namespace kiln::bench {
 namespace {
@@ -49,6 +50,39 @@ void BM_ForwardBackward(benchmark::State& state) {
       benchmark::Counter(tokens * c.flops_per_token() * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
   set_num_threads(1);
 }
+
+// A whole training step through the training layer: forward_backward (cross_entropy, weights
+// ones) and optim_step (AdamW, torch's defaults but lr 1e-4), full-parameter, float.
+void BM_TrainStep(benchmark::State& state) {
+  const BenchConfig c = bench_configs()[static_cast<size_t>(state.range(0))];
+  set_num_threads(static_cast<int>(state.range(1)));
+  train::TrainingState<float> st(
+      Transformer<float>(c.model, shared_base_weights<float>(c.model, "bench", 0), LoraConfig{.rank = 0}));
+  std::vector<train::Datum> data;
+  for (const auto& s : make_batch(c))
+    data.push_back({s.tokens, {{"target_tokens", train::TensorData::ints(s.targets)}}});
+  const auto ce = train::LossSpec::parse("cross_entropy", {});
+  const train::AdamParams adam{};
+  st.forward_backward(data, ce);  // untimed first step: workspace and Adam state allocated here
+  st.optim_step(adam, train::Normalization::none);
+  for (auto _ : state) {
+    st.forward_backward(data, ce);
+    benchmark::DoNotOptimize(st.optim_step(adam, train::Normalization::none));
+  }
+  const double tokens = static_cast<double>(c.batch * c.seq_len);
+  state.SetLabel(c.name);
+  state.counters["tokens_per_s"] = benchmark::Counter(tokens, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GFLOPs"] =
+      benchmark::Counter(tokens * c.flops_per_token() * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  set_num_threads(1);
+}
+
+BENCHMARK(BM_TrainStep)
+    ->ArgNames({"config", "threads"})
+    ->ArgsProduct({{0, 1, 2}, {1, 2}})
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(3.0)
+    ->UseRealTime();
 
 BENCHMARK(BM_ForwardBackward)
     ->ArgNames({"config", "threads"})

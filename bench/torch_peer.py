@@ -1,6 +1,7 @@
 #!/usr/bin/python3
-"""PyTorch peer of bench/model_bench.cpp: the same configurations, forward+backward with gradients
-for every parameter (full-parameter training), float32, one process per thread count.
+"""PyTorch peer of bench/model_bench.cpp: the same configurations, full-parameter training in
+float32, one process per thread count. Two measurements per configuration, as in model_bench:
+"ForwardBackward" (forward + backward) and "TrainStep" (forward + backward + torch.optim.AdamW).
 
 Usage: torch_peer.py THREADS  → one JSON line per configuration on stdout.
 The model is fixtures/golden/kiln_reference.py's (batched, idiomatic PyTorch ops).
@@ -40,11 +41,23 @@ def make(cfg):
     return cfg, weights
 
 
-def step(model, weights, tokens, targets):
+def step(model, weights, tokens, targets, opt=None):
     for w in weights.values():
         w.grad = None
     loss = -model.target_logprobs(tokens, targets).sum()
     loss.backward()
+    if opt is not None:
+        opt.step()
+
+
+def measure(fn):
+    for _ in range(2):  # warm-up
+        fn()
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < 3.0 or n < 3:
+        fn()
+        n += 1
+    return (time.perf_counter() - start) / n
 
 
 def main():
@@ -56,15 +69,11 @@ def main():
         model = ref.Model(cfg, weights)
         tokens = torch.randint(0, cfg["vocab_size"], (B, T))
         targets = torch.randint(0, cfg["vocab_size"], (B, T))
-        for _ in range(2):  # warm-up
-            step(model, weights, tokens, targets)
-        n, start = 0, time.perf_counter()
-        while time.perf_counter() - start < 3.0 or n < 3:
-            step(model, weights, tokens, targets)
-            n += 1
-        seconds = (time.perf_counter() - start) / n
-        print(json.dumps({"config": name, "threads": threads, "seconds_per_step": seconds,
-                          "tokens_per_s": B * T / seconds}), flush=True)
+        opt = torch.optim.AdamW(list(weights.values()), lr=1e-4, betas=(0.9, 0.95), eps=1e-12, weight_decay=0.0)
+        for kind, o in (("ForwardBackward", None), ("TrainStep", opt)):
+            seconds = measure(lambda: step(model, weights, tokens, targets, o))
+            print(json.dumps({"benchmark": kind, "config": name, "threads": threads, "seconds_per_step": seconds,
+                              "tokens_per_s": B * T / seconds}), flush=True)
 
 
 if __name__ == "__main__":

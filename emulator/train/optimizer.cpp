@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "model/threads.hpp"
 #include "train/errors.hpp"
 
 namespace kiln::train {
@@ -100,7 +101,9 @@ std::map<std::string, double> optimizer_step(model::ParamSet<T>& params, model::
     auto& g = grads[i].data;
     auto& m = state.m[i].data;
     auto& v = state.v[i].data;
-    for (size_t j = 0; j < p.size(); ++j) {
+    const int64_t n = static_cast<int64_t>(p.size());
+#pragma omp parallel for num_threads(model::num_threads()) schedule(static) if (n > 32768)
+    for (int64_t j = 0; j < n; ++j) {  // elementwise: the same result at any thread count
       const double gj = static_cast<double>(g[j]) * coef;
       const double mj = b1 * static_cast<double>(m[j]) + (1 - b1) * gj;
       const double vj = b2 * static_cast<double>(v[j]) + (1 - b2) * gj * gj;
