@@ -2,7 +2,8 @@
 
 #include <cmath>
 
-#include "model/threads.hpp"
+#include <Eigen/Core>
+
 #include "train/errors.hpp"
 
 namespace kiln::train {
@@ -96,23 +97,18 @@ std::map<std::string, double> optimizer_step(model::ParamSet<T>& params, model::
   const double bc1 = 1.0 - std::pow(b1, static_cast<double>(t));
   const double bc2_sqrt = std::sqrt(1.0 - std::pow(b2, static_cast<double>(t)));
   const double step_size = lr / bc1, decay = 1.0 - lr * adam.weight_decay;
+  using Arr = Eigen::Array<T, Eigen::Dynamic, 1>;
+  const T c = static_cast<T>(coef), b1t = static_cast<T>(b1), b2t = static_cast<T>(b2);
   for (int i = 0; i < params.size(); ++i) {
-    auto& p = params[i].data;
-    auto& g = grads[i].data;
-    auto& m = state.m[i].data;
-    auto& v = state.v[i].data;
-    const int64_t n = static_cast<int64_t>(p.size());
-#pragma omp parallel for num_threads(model::num_threads()) schedule(static) if (n > 32768)
-    for (int64_t j = 0; j < n; ++j) {  // elementwise: the same result at any thread count
-      const double gj = static_cast<double>(g[j]) * coef;
-      const double mj = b1 * static_cast<double>(m[j]) + (1 - b1) * gj;
-      const double vj = b2 * static_cast<double>(v[j]) + (1 - b2) * gj * gj;
-      const double denom = std::sqrt(vj) / bc2_sqrt + adam.eps;
-      p[j] = static_cast<T>(static_cast<double>(p[j]) * decay - step_size * mj / denom);
-      m[j] = static_cast<T>(mj);
-      v[j] = static_cast<T>(vj);
-      g[j] = T(0);
-    }
+    const int64_t n = params[i].numel();
+    Eigen::Map<Arr> p(params[i].data.data(), n), g(grads[i].data.data(), n), m(state.m[i].data.data(), n),
+        v(state.v[i].data.data(), n);
+    // Elementwise, vectorised, in the parameters' precision (as torch's float32 AdamW).
+    g *= c;
+    m = b1t * m + T(1 - b1) * g;
+    v = b2t * v + T(1 - b2) * g.square();
+    p = p * T(decay) - T(step_size) * m / (v.sqrt() / T(bc2_sqrt) + T(adam.eps));
+    g.setZero();
   }
 
   if (emit) {
