@@ -20,6 +20,35 @@ void TrainingState<T>::reset_optimizer() {
   adam_.step = 0;
 }
 
+namespace {
+template <typename T>
+void check_same_layout(const model::ParamSet<T>& want, const model::ParamSet<T>& got, const char* what) {
+  if (want.size() != got.size())
+    throw UserError(std::string(what) + " has " + std::to_string(got.size()) + " tensors, the model has " +
+                    std::to_string(want.size()));
+  for (int i = 0; i < want.size(); ++i)
+    if (want[i].name != got[i].name || want[i].shape != got[i].shape)
+      throw UserError(std::string(what) + " tensor '" + got[i].name + "' " + shape_string(got[i].shape) +
+                      " does not match the model's '" + want[i].name + "' " + shape_string(want[i].shape));
+}
+}  // namespace
+
+template <typename T>
+void TrainingState<T>::restore(const model::ParamSet<T>& params, const AdamState<T>* adam) {
+  check_same_layout(model_.params(), params, "checkpoint weights");
+  if (adam) {
+    check_same_layout(model_.params(), adam->m, "checkpoint optimizer state (exp_avg)");
+    check_same_layout(model_.params(), adam->v, "checkpoint optimizer state (exp_avg_sq)");
+  }
+  model_.params() = params;
+  if (adam)
+    adam_ = *adam;
+  else
+    reset_optimizer();
+  grads_.set_zero();
+  acc_ = {};
+}
+
 template <typename T>
 ForwardResult TrainingState<T>::forward(const std::vector<Datum>& data, const LossSpec& loss) const {
   return run(data, loss, nullptr, nullptr);

@@ -2,6 +2,7 @@
 // A trainable model's whole state — weights, accumulated gradient, Adam state — and the three
 // training calls: forward, forward_backward, optim_step (semantics.md §4–6).
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,9 @@ class TrainingState {
   const Accumulation& accumulation() const { return acc_; }
   // Loading weights without the optimizer: m, v and the step count start again from zero (D8).
   void reset_optimizer();
+  // Replaces the trainable weights, and the Adam state when given (otherwise it is reset); the
+  // accumulated gradient is cleared. Throws UserError when names or shapes differ from the model's.
+  void restore(const model::ParamSet<T>& params, const AdamState<T>* adam);
 
  private:
   // Forward, and backward into `grads` / `acc` when they are given.

@@ -1,0 +1,85 @@
+#include "service/requests.hpp"
+
+#include <cstring>
+#include <type_traits>
+
+namespace kiln::service {
+
+namespace {
+
+// FNV-1a over everything fed to it.
+struct Hasher {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  void bytes(const void* p, size_t n) {
+    const auto* c = static_cast<const unsigned char*>(p);
+    for (size_t i = 0; i < n; ++i) {
+      h ^= c[i];
+      h *= 0x100000001b3ULL;
+    }
+  }
+  template <typename T>
+    requires std::is_arithmetic_v<T>
+  void operator()(T v) {
+    bytes(&v, sizeof v);
+  }
+  void operator()(const std::string& s) {
+    (*this)(s.size());
+    bytes(s.data(), s.size());
+  }
+  template <typename T>
+  void operator()(const std::vector<T>& v) {
+    (*this)(v.size());
+    for (const auto& x : v) (*this)(x);
+  }
+  template <typename T>
+  void operator()(const std::optional<T>& v) {
+    (*this)(v.has_value());
+    if (v) (*this)(*v);
+  }
+  void operator()(const train::ConfigValue& v) {
+    (*this)(v.index());
+    std::visit([&](const auto& x) { (*this)(x); }, v);
+  }
+  void operator()(const train::TensorData& t) {
+    (*this)(static_cast<int>(t.dtype));
+    (*this)(t.shape);
+    (*this)(t.data);
+  }
+};
+
+}  // namespace
+
+uint64_t fingerprint(const TrainingRequest& r) {
+  Hasher h;
+  h(r.index());
+  std::visit(
+      [&](const auto& q) {
+        using Q = std::decay_t<decltype(q)>;
+        if constexpr (std::is_same_v<Q, ForwardRequest>) {
+          h(q.backward);
+          h(q.loss_fn);
+          for (const auto& [k, v] : q.loss_fn_config) h(k), h(v);
+          h(q.data.size());
+          for (const auto& d : q.data) {
+            h(d.model_input);
+            for (const auto& [k, t] : d.loss_fn_inputs) h(k), h(t);
+          }
+        } else if constexpr (std::is_same_v<Q, OptimStepRequest>) {
+          const auto& a = q.adam;
+          h(a.learning_rate), h(a.beta1), h(a.beta2), h(a.eps), h(a.weight_decay), h(a.grad_clip_norm);
+          h(static_cast<int>(a.emit_grad_norm_metrics)), h(static_cast<int>(q.normalization));
+        } else if constexpr (std::is_same_v<Q, SaveWeightsRequest>) {
+          h(q.name), h(q.ttl_seconds), h(q.overwrite);
+        } else if constexpr (std::is_same_v<Q, LoadWeightsRequest>) {
+          h(q.path), h(q.optimizer);
+        } else if constexpr (std::is_same_v<Q, SaveSamplerRequest>) {
+          h(q.name), h(q.ttl_seconds), h(q.checkpoint_type);
+        } else if constexpr (std::is_same_v<Q, LoadAdapterRequest>) {
+          h(q.adapter_path);
+        }
+      },
+      r);
+  return h.h;
+}
+
+}  // namespace kiln::service

@@ -1,0 +1,80 @@
+#pragma once
+// The training requests a model executes in seq_id order, and their results.
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "train/loss.hpp"
+#include "train/optimizer.hpp"
+#include "train/training_state.hpp"
+
+namespace kiln::service {
+
+// forward (backward = false) and forward_backward.
+struct ForwardRequest {
+  std::vector<train::Datum> data;
+  std::string loss_fn = "cross_entropy";
+  std::map<std::string, train::ConfigValue> loss_fn_config;
+  bool backward = true;
+};
+struct OptimStepRequest {
+  train::AdamParams adam;
+  train::Normalization normalization = train::Normalization::none;
+};
+// save_state: weights and optimizer state.
+struct SaveWeightsRequest {
+  std::string name;
+  std::optional<int64_t> ttl_seconds;
+  bool overwrite = false;
+};
+// load_state (optimizer = false) and load_state_with_optimizer.
+struct LoadWeightsRequest {
+  std::string path;
+  bool optimizer = false;
+};
+// save_weights_for_sampler; checkpoint_type "" means base (open question E15).
+struct SaveSamplerRequest {
+  std::string name;
+  std::optional<int64_t> ttl_seconds;
+  std::string checkpoint_type;
+};
+// Fireworks load_adapter: a weights-only warm start of a LoRA model from a sampler checkpoint.
+struct LoadAdapterRequest {
+  std::string adapter_path;
+};
+struct UnloadModelRequest {};
+
+using TrainingRequest = std::variant<ForwardRequest, OptimStepRequest, SaveWeightsRequest, LoadWeightsRequest,
+                                     SaveSamplerRequest, LoadAdapterRequest, UnloadModelRequest>;
+
+// A digest of a request's type and payload, to tell a resubmission from a reused seq_id.
+uint64_t fingerprint(const TrainingRequest& r);
+
+struct CreateModelResult {
+  std::string model_id;
+};
+struct OptimStepResult {
+  std::map<std::string, double> metrics;
+};
+struct SaveResult {
+  std::string path;  // tinker://<model_id>/<weights|sampler_weights>/<name>
+};
+struct LoadResult {
+  std::string path;
+  std::string model_id;
+};
+struct LoadAdapterResult {
+  std::string model_id;
+  std::string adapter_path;
+};
+struct UnloadResult {
+  std::string model_id;
+};
+
+using TrainingResult = std::variant<CreateModelResult, train::ForwardResult, OptimStepResult, SaveResult, LoadResult,
+                                    LoadAdapterResult, UnloadResult>;
+
+}  // namespace kiln::service

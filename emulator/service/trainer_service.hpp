@@ -1,0 +1,194 @@
+#pragma once
+// The trainer backend every transport calls: tenants, sessions, models, ordered futures and
+// checkpoints. A plain C++ API, usable in-process; the HTTP layer translates to it.
+//
+// Errors: train::InvalidRequest → HTTP 400 at submit; NotFound → 404; Conflict → 409 (publish
+// only). Failures while executing a request become failed futures (category user or server).
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "model/registry.hpp"
+#include "service/checkpoint_store.hpp"
+#include "service/clock.hpp"
+#include "service/requests.hpp"
+#include "train/training_state.hpp"
+
+namespace kiln::service {
+
+class NotFound : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+class Conflict : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+enum class ErrorCategory { user, server, unknown };
+const char* category_name(ErrorCategory c);
+
+struct ServiceOptions {
+  std::string data_dir = "kiln-data";
+  int workers = 2;                                 // models executing at once
+  std::optional<uint64_t> seed;                    // ids are predictable when given
+  std::shared_ptr<const Clock> clock;              // real clock when null
+  const model::ModelRegistry* registry = nullptr;  // the built-in registry when null
+  double result_retention_seconds = 600;           // after a result's first delivery (spec: ≥ 300)
+  double unpolled_retention_seconds = 3600;        // for results never retrieved (spec: ≥ 1 h)
+  double seq_gap_grace_seconds = 30;               // then a missing seq_id is skipped (B1)
+  bool overwrite_training_state = false;           // Fireworks-style: re-saving a name replaces it (E1)
+};
+
+struct SessionInfo {
+  std::string session_id;
+  std::vector<std::string> tags;
+  std::map<std::string, std::string> user_metadata;
+  std::string project_id;
+  TimePoint created, last_heartbeat;
+  std::vector<std::string> training_run_ids;
+};
+
+struct CreateModelRequest {
+  std::string session_id;
+  int64_t model_seq_id = 0;
+  std::string base_model;
+  model::LoraConfig lora;  // rank 0: full parameter; ignored when base_only
+  bool lora_seed_given = false;
+  bool base_only = false;
+  std::map<std::string, std::string> user_metadata;
+};
+
+struct ModelInfo {
+  std::string model_id, session_id, base_model;
+  bool base_only = false;
+  model::LoraConfig lora;  // rank 0: full parameter
+  model::ModelConfig config;
+  std::map<std::string, std::string> user_metadata;
+  TimePoint created, last_request_time;
+  int64_t optimizer_step = 0;
+};
+
+// A training run as the REST views show it: a live model, or one known only from its checkpoints.
+struct TrainingRunInfo {
+  std::string training_run_id, base_model, model_owner;
+  bool is_lora = false;
+  int64_t lora_rank = 0;
+  TimePoint last_request_time;
+  std::optional<CheckpointRecord> last_checkpoint, last_sampler_checkpoint;
+  std::map<std::string, std::string> user_metadata;
+};
+
+struct WeightsInfo {
+  std::string base_model;
+  bool is_lora = false;
+  int64_t lora_rank = 0;
+  bool train_attn = true, train_mlp = true, train_unembed = true;
+};
+
+struct RetrieveResult {
+  enum class Status { pending, done, failed } status = Status::pending;
+  TrainingResult result;
+  std::string error;
+  ErrorCategory category = ErrorCategory::unknown;
+};
+
+class TrainerService {
+ public:
+  explicit TrainerService(ServiceOptions options);
+  ~TrainerService();
+  TrainerService(const TrainerService&) = delete;
+  TrainerService& operator=(const TrainerService&) = delete;
+
+  // Tenants are named by API key; a key never sees another key's sessions, models, futures or
+  // checkpoints (they behave exactly like unknown ids).
+  SessionInfo create_session(const std::string& api_key, std::vector<std::string> tags,
+                             std::map<std::string, std::string> user_metadata, std::string project_id);
+  void heartbeat(const std::string& api_key, const std::string& session_id);
+  SessionInfo get_session(const std::string& api_key, const std::string& session_id) const;
+  std::vector<SessionInfo> list_sessions(const std::string& api_key) const;
+
+  // Returns "<session>:train:<model_seq_id>"; the same request again returns the same id (C16).
+  std::string create_model(const std::string& api_key, const CreateModelRequest& req);
+  // The same as a future (the wire's create_model answers with a request id).
+  std::string submit_create_model(const std::string& api_key, const CreateModelRequest& req);
+  ModelInfo get_info(const std::string& api_key, const std::string& model_id) const;
+
+  // Queues a request; executes per model in seq_id order (seq 1 first). Returns the request id.
+  std::string submit(const std::string& api_key, const std::string& model_id, int64_t seq_id, TrainingRequest req);
+  // Waits up to `wait` for the result. Throws NotFound for an unknown (or another tenant's) id.
+  RetrieveResult retrieve(const std::string& api_key, const std::string& request_id,
+                          std::chrono::milliseconds wait = std::chrono::milliseconds(0));
+
+  // Checkpoint views.
+  WeightsInfo weights_info(const std::string& api_key, const std::string& tinker_path) const;
+  std::vector<TrainingRunInfo> list_training_runs(const std::string& api_key) const;
+  TrainingRunInfo get_training_run(const std::string& api_key, const std::string& run_id) const;
+  std::vector<CheckpointRecord> list_run_checkpoints(const std::string& api_key, const std::string& run_id) const;
+  std::vector<CheckpointRecord> list_user_checkpoints(const std::string& api_key) const;  // newest first
+  std::vector<std::string> list_checkpoint_names(const std::string& api_key) const;     // Fireworks, sorted
+  void delete_checkpoint(const std::string& api_key, const std::string& run_id, const std::string& checkpoint_id);
+  void set_published(const std::string& api_key, const std::string& run_id, const std::string& checkpoint_id,
+                     bool published);
+  void set_ttl(const std::string& api_key, const std::string& run_id, const std::string& checkpoint_id,
+               std::optional<int64_t> ttl_seconds);
+  std::string archive_checkpoint(const std::string& api_key, const std::string& run_id,
+                                 const std::string& checkpoint_id);  // path of a tar file
+
+  const Clock& clock() const { return *clock_; }
+  static std::string tenant_key(const std::string& api_key);
+
+ private:
+  struct Future;
+  struct Model;
+  struct Session;
+
+  std::string new_id(const char* prefix);
+  Model& model_for(const std::string& tenant, const std::string& model_id);
+  const Model& model_for(const std::string& tenant, const std::string& model_id) const;
+  void validate_envelope(const Model& m, int64_t seq_id, const TrainingRequest& req) const;
+  void advance_locked(Model& m);  // skip rejected seq ids; schedule if runnable
+  void worker_loop();
+  void ticker_loop();
+  TrainingResult execute(Model& m, const TrainingRequest& req);
+  TrainingResult do_save_weights(Model& m, const SaveWeightsRequest& r);
+  TrainingResult do_load_weights(Model& m, const LoadWeightsRequest& r);
+  TrainingResult do_save_sampler(Model& m, const SaveSamplerRequest& r);
+  TrainingResult do_load_adapter(Model& m, const LoadAdapterRequest& r);
+  CheckpointRecord resolve_reference(const std::string& tenant, const std::string& ref, CheckpointKind want,
+                                     const std::string& purpose) const;
+  CheckpointRecord find_checkpoint(const std::string& tenant, const std::string& run_id,
+                                   const std::string& checkpoint_id) const;
+  CheckpointRecord make_record(const Model& m, CheckpointKind kind, const std::string& name,
+                               std::optional<int64_t> ttl, const std::string& type) const;
+  std::string complete_future(const std::string& tenant, TrainingResult result);
+  void purge_futures_locked();
+
+  ServiceOptions opts_;
+  std::shared_ptr<const Clock> clock_;
+  const model::ModelRegistry* registry_;
+  std::unique_ptr<CheckpointStore> store_;
+
+  mutable std::mutex mu_;
+  std::condition_variable work_cv_, done_cv_, tick_cv_;
+  bool stopping_ = false;
+  uint64_t id_counter_ = 0, id_seed_ = 0;
+  std::map<std::string, std::unique_ptr<Session>> sessions_;  // by session id
+  std::map<std::string, std::unique_ptr<Model>> models_;      // by model id
+  std::map<std::string, std::unique_ptr<Future>> futures_;    // by request id
+  std::deque<Model*> ready_;
+  std::vector<std::thread> workers_;
+  std::thread ticker_;
+};
+
+}  // namespace kiln::service
