@@ -30,9 +30,11 @@ void to_json(nlohmann::json& j, const CheckpointRecord& r) {
        {"lora", r.lora ? nlohmann::json(*r.lora) : nlohmann::json(nullptr)},
        {"checkpoint_type", r.checkpoint_type},
        {"has_optimizer", r.has_optimizer},
-       {"created", to_unix_seconds(r.created)},
-       {"created_iso", iso8601(r.created)},
-       {"expires", r.expires ? nlohmann::json(to_unix_seconds(*r.expires)) : nlohmann::json(nullptr)},
+       // Integer nanoseconds round-trip exactly (expiry is compared at the boundary); ISO for people.
+       {"created_ns", r.created.time_since_epoch().count()},
+       {"created", iso8601(r.created)},
+       {"expires_ns", r.expires ? nlohmann::json(r.expires->time_since_epoch().count()) : nlohmann::json(nullptr)},
+       {"expires", r.expires ? nlohmann::json(iso8601(*r.expires)) : nlohmann::json(nullptr)},
        {"size_bytes", r.size_bytes},
        {"public", r.is_public}};
 }
@@ -47,8 +49,9 @@ void from_json(const nlohmann::json& j, CheckpointRecord& r) {
   if (!j.at("lora").is_null()) r.lora = j.at("lora").get<model::LoraConfig>();
   r.checkpoint_type = j.at("checkpoint_type");
   r.has_optimizer = j.at("has_optimizer");
-  r.created = from_unix_seconds(j.at("created"));
-  if (!j.at("expires").is_null()) r.expires = from_unix_seconds(j.at("expires"));
+  r.created = TimePoint(TimePoint::duration(j.at("created_ns").get<TimePoint::duration::rep>()));
+  if (!j.at("expires_ns").is_null())
+    r.expires = TimePoint(TimePoint::duration(j.at("expires_ns").get<TimePoint::duration::rep>()));
   r.size_bytes = j.at("size_bytes");
   r.is_public = j.at("public");
 }
@@ -131,9 +134,21 @@ std::string CheckpointStore::dir_of(const CheckpointRecord& r) const {
   return (fs::path(root_) / r.tenant / r.run_id / kind_dir(r.kind) / r.name).string();
 }
 
+bool CheckpointStore::session_used(const std::string& session_id) const {
+  std::lock_guard lock(mu_);
+  const std::string prefix = session_id + ":";
+  return std::any_of(records_.begin(), records_.end(),
+                     [&](const CheckpointRecord& r) { return r.run_id.rfind(prefix, 0) == 0; });
+}
+
 bool CheckpointStore::live(const CheckpointRecord& r) const { return !r.expires || clock_->now() < *r.expires; }
 
 CheckpointRecord CheckpointStore::save(CheckpointRecord record, const Files& files) {
+  {  // save times are strictly increasing, so "newest" is the save order even on a frozen clock
+    std::lock_guard lock(mu_);
+    for (const auto& r : records_)
+      if (r.created >= record.created) record.created = r.created + std::chrono::microseconds(1);
+  }
   const fs::path tmp = temp_dir(root_);
   fs::create_directories(tmp);
   try {

@@ -79,6 +79,8 @@ class CheckpointStore {
   std::string archive(const CheckpointRecord& r) const;
 
   bool live(const CheckpointRecord& r) const;
+  // Whether any stored checkpoint (live or expired) was saved by a run of this session.
+  bool session_used(const std::string& session_id) const;
   const std::string& root() const { return root_; }
 
  private:

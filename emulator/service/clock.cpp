@@ -20,8 +20,4 @@ double to_unix_seconds(TimePoint t) {
   return std::chrono::duration<double>(t.time_since_epoch()).count();
 }
 
-TimePoint from_unix_seconds(double s) {
-  return TimePoint(std::chrono::duration_cast<TimePoint::duration>(std::chrono::duration<double>(s)));
-}
-
 }  // namespace kiln::service

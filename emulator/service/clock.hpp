@@ -35,6 +35,5 @@ class VirtualClock : public Clock {
 // ISO-8601 UTC with microseconds, e.g. "2026-11-28T14:03:05.123456Z".
 std::string iso8601(TimePoint t);
 double to_unix_seconds(TimePoint t);
-TimePoint from_unix_seconds(double s);
 
 }  // namespace kiln::service

@@ -97,7 +97,9 @@ SessionInfo TrainerService::create_session(const std::string& api_key, std::vect
   std::lock_guard lock(mu_);
   auto s = std::make_unique<Session>();
   s->tenant = tenant_key(api_key);
-  s->info.session_id = new_id("session-");
+  // Seeded ids repeat after a restart: skip those whose runs already have checkpoints on disk.
+  do s->info.session_id = new_id("session-");
+  while (sessions_.count(s->info.session_id) || store_->session_used(s->info.session_id));
   s->info.tags = std::move(tags);
   s->info.user_metadata = std::move(user_metadata);
   s->info.project_id = std::move(project_id);
