@@ -9,12 +9,13 @@ namespace kiln::model {
 // Bad input from the caller (shapes, token ids, lengths, configuration values).
 class InputError : public std::invalid_argument {
  public:
-  InputError(std::string field, const std::string& message)
-      : std::invalid_argument(field + ": " + message), field_(std::move(field)) {}
+  InputError(std::string field, std::string message)
+      : std::invalid_argument(field + ": " + message), field_(std::move(field)), message_(std::move(message)) {}
   const std::string& field() const { return field_; }
+  const std::string& message() const { return message_; }  // without the field
 
  private:
-  std::string field_;
+  std::string field_, message_;
 };
 
 }  // namespace kiln::model

@@ -35,7 +35,7 @@ ModelRegistry ModelRegistry::from_json(const nlohmann::json& doc) {
     try {
       entry.config.validate();
     } catch (const InputError& e) {
-      throw InputError(field + "." + e.field(), e.what());
+      throw InputError(field + "." + e.field(), e.message());
     }
     if (!seen.insert(entry.name).second)
       throw InputError(field + ".name", "duplicate base model name '" + entry.name + "'");

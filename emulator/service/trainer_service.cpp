@@ -153,7 +153,7 @@ std::string TrainerService::create_model(const std::string& api_key, const Creat
     try {
       lora.validate();
     } catch (const model::InputError& e) {
-      throw InvalidRequest(e.what() + std::strlen(e.field().c_str()) + 2);  // the spec's text, without the field
+      throw InvalidRequest(e.message());  // the spec's texts name the field themselves
     }
     // Without a seed, a deterministic one chosen here and kept with the model (C3).
     if (!req.lora_seed_given) lora.seed = model::fnv1a64(model_id) ^ id_seed_;
