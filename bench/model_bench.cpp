@@ -27,6 +27,15 @@ std::vector<SequenceInput> make_batch(const BenchConfig& c) {
   return batch;
 }
 
+// tokens/s and model GFLOP/s (6·N + 12·L·T·d per token) per iteration.
+void report(benchmark::State& state, const BenchConfig& c) {
+  const double tokens = static_cast<double>(c.batch * c.seq_len);
+  state.SetLabel(c.name);
+  state.counters["tokens_per_s"] = benchmark::Counter(tokens, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GFLOPs"] =
+      benchmark::Counter(tokens * c.flops_per_token() * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
 void BM_ForwardBackward(benchmark::State& state) {
   const BenchConfig c = bench_configs()[static_cast<size_t>(state.range(0))];
   set_num_threads(static_cast<int>(state.range(1)));
@@ -43,11 +52,7 @@ void BM_ForwardBackward(benchmark::State& state) {
     model.backward(fp, coef, grads);
     benchmark::DoNotOptimize(grads[0].data.data());
   }
-  const double tokens = static_cast<double>(c.batch * c.seq_len);
-  state.SetLabel(c.name);
-  state.counters["tokens_per_s"] = benchmark::Counter(tokens, benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["GFLOPs"] =
-      benchmark::Counter(tokens * c.flops_per_token() * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  report(state, c);
   set_num_threads(1);
 }
 
@@ -69,11 +74,7 @@ void BM_TrainStep(benchmark::State& state) {
     st.forward_backward(data, ce);
     benchmark::DoNotOptimize(st.optim_step(adam, train::Normalization::none));
   }
-  const double tokens = static_cast<double>(c.batch * c.seq_len);
-  state.SetLabel(c.name);
-  state.counters["tokens_per_s"] = benchmark::Counter(tokens, benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["GFLOPs"] =
-      benchmark::Counter(tokens * c.flops_per_token() * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  report(state, c);
   set_num_threads(1);
 }
 

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include "error_of.hpp"
 #include "model/errors.hpp"
 #include "model/init.hpp"
 #include "model/registry.hpp"
@@ -114,15 +115,10 @@ TEST(Transformer, BitwiseDeterministicAtAFixedThreadCount) {
   set_num_threads(1);
 }
 
-// The message of the InputError `f` throws, or "" when it does not throw.
+// The message of the InputError `f` throws.
 template <typename F>
 std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "";
+  return kiln::testing::error_of<InputError>(std::forward<F>(f));
 }
 
 TEST(Transformer, BadInputGetsAnErrorNamingFieldValueAndLimit) {
@@ -164,7 +160,7 @@ TEST(Transformer, RealVocabularyIdsAreAccepted) {
   EXPECT_NE(error_of([&] {
               model.forward(std::vector<SequenceInput>{{.tokens = {151936}, .targets = {0}, .target_shape = {1}}});
             }),
-            "");
+            "<no error>");
 }
 
 TEST(Transformer, BackwardChecksItsInputs) {
@@ -177,7 +173,7 @@ TEST(Transformer, BackwardChecksItsInputs) {
   auto frozen = Transformer<float>::frozen(m.config, m.base);
   auto ffp = frozen.forward(batch);
   auto none = frozen.params().zeros_like();
-  EXPECT_NE(error_of([&] { frozen.backward(ffp, {{1.0f, 1.0f}}, none); }), "");
+  EXPECT_NE(error_of([&] { frozen.backward(ffp, {{1.0f, 1.0f}}, none); }), "<no error>");
 }
 
 TEST(Transformer, GradientsAccumulateAcrossBackwardCalls) {

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include "error_of.hpp"
 #include "service/test_util.hpp"
 #include "train/errors.hpp"
 
@@ -12,20 +13,11 @@ namespace kiln::service {
 namespace {
 
 using namespace testing;
+using kiln::testing::error_of;
 using train::InvalidRequest;
 using Status = RetrieveResult::Status;
 
 const std::string kKey = "tml-alice", kOther = "tml-bob";
-
-template <typename E, typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
 
 class ServiceTest : public ::testing::Test {
  protected:

@@ -5,20 +5,13 @@
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
 
+#include "error_of.hpp"
 #include "train/errors.hpp"
 
 namespace kiln::train {
 namespace {
 
-template <typename E, typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "";
-}
+using kiln::testing::error_of;
 
 TEST(LossSpec, DefaultsFollowTheSpec) {
   EXPECT_EQ(LossSpec::parse("ppo", {}).clip_low, 0.8);
@@ -40,7 +33,7 @@ TEST(LossSpec, RejectsWithTheSpecTexts) {
             "Allowed keys: ['clip_low_threshold', 'clip_high_threshold'].");
   EXPECT_EQ(error_of<InvalidRequest>([] { LossSpec::parse("cross_entropy", {{"beta", 0.1}}); }),
             "loss_fn='cross_entropy' does not accept loss_fn_config keys. Received: ['beta'].");
-  EXPECT_NE(error_of<InvalidRequest>([] { LossSpec::parse("dro", {{"beta", NAN}}); }), "");
+  EXPECT_NE(error_of<InvalidRequest>([] { LossSpec::parse("dro", {{"beta", NAN}}); }), "<no error>");
   EXPECT_NE(error_of<InvalidRequest>([] { LossSpec::parse("ppo", {{"clip_low_threshold", 1.5}}); })
                 .find("must not exceed clip_high_threshold"),
             std::string::npos);
@@ -48,7 +41,7 @@ TEST(LossSpec, RejectsWithTheSpecTexts) {
                 .find("loss_fn_config output modes are not supported"),
             std::string::npos);
   EXPECT_EQ(error_of<InvalidRequest>([] { LossSpec::parse("cross_entropy", {{"output", std::string("logprobs")}}); }),
-            "");
+            "<no error>");
 }
 
 Datum ce_datum() {
