@@ -108,9 +108,9 @@ TEST(CheckpointStore, UpdateRemoveAndArchive) {
 }
 
 TEST(CheckpointStore, NamesCannotEscapeTheDataDirectory) {
-  for (const std::string bad : std::vector<std::string>{"", ".", "..", "a/b", "../x", std::string(256, 'a'), "with space"})
+  for (const std::string& bad : std::vector<std::string>{"", ".", "..", "a/b", "../x", std::string(256, 'a'), "with space"})
     EXPECT_THROW(validate_checkpoint_name(bad), train::InvalidRequest) << bad;
-  for (const std::string good : std::vector<std::string>{"step-1", "v1.2_final", std::string(255, 'a')}) EXPECT_NO_THROW(validate_checkpoint_name(good));
+  for (const std::string& good : std::vector<std::string>{"step-1", "v1.2_final", std::string(255, 'a')}) EXPECT_NO_THROW(validate_checkpoint_name(good));
 }
 
 }  // namespace

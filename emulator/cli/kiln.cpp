@@ -1,0 +1,108 @@
+// kiln: the emulator's command line. `kiln serve` runs the HTTP API on loopback.
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <thread>
+
+#include "http/server.hpp"
+#include "model/registry.hpp"
+#include "model/threads.hpp"
+
+namespace {
+
+const char* kUsage = R"(usage: kiln serve [options]
+
+Runs the Tinker / Fireworks training API emulator.
+
+options (each also read from the environment variable shown):
+  --host HOST          address to listen on (KILN_HOST, default 127.0.0.1)
+  --port PORT          port, 0 for any free one (KILN_PORT, default 8000)
+  --data-dir DIR       checkpoint store (KILN_DATA_DIR, default ./kiln-data)
+  --models FILE        base-model registry, the format of fixtures/models.json (KILN_MODELS)
+  --threads N          compute threads per training step (KILN_THREADS, default 1)
+  --workers N          models that train at the same time (KILN_WORKERS, default 2)
+  --seed N             make session and request ids predictable (KILN_SEED)
+  --log-format FORMAT  text, json or none (KILN_LOG_FORMAT, default text)
+  --poll-hold SECONDS  retrieve_future long-poll hold (KILN_POLL_HOLD, default 25)
+)";
+
+kiln::http::HttpServer* g_server = nullptr;
+
+void on_signal(int) {
+  if (g_server) g_server->stop();
+}
+
+std::string env_or(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : fallback;
+}
+
+int fail(const std::string& message) {
+  std::cerr << "kiln: " << message << "\n\n" << kUsage;
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || std::string(argv[1]) != "serve") {
+    std::cerr << kUsage;
+    return argc >= 2 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") ? 0 : 2;
+  }
+  std::string host = env_or("KILN_HOST", "127.0.0.1"), port = env_or("KILN_PORT", "8000"),
+              data_dir = env_or("KILN_DATA_DIR", "kiln-data"), models = env_or("KILN_MODELS", ""),
+              threads = env_or("KILN_THREADS", "1"), workers = env_or("KILN_WORKERS", "2"),
+              seed = env_or("KILN_SEED", ""), log_format = env_or("KILN_LOG_FORMAT", "text"),
+              poll_hold = env_or("KILN_POLL_HOLD", "25");
+  for (int i = 2; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      std::cout << kUsage;
+      return 0;
+    }
+    std::string* target = a == "--host" ? &host : a == "--port" ? &port : a == "--data-dir" ? &data_dir
+                        : a == "--models" ? &models : a == "--threads" ? &threads : a == "--workers" ? &workers
+                        : a == "--seed" ? &seed : a == "--log-format" ? &log_format : a == "--poll-hold" ? &poll_hold
+                        : nullptr;
+    if (!target) return fail("unknown option '" + a + "'");
+    if (i + 1 >= argc) return fail("option '" + a + "' needs a value");
+    *target = argv[++i];
+  }
+  try {
+    static kiln::model::ModelRegistry custom;
+    kiln::service::ServiceOptions so;
+    so.data_dir = data_dir;
+    so.workers = std::stoi(workers);
+    if (!seed.empty()) so.seed = std::stoull(seed);
+    if (!models.empty()) {
+      custom = kiln::model::ModelRegistry::from_file(models);
+      so.registry = &custom;
+    }
+    if (log_format != "text" && log_format != "json" && log_format != "none")
+      return fail("--log-format must be text, json or none");
+    kiln::model::set_num_threads(std::stoi(threads));
+    kiln::service::TrainerService service(so);
+    kiln::http::ServerOptions ho;
+    ho.host = host;
+    ho.port = std::stoi(port);
+    ho.log_format = log_format;
+    ho.poll_hold_seconds = std::stod(poll_hold);
+    kiln::http::HttpServer server(service, ho);
+    server.bind();
+    g_server = &server;
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+    std::printf("kiln: serving on %s (data in %s) — export TINKER_BASE_URL=%s\n", server.base_url().c_str(),
+                data_dir.c_str(), server.base_url().c_str());
+    std::fflush(stdout);
+    server.run();
+    g_server = nullptr;
+    std::printf("kiln: stopped\n");
+  } catch (const std::exception& e) {
+    std::cerr << "kiln: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

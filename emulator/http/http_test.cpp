@@ -1,0 +1,205 @@
+// The HTTP API over loopback, with a real server and cpp-httplib's client.
+#include "http/server.hpp"
+#include "service/test_util.hpp"  // Eigen before httplib.h (see http/routes.hpp)
+
+#include <httplib.h>
+
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+namespace kiln::http {
+namespace {
+
+using nlohmann::json;
+using service::testing::TempDir;
+
+class HttpTest : public ::testing::Test {
+ protected:
+  TempDir dir;
+  service::TrainerService svc{service::testing::options(dir.path(), std::make_shared<service::VirtualClock>())};
+  std::unique_ptr<HttpServer> server;
+  std::thread thread;
+  std::unique_ptr<httplib::Client> cli;
+
+  void SetUp() override {
+    ServerOptions o;
+    o.port = 0;
+    o.poll_hold_seconds = 0.3;
+    o.log_format = "none";
+    o.max_body_bytes = 1 << 20;
+    server = std::make_unique<HttpServer>(svc, o);
+    const int port = server->bind();
+    thread = std::thread([this] { server->run(); });
+    cli = std::make_unique<httplib::Client>("127.0.0.1", port);
+    cli->set_default_headers({{"X-API-Key", "tml-test"}});
+    cli->set_read_timeout(std::chrono::seconds(30));
+  }
+  void TearDown() override {
+    server->stop();
+    thread.join();
+  }
+  // POST JSON; returns (status, parsed body).
+  std::pair<int, json> post(const std::string& path, const json& body) {
+    auto r = cli->Post(path.c_str(), body.dump(), "application/json");
+    EXPECT_TRUE(r) << path;
+    if (!r) return {0, json()};
+    return {r->status, r->body.empty() ? json() : json::parse(r->body)};
+  }
+  std::pair<int, json> get(const std::string& path) {
+    auto r = cli->Get(path.c_str());
+    EXPECT_TRUE(r) << path;
+    if (!r) return {0, json()};
+    return {r->status, r->body.empty() ? json() : json::parse(r->body)};
+  }
+  // Polls retrieve_future through 408s until an answer.
+  json result(const std::string& rid) {
+    for (int i = 0; i < 200; ++i) {
+      auto [status, body] = post("/api/v1/retrieve_future", {{"request_id", rid}, {"allow_metadata_only", true}});
+      if (status == 408) {
+        EXPECT_EQ(body["type"], "try_again");
+        continue;
+      }
+      EXPECT_EQ(status, 200) << body;
+      return body;
+    }
+    ADD_FAILURE() << "future " << rid << " never completed";
+    return json();
+  }
+  std::string model(int rank = 4) {
+    auto [s, session] = post("/api/v1/create_session", {{"tags", json::array()}, {"user_metadata", json::object()},
+                                                         {"sdk_version", "0.23.0"}, {"type", "create_session"}});
+    EXPECT_EQ(s, 200);
+    auto [c, fut] = post("/api/v1/create_model",
+                         {{"session_id", session["session_id"]}, {"model_seq_id", 0}, {"base_model", "kiln/tiny"},
+                          {"lora_config", {{"rank", rank}, {"train_unembed", true}, {"train_mlp", true}, {"train_attn", true}}},
+                          {"type", "create_model"}});
+    EXPECT_EQ(c, 200) << fut;
+    return result(fut["request_id"])["model_id"];
+  }
+  static json datum(const std::vector<int>& tokens) {
+    std::vector<int> input(tokens.begin(), tokens.end() - 1), target(tokens.begin() + 1, tokens.end());
+    return {{"model_input", {{"chunks", {{{"tokens", input}, {"type", "encoded_text"}}}}}},
+            {"loss_fn_inputs",
+             {{"target_tokens", {{"data", target}, {"dtype", "int64"}, {"shape", {target.size()}}}}}}};
+  }
+};
+
+TEST_F(HttpTest, HandshakeEndpointsAnswerExactly) {
+  EXPECT_EQ(post("/api/v1/client/config", {{"sdk_version", "0.25.0"}}).second["use_pyqwest_transport"], false);
+  EXPECT_EQ(post("/api/v1/telemetry", {{"events", json::array()}}).second, (json{{"status", "accepted"}}));
+  EXPECT_EQ(get("/api/v1/healthz").second, (json{{"status", "ok"}}));
+  EXPECT_EQ(get("/some/prefix/api/v1/healthz").first, 200);  // a base URL may carry a path
+  auto caps = get("/api/v1/get_server_capabilities").second["supported_models"];
+  EXPECT_TRUE(std::any_of(caps.begin(), caps.end(), [](const json& m) { return m["model_name"] == "Qwen/Qwen3-8B"; }));
+}
+
+TEST_F(HttpTest, AuthIsRequiredAndBearerIsAccepted) {
+  httplib::Client anon(server->base_url());
+  auto r = anon.Post("/api/v1/create_session", "{}", "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 401);
+  EXPECT_TRUE(json::parse(r->body).contains("detail"));
+  anon.set_default_headers({{"Authorization", "Bearer fw-key"}});
+  r = anon.Post("/api/v1/create_session", "{}", "application/json");
+  EXPECT_EQ(r->status, 200);
+}
+
+TEST_F(HttpTest, TrainingLoopOverJson) {
+  const std::string m = model();
+  EXPECT_NE(m.find(":train:0"), std::string::npos);
+  const json fb = {{"forward_backward_input", {{"data", {datum({72, 105, 32, 75, 105, 108, 110})}}, {"loss_fn", "cross_entropy"}}},
+                   {"model_id", m}, {"seq_id", 1}};
+  auto [s1, f1] = post("/api/v1/forward_backward", fb);
+  ASSERT_EQ(s1, 200) << f1;
+  EXPECT_TRUE(f1["request_id"].is_string());
+  EXPECT_EQ(post("/api/v1/forward_backward", fb).second["request_id"], f1["request_id"]);  // resubmission: same future
+  const json out = result(f1["request_id"]);
+  EXPECT_EQ(out["loss_fn_output_type"], "TorchLossReturn");
+  EXPECT_EQ(out["loss_fn_outputs"][0]["logprobs"]["shape"], json::array({6}));
+  EXPECT_GT(out["metrics"]["loss:sum"].get<double>(), 0.0);
+  for (const auto& [k, v] : out["metrics"].items()) EXPECT_EQ(std::count(k.begin(), k.end(), ':'), 1) << k;
+
+  auto [s2, f2] = post("/api/v1/optim_step", {{"adam_params", {{"learning_rate", 0.01}, {"beta1", 0.9}, {"beta2", 0.95},
+                                                               {"eps", 1e-12}, {"weight_decay", 0.0}, {"grad_clip_norm", 0.0},
+                                                               {"emit_grad_norm_metrics", true}}},
+                                              {"model_id", m}, {"seq_id", 2}, {"type", "optim_step"}});
+  ASSERT_EQ(s2, 200);
+  EXPECT_GT(result(f2["request_id"])["metrics"]["grad_norm"].get<double>(), 0.0);
+
+  auto [s3, f3] = post("/api/v1/save_weights", {{"model_id", m}, {"path", "step-1"}, {"seq_id", 3}, {"overwrite", false},
+                                                {"type", "save_weights"}});
+  ASSERT_EQ(s3, 200);
+  const json saved = result(f3["request_id"]);
+  EXPECT_EQ(saved["path"], "tinker://" + m + "/weights/step-1");
+
+  auto [s4, runs] = get("/api/v1/training_runs");
+  EXPECT_EQ(s4, 200);
+  EXPECT_EQ(runs["cursor"]["total_count"], 1);
+  auto [s5, ckpts] = get("/api/v1/training_runs/" + m + "/checkpoints");
+  EXPECT_EQ(ckpts["checkpoints"][0]["checkpoint_id"], "weights/step-1");
+  EXPECT_EQ(post("/api/v1/weights_info", {{"tinker_path", saved["path"]}}).second["lora_rank"], 4);
+  EXPECT_EQ(get("/api/v1/list_checkpoints").second["checkpoints"], json::array({"step-1"}));
+  auto put = cli->Put(("/api/v1/training_runs/" + m + "/checkpoints/weights/step-1/ttl").c_str(), R"({"ttl_seconds": 3600})",
+                      "application/json");
+  EXPECT_EQ(put->status, 200);
+  auto del = cli->Delete(("/api/v1/training_runs/" + m + "/checkpoints/weights/step-1").c_str());
+  EXPECT_EQ(del->status, 200);
+  EXPECT_TRUE(get("/api/v1/checkpoints").second["checkpoints"].empty());
+}
+
+TEST_F(HttpTest, LongPollAnswers408WithTryAgainThenTheResult) {
+  const std::string m = model();
+  // seq 2 first: it waits for seq 1, so the poll times out with 408.
+  auto [s, f] = post("/api/v1/forward", {{"forward_input", {{"data", {datum({1, 2, 3})}}, {"loss_fn", "cross_entropy"}}},
+                                         {"model_id", m}, {"seq_id", 2}});
+  ASSERT_EQ(s, 200);
+  auto [poll_status, poll] = post("/api/v1/retrieve_future", {{"request_id", f["request_id"]}});
+  EXPECT_EQ(poll_status, 408);
+  EXPECT_EQ(poll, (json{{"type", "try_again"}, {"request_id", f["request_id"]}, {"queue_state", "active"}}));
+  post("/api/v1/forward", {{"forward_input", {{"data", {datum({1, 2, 3})}}, {"loss_fn", "cross_entropy"}}},
+                           {"model_id", m}, {"seq_id", 1}});
+  EXPECT_TRUE(result(f["request_id"]).contains("loss_fn_outputs"));
+}
+
+TEST_F(HttpTest, ErrorsAreJsonWithTheRightStatus) {
+  const std::string m = model();
+  auto r = cli->Post("/api/v1/forward_backward", "{not json", "application/json");
+  EXPECT_EQ(r->status, 400);
+  EXPECT_NE(json::parse(r->body)["detail"].get<std::string>().find("malformed JSON"), std::string::npos);
+  auto [s1, b1] = post("/api/v1/forward_backward", {{"forward_backward_input", {{"data", {datum({1, 2})}}, {"loss_fn", "mse"}}},
+                                                    {"model_id", m}, {"seq_id", 1}});
+  EXPECT_EQ(s1, 400);
+  EXPECT_NE(b1["detail"].get<std::string>().find("Unknown loss_fn 'mse'"), std::string::npos);
+  auto [s2, b2] = post("/api/v1/retrieve_future", {{"request_id", "req-nope"}});
+  EXPECT_EQ(s2, 404);
+  EXPECT_EQ(b2["detail"], "Future not found");
+  auto [s3, b3] = post("/api/v1/forward_backward", {{"forward_backward_input", {{"data", {datum({1, 300})}}, {"loss_fn", "cross_entropy"}}},
+                                                    {"model_id", m}, {"seq_id", 2}});
+  ASSERT_EQ(s3, 200);
+  const json failed = result(b3["request_id"]);
+  EXPECT_EQ(failed["category"], "user");
+  EXPECT_NE(failed["error"].get<std::string>().find("token id 300 is out of range"), std::string::npos);
+  auto big = cli->Post("/api/v1/forward_backward", std::string(2 << 20, ' '), "application/json");
+  EXPECT_EQ(big->status, 413);
+  EXPECT_TRUE(json::parse(big->body).contains("detail"));
+  auto proto = cli->Post("/api/v1/forward_backward", "\x0a\x00", "application/x-protobuf");
+  EXPECT_EQ(proto->status, 415);
+  EXPECT_EQ(get("/api/v1/training_runs/nope:train:0").first, 404);
+}
+
+TEST_F(HttpTest, SparseTensorsDecode) {
+  const std::string m = model();
+  // target_tokens [3, 2] in CSR: rows 0..2, values at (0,1), (1,0), (2,1); zeros elsewhere.
+  json d = datum({5, 6, 7, 8});
+  d["loss_fn_inputs"]["target_tokens"] = {{"data", {9, 10, 11}}, {"dtype", "int64"}, {"shape", {3, 2}},
+                                          {"sparse_crow_indices", {0, 1, 2, 3}}, {"sparse_col_indices", {1, 0, 1}}};
+  auto [s, f] = post("/api/v1/forward", {{"forward_input", {{"data", {d}}, {"loss_fn", "cross_entropy"}}},
+                                         {"model_id", m}, {"seq_id", 1}});
+  ASSERT_EQ(s, 200) << f;
+  EXPECT_EQ(result(f["request_id"])["loss_fn_outputs"][0]["logprobs"]["shape"], json::array({3, 2}));
+}
+
+}  // namespace
+}  // namespace kiln::http

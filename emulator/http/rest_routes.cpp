@@ -1,0 +1,85 @@
+// REST views of training runs and checkpoints (wire.md §10). Path ids arrive unescaped: run ids
+// contain ':' and checkpoint ids contain '/'.
+#include <ctime>
+#include <fstream>
+#include <sstream>
+
+#include "http/routes.hpp"
+#include "http/server.hpp"
+#include "wire/json_codec.hpp"
+
+namespace kiln::http {
+
+namespace {
+
+std::string http_date(std::chrono::system_clock::time_point t) {
+  const std::time_t secs = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  return buf;
+}
+
+// limit / offset paging with the cursor object the SDK expects.
+template <typename T, typename F>
+json page(const httplib::Request& req, const std::vector<T>& items, size_t default_limit, const char* key, F encode) {
+  const size_t limit = req.has_param("limit") ? std::stoul(req.get_param_value("limit")) : default_limit;
+  const size_t offset = req.has_param("offset") ? std::stoul(req.get_param_value("offset")) : 0;
+  json list = json::array();
+  for (size_t i = offset; i < items.size() && i < offset + limit; ++i) list.push_back(encode(items[i]));
+  return {{key, list}, {"cursor", {{"offset", offset}, {"limit", limit}, {"total_count", items.size()}}}};
+}
+
+}  // namespace
+
+void HttpServer::register_rest_routes() {
+  route("GET", "/api/v1/training_runs", [this](auto& req, auto& res, auto& key) {
+    send_json(res, 200, page(req, svc_.list_training_runs(key), 20, "training_runs", wire::training_run_to_json));
+  });
+  route("GET", kRunId, [this](auto& req, auto& res, auto& key) {
+    send_json(res, 200, wire::training_run_to_json(svc_.get_training_run(key, req.matches[1])));
+  });
+  route("GET", std::string(kRunId) + "/checkpoints", [this](auto& req, auto& res, auto& key) {
+    send_json(res, 200, page(req, svc_.list_run_checkpoints(key, req.matches[1]), 1000, "checkpoints", wire::checkpoint_to_json));
+  });
+  route("GET", "/api/v1/checkpoints", [this](auto& req, auto& res, auto& key) {
+    send_json(res, 200, page(req, svc_.list_user_checkpoints(key), 100, "checkpoints", wire::checkpoint_to_json));
+  });
+  route("DELETE", std::string(kRunId) + kCheckpointId, [this](auto& req, auto& res, auto& key) {
+    svc_.delete_checkpoint(key, req.matches[1], req.matches[2]);
+    send_json(res, 200, json::object());
+  });
+  route("POST", std::string(kRunId) + kCheckpointId + "/publish", [this](auto& req, auto& res, auto& key) {
+    svc_.set_published(key, req.matches[1], req.matches[2], true);
+    send_json(res, 200, json::object());
+  });
+  route("DELETE", std::string(kRunId) + kCheckpointId + "/publish", [this](auto& req, auto& res, auto& key) {
+    svc_.set_published(key, req.matches[1], req.matches[2], false);
+    send_json(res, 200, json::object());
+  });
+  route("PUT", std::string(kRunId) + kCheckpointId + "/ttl", [this](auto& req, auto& res, auto& key) {
+    const json b = body_json(req);
+    std::optional<int64_t> ttl;
+    if (b.contains("ttl_seconds") && !b["ttl_seconds"].is_null()) ttl = wire::require_int(b, "ttl_seconds", "");
+    svc_.set_ttl(key, req.matches[1], req.matches[2], ttl);
+    send_json(res, 200, json::object());
+  });
+  // 302 to a download URL served here, valid 15 minutes (wire.md §10.5, open question E17).
+  route("GET", std::string(kRunId) + kCheckpointId + "/archive", [this](auto& req, auto& res, auto& key) {
+    const std::string url = download_url(svc_.archive_checkpoint(key, req.matches[1], req.matches[2]));
+    res.status = 302;
+    res.set_header("Location", url);
+    res.set_header("Expires", http_date(std::chrono::system_clock::now() + std::chrono::minutes(15)));
+    res.set_content(json{{"url", url}}.dump(), "application/json");
+  });
+  route("GET", R"(/_kiln/download/([0-9a-f]+))", [this](auto& req, auto& res, auto&) {
+    std::ifstream in(download_file(req.matches[1]), std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    res.status = 200;
+    res.set_content(ss.str(), "application/x-tar");
+  }, false);
+}
+
+}  // namespace kiln::http

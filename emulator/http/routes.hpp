@@ -1,0 +1,44 @@
+#pragma once
+// Helpers shared by the route files (one file per family of endpoints).
+// Eigen (through the service headers) must come before httplib.h: glibc's <resolv.h>, which
+// httplib pulls in, defines a macro `_res` that breaks Eigen's product kernels.
+#include "service/trainer_service.hpp"
+#include "train/errors.hpp"
+
+#include <httplib.h>
+
+#include <stdexcept>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace kiln::http {
+
+using nlohmann::json;
+
+// A body Kiln cannot read in this transport (protobuf, until the protobuf codec lands): 415.
+class UnsupportedMediaType : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+inline void send_json(httplib::Response& res, int status, const json& body) {
+  res.status = status;
+  res.set_content(body.dump(), "application/json");
+}
+
+// The request body as JSON ({} when empty). Protobuf bodies are refused with a clear 415.
+inline json body_json(const httplib::Request& req) {
+  if (req.get_header_value("Content-Type").find("application/x-protobuf") != std::string::npos)
+    throw UnsupportedMediaType(
+        "protobuf request bodies (tinker 0.25's forward_backward) are not supported yet; Kiln speaks the JSON "
+        "transport of tinker <= 0.24 and the Fireworks SDK");
+  if (req.body.empty()) return json::object();
+  return json::parse(req.body);
+}
+
+// Everything after "/checkpoints/" up to a known suffix: "weights/<name>" or "sampler_weights/<name>".
+inline const char* kRunId = R"(/api/v1/training_runs/([^/]+))";
+inline const char* kCheckpointId = R"(/checkpoints/((?:weights|sampler_weights)/[^/]+))";
+
+}  // namespace kiln::http

@@ -1,0 +1,55 @@
+#pragma once
+// The Tinker / Fireworks HTTP API over TrainerService (wire.md), on cpp-httplib. JSON transport;
+// every route is served bare (/api/v1/...) and under any path prefix.
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "service/trainer_service.hpp"
+
+namespace httplib {
+class Server;
+struct Request;
+struct Response;
+}  // namespace httplib
+
+namespace kiln::http {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 8000;                      // 0: an ephemeral port
+  double poll_hold_seconds = 25;        // retrieve_future long-poll, below the SDK's 45 s timeout
+  int http_threads = 128;               // connections served at once (long-polls each hold one)
+  size_t max_body_bytes = 64u << 20;    // request bodies beyond this get 413
+  std::string log_format = "text";      // text | json | none
+};
+
+class HttpServer {
+ public:
+  HttpServer(service::TrainerService& service, ServerOptions options);
+  ~HttpServer();
+  // Binds; returns the port (useful with port 0). Throws std::runtime_error if it cannot bind.
+  int bind();
+  // Serves until stop(); call after bind().
+  void run();
+  void stop();
+  std::string base_url() const;
+
+ private:
+  using Handler = std::function<void(const httplib::Request&, httplib::Response&, const std::string& api_key)>;
+  void route(const char* method, const std::string& pattern, Handler h, bool needs_key = true);
+  void register_session_routes();
+  void register_training_routes();
+  void register_rest_routes();
+  std::string download_url(const std::string& file);   // a token URL valid for 15 minutes
+  std::string download_file(const std::string& token);  // its file; NotFound when unknown or expired
+
+  service::TrainerService& svc_;
+  ServerOptions opts_;
+  std::unique_ptr<httplib::Server> srv_;
+  int port_ = 0;
+  struct Downloads;
+  std::unique_ptr<Downloads> downloads_;
+};
+
+}  // namespace kiln::http

@@ -1,0 +1,50 @@
+// Handshake, sessions, telemetry and server information (wire.md §6.1–6.8, §10.8).
+#include "http/routes.hpp"
+#include "http/server.hpp"
+#include "model/registry.hpp"
+#include "wire/json_codec.hpp"
+
+namespace kiln::http {
+
+void HttpServer::register_session_routes() {
+  route("GET", "/api/v1/healthz", [](auto&, auto& res, auto&) { send_json(res, 200, {{"status", "ok"}}); }, false);
+  // use_pyqwest_transport must be false, or tinker 0.25 imports a package it may not have.
+  route("POST", "/api/v1/client/config", [](auto&, auto& res, auto&) {
+    send_json(res, 200, {{"use_pyqwest_transport", false}, {"pjwt_auth_enabled", false}});
+  });
+  route("POST", "/api/v1/client/dynamic_config",
+        [](auto&, auto& res, auto&) { send_json(res, 200, {{"refresh_interval_sec", 300}}); });
+  // Exactly this body, or the SDK resends the batch every second forever.
+  route("POST", "/api/v1/telemetry", [](auto&, auto& res, auto&) { send_json(res, 200, {{"status", "accepted"}}); });
+  route("GET", "/api/v1/get_server_capabilities", [](auto&, auto& res, auto&) {
+    json models = json::array();
+    for (const auto& e : model::ModelRegistry::builtin().entries())
+      models.push_back({{"model_name", e.name}, {"max_context_length", e.config.max_context}});
+    send_json(res, 200, {{"supported_models", models}});
+  });
+  route("POST", "/api/v1/create_session", [this](auto& req, auto& res, auto& key) {
+    const json b = body_json(req);
+    std::vector<std::string> tags = b.value("tags", std::vector<std::string>{});
+    std::map<std::string, std::string> meta;
+    if (b.contains("user_metadata") && b["user_metadata"].is_object())
+      for (const auto& [k, v] : b["user_metadata"].items()) meta[k] = v.is_string() ? v.template get<std::string>() : v.dump();
+    const auto s = svc_.create_session(key, std::move(tags), std::move(meta),
+                                       b.contains("project_id") && b["project_id"].is_string() ? b["project_id"].get<std::string>() : "");
+    send_json(res, 200, {{"session_id", s.session_id}, {"type", "create_session"}});
+  });
+  route("POST", "/api/v1/session_heartbeat", [this](auto& req, auto& res, auto& key) {
+    svc_.heartbeat(key, wire::require_string(body_json(req), "session_id", ""));
+    send_json(res, 200, {{"type", "session_heartbeat"}});
+  });
+  route("GET", "/api/v1/sessions", [this](auto&, auto& res, auto& key) {
+    json ids = json::array();
+    for (const auto& s : svc_.list_sessions(key)) ids.push_back(s.session_id);
+    send_json(res, 200, {{"sessions", ids}});
+  });
+  route("GET", R"(/api/v1/sessions/([^/]+))", [this](auto& req, auto& res, auto& key) {
+    const auto s = svc_.get_session(key, req.matches[1]);
+    send_json(res, 200, {{"training_run_ids", s.training_run_ids}, {"sampler_ids", json::array()}});
+  });
+}
+
+}  // namespace kiln::http

@@ -1,0 +1,296 @@
+#include "wire/json_codec.hpp"
+
+#include "service/clock.hpp"
+#include "train/errors.hpp"
+
+namespace kiln::wire {
+
+using train::InvalidRequest;
+
+namespace {
+
+std::string type_name(const json& j) { return j.type_name(); }
+
+std::string at(const std::string& where, const char* key) { return where.empty() ? key : where + "." + key; }
+
+}  // namespace
+
+const json& require(const json& obj, const char* key, const std::string& where) {
+  if (!obj.is_object()) throw InvalidRequest(where + ": expected an object, got " + type_name(obj));
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) throw InvalidRequest("missing required field '" + at(where, key) + "'");
+  return *it;
+}
+
+std::string require_string(const json& obj, const char* key, const std::string& where) {
+  const json& v = require(obj, key, where);
+  if (!v.is_string()) throw InvalidRequest("field '" + at(where, key) + "' must be a string, got " + type_name(v));
+  return v.get<std::string>();
+}
+
+int64_t require_int(const json& obj, const char* key, const std::string& where) {
+  const json& v = require(obj, key, where);
+  if (!v.is_number_integer()) throw InvalidRequest("field '" + at(where, key) + "' must be an integer, got " + type_name(v));
+  return v.get<int64_t>();
+}
+
+namespace {
+
+std::optional<int64_t> optional_int(const json& obj, const char* key, const std::string& where) {
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) return std::nullopt;
+  if (!it->is_number_integer()) throw InvalidRequest("field '" + at(where, key) + "' must be an integer or null");
+  return it->get<int64_t>();
+}
+
+bool optional_bool(const json& obj, const char* key, bool fallback, const std::string& where) {
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) return fallback;
+  if (!it->is_boolean()) throw InvalidRequest("field '" + at(where, key) + "' must be a boolean, got " + type_name(*it));
+  return it->get<bool>();
+}
+
+double number(const json& v, const std::string& field) {
+  if (!v.is_number()) throw InvalidRequest("field '" + field + "' must be a number, got " + type_name(v));
+  return v.get<double>();
+}
+
+std::vector<int64_t> int_list(const json& v, const std::string& field) {
+  if (!v.is_array()) throw InvalidRequest("field '" + field + "' must be a list of integers");
+  std::vector<int64_t> out;
+  out.reserve(v.size());
+  for (const auto& x : v) {
+    if (!x.is_number_integer()) throw InvalidRequest("field '" + field + "' must be a list of integers");
+    out.push_back(x.get<int64_t>());
+  }
+  return out;
+}
+
+}  // namespace
+
+train::TensorData tensor_from_json(const json& j, const std::string& field) {
+  const std::string dtype = require_string(j, "dtype", field);
+  train::TensorData t;
+  if (dtype == "int64")
+    t.dtype = train::DType::int64;
+  else if (dtype == "float32")
+    t.dtype = train::DType::float32;
+  else
+    throw InvalidRequest("field '" + field + ".dtype' must be 'int64' or 'float32', got '" + dtype + "'");
+  const json& data = require(j, "data", field);
+  if (!data.is_array()) throw InvalidRequest("field '" + field + ".data' must be a list of numbers");
+  std::vector<double> values;
+  values.reserve(data.size());
+  for (const auto& x : data) {
+    // NaN and Inf have no JSON form; the SDK's encoder writes them as the strings Python uses.
+    if (x.is_string() && (x == "NaN" || x == "Infinity" || x == "-Infinity"))
+      values.push_back(x == "NaN" ? std::nan("") : (x == "Infinity" ? INFINITY : -INFINITY));
+    else
+      values.push_back(number(x, field + ".data"));
+  }
+  auto shape_it = j.find("shape");
+  t.shape = shape_it == j.end() || shape_it->is_null() ? std::vector<int64_t>{static_cast<int64_t>(values.size())}
+                                                       : int_list(*shape_it, field + ".shape");
+  auto crow = j.find("sparse_crow_indices");
+  if (crow == j.end() || crow->is_null()) {
+    t.data = std::move(values);
+    return t;
+  }
+  // Sparse CSR: data holds the non-zeros; crow has rows+1 entries, col one per non-zero.
+  const auto rows = int_list(*crow, field + ".sparse_crow_indices");
+  const auto cols = int_list(require(j, "sparse_col_indices", field), field + ".sparse_col_indices");
+  if (t.shape.size() != 2 || static_cast<int64_t>(rows.size()) != t.shape[0] + 1 || cols.size() != values.size() ||
+      rows.front() != 0 || rows.back() != static_cast<int64_t>(values.size()))
+    throw InvalidRequest("field '" + field + "' is not a valid sparse CSR tensor for shape " +
+                         train::shape_string(t.shape));
+  t.data.assign(static_cast<size_t>(t.shape[0] * t.shape[1]), 0.0);
+  for (int64_t r = 0; r < t.shape[0]; ++r)
+    for (int64_t k = rows[r]; k < rows[r + 1]; ++k) {
+      if (k < rows[r] || cols[k] < 0 || cols[k] >= t.shape[1])
+        throw InvalidRequest("field '" + field + "' has a sparse column index out of range");
+      t.data[static_cast<size_t>(r * t.shape[1] + cols[k])] = values[k];
+    }
+  return t;
+}
+
+json tensor_to_json(const train::TensorData& t) {
+  json data = json::array();
+  for (double v : t.data) {
+    if (train::is_integer(t.dtype))
+      data.push_back(static_cast<int64_t>(v));
+    else
+      data.push_back(static_cast<float>(v));
+  }
+  return {{"data", std::move(data)}, {"dtype", train::is_integer(t.dtype) ? "int64" : "float32"}, {"shape", t.shape}};
+}
+
+train::Datum datum_from_json(const json& j, const std::string& field) {
+  train::Datum d;
+  const json& mi = require(j, "model_input", field);
+  const json& chunks = require(mi, "chunks", field + ".model_input");
+  if (!chunks.is_array()) throw InvalidRequest("field '" + field + ".model_input.chunks' must be a list");
+  for (size_t c = 0; c < chunks.size(); ++c) {
+    const std::string cf = field + ".model_input.chunks[" + std::to_string(c) + "]";
+    const std::string type = chunks[c].value("type", "encoded_text");
+    if (type != "encoded_text")
+      throw InvalidRequest("field '" + cf + "': chunk type '" + type +
+                           "' is not supported (Kiln's models take text tokens only)");
+    const auto tokens = int_list(require(chunks[c], "tokens", cf), cf + ".tokens");
+    d.model_input.insert(d.model_input.end(), tokens.begin(), tokens.end());
+  }
+  auto inputs = j.find("loss_fn_inputs");
+  if (inputs != j.end() && !inputs->is_null()) {
+    if (!inputs->is_object()) throw InvalidRequest("field '" + field + ".loss_fn_inputs' must be an object");
+    for (const auto& [name, value] : inputs->items())
+      d.loss_fn_inputs[name] = tensor_from_json(value, field + ".loss_fn_inputs." + name);
+  }
+  return d;
+}
+
+service::ForwardRequest forward_from_json(const json& body, bool backward) {
+  const char* key = backward ? "forward_backward_input" : "forward_input";
+  const json& in = require(body, key, "");
+  service::ForwardRequest r;
+  r.backward = backward;
+  r.loss_fn = require_string(in, "loss_fn", key);
+  const json& data = require(in, "data", key);
+  if (!data.is_array()) throw InvalidRequest(std::string("field '") + key + ".data' must be a list");
+  for (size_t i = 0; i < data.size(); ++i)
+    r.data.push_back(datum_from_json(data[i], std::string(key) + ".data[" + std::to_string(i) + "]"));
+  if (auto cfg = in.find("loss_fn_config"); cfg != in.end() && !cfg->is_null()) {
+    if (!cfg->is_object()) throw InvalidRequest(std::string("field '") + key + ".loss_fn_config' must be an object");
+    for (const auto& [k, v] : cfg->items()) {
+      if (v.is_string())
+        r.loss_fn_config[k] = v.get<std::string>();
+      else
+        r.loss_fn_config[k] = number(v, std::string(key) + ".loss_fn_config." + k);
+    }
+  }
+  return r;
+}
+
+service::OptimStepRequest optim_step_from_json(const json& body) {
+  const json& a = require(body, "adam_params", "");
+  service::OptimStepRequest r;
+  auto num = [&](const char* k, double& dst) {
+    if (auto it = a.find(k); it != a.end() && !it->is_null()) dst = number(*it, std::string("adam_params.") + k);
+  };
+  num("learning_rate", r.adam.learning_rate);
+  num("beta1", r.adam.beta1);
+  num("beta2", r.adam.beta2);
+  num("eps", r.adam.eps);
+  num("weight_decay", r.adam.weight_decay);
+  num("grad_clip_norm", r.adam.grad_clip_norm);
+  if (auto it = a.find("emit_grad_norm_metrics"); it != a.end() && !it->is_null())
+    r.adam.emit_grad_norm_metrics = train::parse_grad_norm_metrics(it->is_boolean() ? (it->get<bool>() ? "true" : "false")
+                                                                                    : it->get<std::string>());
+  if (auto it = body.find("grad_accumulation_normalization"); it != body.end() && !it->is_null())
+    r.normalization = train::parse_normalization(it->get<std::string>());
+  return r;
+}
+
+service::SaveWeightsRequest save_weights_from_json(const json& body) {
+  return {require_string(body, "path", ""), optional_int(body, "ttl_seconds", ""),
+          optional_bool(body, "overwrite", false, "")};
+}
+
+service::LoadWeightsRequest load_weights_from_json(const json& body) {
+  if (body.contains("weights_access_token") && !body["weights_access_token"].is_null())
+    throw InvalidRequest("weights_access_token is not supported by Kiln: every checkpoint belongs to one API key");
+  return {require_string(body, "path", ""), optional_bool(body, "optimizer", false, "")};
+}
+
+service::SaveSamplerRequest save_sampler_from_json(const json& body) {
+  if (!body.contains("path") || body["path"].is_null())
+    throw InvalidRequest("save_weights_for_sampler without a path (the ephemeral form used by sampling) is not "
+                         "supported yet: sampling is not implemented");
+  std::string type;
+  if (auto it = body.find("checkpoint_type"); it != body.end() && !it->is_null()) type = it->get<std::string>();
+  return {require_string(body, "path", ""), optional_int(body, "ttl_seconds", ""), type};
+}
+
+service::LoadAdapterRequest load_adapter_from_json(const json& body) {
+  return {require_string(body, "adapter_path", "")};
+}
+
+service::CreateModelRequest create_model_from_json(const json& body) {
+  service::CreateModelRequest r;
+  r.session_id = require_string(body, "session_id", "");
+  r.model_seq_id = require_int(body, "model_seq_id", "");
+  if (body.contains("base_model") && body["base_model"].is_string()) r.base_model = body["base_model"];
+  r.base_only = optional_bool(body, "base_only", false, "");
+  if (auto it = body.find("lora_config"); it != body.end() && !it->is_null()) {
+    const json& l = *it;
+    r.lora.rank = require_int(l, "rank", "lora_config");
+    if (auto a = l.find("alpha"); a != l.end() && !a->is_null()) r.lora.alpha = number(*a, "lora_config.alpha");
+    if (auto s = optional_int(l, "seed", "lora_config")) {
+      r.lora.seed = static_cast<uint64_t>(*s);
+      r.lora_seed_given = true;
+    }
+    r.lora.train_attn = optional_bool(l, "train_attn", true, "lora_config");
+    r.lora.train_mlp = optional_bool(l, "train_mlp", true, "lora_config");
+    r.lora.train_unembed = optional_bool(l, "train_unembed", true, "lora_config");
+  } else if (!r.base_only) {
+    throw InvalidRequest("missing required field 'lora_config'");
+  }
+  if (auto it = body.find("user_metadata"); it != body.end() && it->is_object())
+    for (const auto& [k, v] : it->items()) r.user_metadata[k] = v.is_string() ? v.get<std::string>() : v.dump();
+  return r;
+}
+
+json result_to_json(const service::TrainingResult& r) {
+  return std::visit(
+      [](const auto& x) -> json {
+        using X = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<X, service::CreateModelResult>) {
+          return {{"model_id", x.model_id}, {"type", "create_model"}};
+        } else if constexpr (std::is_same_v<X, train::ForwardResult>) {
+          json outs = json::array();
+          for (const auto& o : x.loss_fn_outputs)
+            outs.push_back({{"logprobs", tensor_to_json(o.logprobs)}, {"elementwise_loss", tensor_to_json(o.elementwise_loss)}});
+          return {{"loss_fn_output_type", "TorchLossReturn"}, {"loss_fn_outputs", outs}, {"metrics", x.metrics}};
+        } else if constexpr (std::is_same_v<X, service::OptimStepResult>) {
+          return {{"metrics", x.metrics}};
+        } else if constexpr (std::is_same_v<X, service::SaveResult>) {
+          const bool sampler = x.path.find("/sampler_weights/") != std::string::npos;
+          return {{"path", x.path}, {"type", sampler ? "save_weights_for_sampler" : "save_weights"}};
+        } else if constexpr (std::is_same_v<X, service::LoadResult>) {
+          return {{"path", x.path}, {"model_id", x.model_id}, {"type", "load_weights"}};
+        } else if constexpr (std::is_same_v<X, service::LoadAdapterResult>) {
+          return {{"model_id", x.model_id}, {"adapter_path", x.adapter_path}, {"type", "load_adapter"}};
+        } else {
+          return {{"model_id", x.model_id}, {"type", "unload_model"}};
+        }
+      },
+      r);
+}
+
+json failure_to_json(const service::RetrieveResult& r) {
+  return {{"error", r.error}, {"category", service::category_name(r.category)}};
+}
+
+json checkpoint_to_json(const service::CheckpointRecord& r) {
+  return {{"checkpoint_id", r.checkpoint_id()},
+          {"checkpoint_type", r.kind == service::CheckpointKind::training ? "training" : "sampler"},
+          {"time", service::iso8601(r.created)},
+          {"tinker_path", r.tinker_path()},
+          {"size_bytes", r.size_bytes},
+          {"public", r.is_public},
+          {"expires_at", r.expires ? json(service::iso8601(*r.expires)) : json(nullptr)}};
+}
+
+json training_run_to_json(const service::TrainingRunInfo& r) {
+  json j = {{"training_run_id", r.training_run_id},
+            {"base_model", r.base_model},
+            {"model_owner", r.model_owner},
+            {"is_lora", r.is_lora},
+            {"last_request_time", service::iso8601(r.last_request_time)},
+            {"corrupted", false},
+            {"user_metadata", r.user_metadata}};
+  if (r.is_lora) j["lora_rank"] = r.lora_rank;
+  if (r.last_checkpoint) j["last_checkpoint"] = checkpoint_to_json(*r.last_checkpoint);
+  if (r.last_sampler_checkpoint) j["last_sampler_checkpoint"] = checkpoint_to_json(*r.last_sampler_checkpoint);
+  return j;
+}
+
+}  // namespace kiln::wire

@@ -1,0 +1,44 @@
+#pragma once
+// JSON forms of the wire types (wire.md §6–§7, §10) and their backend counterparts: one codec per
+// wire type, so a wire field name lives in exactly one place. Decoders throw
+// train::InvalidRequest naming the field and what was expected.
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "service/trainer_service.hpp"
+
+namespace kiln::wire {
+
+using nlohmann::json;
+
+// TensorData: {"data", "dtype", "shape"?, "sparse_crow_indices"?, "sparse_col_indices"?}.
+train::TensorData tensor_from_json(const json& j, const std::string& field);
+json tensor_to_json(const train::TensorData& t);
+
+// Datum: {"model_input": {"chunks": [...]}, "loss_fn_inputs": {name: TensorData}}.
+train::Datum datum_from_json(const json& j, const std::string& field);
+
+// Request bodies of the future-returning endpoints.
+service::ForwardRequest forward_from_json(const json& body, bool backward);
+service::OptimStepRequest optim_step_from_json(const json& body);
+service::SaveWeightsRequest save_weights_from_json(const json& body);
+service::LoadWeightsRequest load_weights_from_json(const json& body);
+service::SaveSamplerRequest save_sampler_from_json(const json& body);
+service::LoadAdapterRequest load_adapter_from_json(const json& body);
+service::CreateModelRequest create_model_from_json(const json& body);
+
+// Future results (wire.md §3.4) and failures ({"error", "category"}).
+json result_to_json(const service::TrainingResult& r);
+json failure_to_json(const service::RetrieveResult& r);
+
+// REST objects (wire.md §10.2, §10.3).
+json checkpoint_to_json(const service::CheckpointRecord& r);
+json training_run_to_json(const service::TrainingRunInfo& r);
+
+// Field access with the error texts of this layer.
+const json& require(const json& obj, const char* key, const std::string& where);
+std::string require_string(const json& obj, const char* key, const std::string& where);
+int64_t require_int(const json& obj, const char* key, const std::string& where);
+
+}  // namespace kiln::wire
