@@ -26,6 +26,7 @@ options (each also read from the environment variable shown):
   --seed N             make session and request ids predictable (KILN_SEED)
   --log-format FORMAT  text, json or none (KILN_LOG_FORMAT, default text)
   --poll-hold SECONDS  retrieve_future long-poll hold (KILN_POLL_HOLD, default 25)
+  --http-threads N     connections served at once; each long-poll holds one (KILN_HTTP_THREADS, default 128)
 )";
 
 kiln::http::HttpServer* g_server = nullptr;
@@ -55,7 +56,7 @@ int main(int argc, char** argv) {
               data_dir = env_or("KILN_DATA_DIR", "kiln-data"), models = env_or("KILN_MODELS", ""),
               threads = env_or("KILN_THREADS", "1"), workers = env_or("KILN_WORKERS", "2"),
               seed = env_or("KILN_SEED", ""), log_format = env_or("KILN_LOG_FORMAT", "text"),
-              poll_hold = env_or("KILN_POLL_HOLD", "25");
+              poll_hold = env_or("KILN_POLL_HOLD", "25"), http_threads = env_or("KILN_HTTP_THREADS", "128");
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--help" || a == "-h") {
@@ -65,7 +66,7 @@ int main(int argc, char** argv) {
     std::string* target = a == "--host" ? &host : a == "--port" ? &port : a == "--data-dir" ? &data_dir
                         : a == "--models" ? &models : a == "--threads" ? &threads : a == "--workers" ? &workers
                         : a == "--seed" ? &seed : a == "--log-format" ? &log_format : a == "--poll-hold" ? &poll_hold
-                        : nullptr;
+                        : a == "--http-threads" ? &http_threads : nullptr;
     if (!target) return fail("unknown option '" + a + "'");
     if (i + 1 >= argc) return fail("option '" + a + "' needs a value");
     *target = argv[++i];
@@ -89,6 +90,7 @@ int main(int argc, char** argv) {
     ho.port = std::stoi(port);
     ho.log_format = log_format;
     ho.poll_hold_seconds = std::stod(poll_hold);
+    ho.http_threads = std::stoi(http_threads);
     kiln::http::HttpServer server(service, ho);
     server.bind();
     g_server = &server;
