@@ -3,6 +3,9 @@
 #include "service/test_util.hpp"  // Eigen before httplib.h (see http/routes.hpp)
 
 #include <httplib.h>
+#include <zstd.h>
+
+#include "tinker_public.pb.h"
 
 #include <thread>
 
@@ -33,7 +36,7 @@ class HttpTest : public ::testing::Test {
     const int port = server->bind();
     thread = std::thread([this] { server->run(); });
     cli = std::make_unique<httplib::Client>("127.0.0.1", port);
-    cli->set_default_headers({{"X-API-Key", "tml-test"}});
+    cli->set_default_headers({{"X-API-Key", "tml-test"}, {"Accept", "application/json"}});
     cli->set_read_timeout(std::chrono::seconds(30));
   }
   void TearDown() override {
@@ -184,9 +187,52 @@ TEST_F(HttpTest, ErrorsAreJsonWithTheRightStatus) {
   auto big = cli->Post("/api/v1/forward_backward", std::string(2 << 20, ' '), "application/json");
   EXPECT_EQ(big->status, 413);
   EXPECT_TRUE(json::parse(big->body).contains("detail"));
-  auto proto = cli->Post("/api/v1/forward_backward", "\x0a\x00", "application/x-protobuf");
+  auto proto = cli->Post("/api/v1/optim_step", "\x0a\x00", "application/x-protobuf");
   EXPECT_EQ(proto->status, 415);
+  auto bad_proto = cli->Post("/api/v1/forward_backward", "\xff\xff", "application/x-protobuf");
+  EXPECT_EQ(bad_proto->status, 400);
   EXPECT_EQ(get("/api/v1/training_runs/nope:train:0").first, 404);
+}
+
+// tinker 0.25: a protobuf (and zstd) forward_backward, polled with Accept: application/x-protobuf,
+// answered in protobuf; the same future polled with JSON in Accept answers JSON.
+TEST_F(HttpTest, ProtobufTransportWithZstd) {
+  const std::string m = model();
+  tinker_public::ForwardBackwardRequest req;
+  req.set_model_id(m);
+  req.set_seq_id(1);
+  req.set_loss_fn("cross_entropy");
+  auto* d = req.add_data();
+  const int32_t tokens[3] = {5, 6, 7};
+  d->add_model_input()->mutable_encoded_text()->set_tokens(std::string(reinterpret_cast<const char*>(tokens), sizeof tokens));
+  auto& t = (*d->mutable_loss_fn_inputs())["target_tokens"];
+  t.set_dtype(tinker_public::DTYPE_INT64);
+  const int64_t targets[3] = {6, 7, 8};
+  t.set_dense(std::string(reinterpret_cast<const char*>(targets), sizeof targets));
+  const std::string body = req.SerializeAsString();
+  std::string frame(ZSTD_compressBound(body.size()), '\0');
+  frame.resize(ZSTD_compress(frame.data(), frame.size(), body.data(), body.size(), 3));
+  auto r = cli->Post("/api/v1/forward_backward", {{"Content-Encoding", "zstd"}}, frame, "application/x-protobuf");
+  ASSERT_EQ(r->status, 200) << r->body;
+  const std::string rid = json::parse(r->body)["request_id"];
+  httplib::Client proto_cli(server->base_url());  // tinker 0.25's Accept: protobuf only
+  proto_cli.set_default_headers({{"X-API-Key", "tml-test"}, {"Accept", "application/x-protobuf"}});
+  int status = 0;
+  std::string content_type, payload;
+  for (int i = 0; i < 100 && status != 200; ++i) {
+    auto poll = proto_cli.Post("/api/v1/retrieve_future", json{{"request_id", rid}}.dump(), "application/json");
+    ASSERT_TRUE(poll);
+    status = poll->status;
+    content_type = poll->get_header_value("Content-Type");
+    payload = poll->body;
+  }
+  ASSERT_EQ(status, 200);
+  EXPECT_EQ(content_type, "application/x-protobuf");
+  tinker_public::ForwardBackwardOutput out;
+  ASSERT_TRUE(out.ParseFromString(payload));
+  EXPECT_GT(out.metrics().at("loss:sum"), 0.0);
+  EXPECT_EQ(out.loss_fn_outputs(0).fields().at("logprobs").data().size(), 3 * sizeof(float));
+  EXPECT_TRUE(result(rid).contains("loss_fn_outputs"));  // JSON when Accept has application/json
 }
 
 TEST_F(HttpTest, SparseTensorsDecode) {

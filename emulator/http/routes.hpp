@@ -16,7 +16,7 @@ namespace kiln::http {
 
 using nlohmann::json;
 
-// A body Kiln cannot read in this transport (protobuf, until the protobuf codec lands): 415.
+// A body Kiln cannot read on this endpoint (protobuf anywhere but forward_backward): 415.
 class UnsupportedMediaType : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
@@ -30,9 +30,7 @@ inline void send_json(httplib::Response& res, int status, const json& body) {
 // The request body as JSON ({} when empty). Protobuf bodies are refused with a clear 415.
 inline json body_json(const httplib::Request& req) {
   if (req.get_header_value("Content-Type").find("application/x-protobuf") != std::string::npos)
-    throw UnsupportedMediaType(
-        "protobuf request bodies (tinker 0.25's forward_backward) are not supported yet; Kiln speaks the JSON "
-        "transport of tinker <= 0.24 and the Fireworks SDK");
+    throw UnsupportedMediaType("this endpoint takes JSON; only forward_backward accepts application/x-protobuf");
   if (req.body.empty()) return json::object();
   return json::parse(req.body);
 }

@@ -2,8 +2,18 @@
 #include "http/routes.hpp"
 #include "http/server.hpp"
 #include "wire/json_codec.hpp"
+#include "wire/proto_codec.hpp"
 
 namespace kiln::http {
+
+namespace {
+// tinker 0.25 polls forward results with Accept: application/x-protobuf alone and rejects JSON;
+// older clients and Fireworks list application/json too and need JSON (wire.md §3.3).
+bool wants_protobuf(const httplib::Request& req) {
+  const std::string accept = req.get_header_value("Accept");
+  return accept.find("application/x-protobuf") != std::string::npos && accept.find("application/json") == std::string::npos;
+}
+}  // namespace
 
 void HttpServer::register_training_routes() {
   using service::TrainingRequest;
@@ -18,7 +28,21 @@ void HttpServer::register_training_routes() {
     });
   };
   submit("/api/v1/forward", [](const json& b) { return wire::forward_from_json(b, false); });
-  submit("/api/v1/forward_backward", [](const json& b) { return wire::forward_from_json(b, true); });
+  // forward_backward: JSON (tinker <= 0.24, Fireworks) or protobuf, maybe zstd (tinker 0.25, where
+  // forward is forward_backward with forward_only).
+  route("POST", "/api/v1/forward_backward", [this](auto& req, auto& res, auto& key) {
+    if (req.get_header_value("Content-Type").find("application/x-protobuf") != std::string::npos) {
+      const bool zstd = req.get_header_value("Content-Encoding").find("zstd") != std::string::npos;
+      auto p = wire::forward_backward_from_proto(zstd ? wire::zstd_decompress(req.body, opts_.max_body_bytes) : req.body);
+      const std::string rid = svc_.submit(key, p.model_id, p.seq_id, std::move(p.request));
+      send_json(res, 200, {{"request_id", rid}, {"model_id", p.model_id}});
+      return;
+    }
+    const json b = body_json(req);
+    const std::string model_id = wire::require_string(b, "model_id", "");
+    const std::string rid = svc_.submit(key, model_id, wire::require_int(b, "seq_id", ""), wire::forward_from_json(b, true));
+    send_json(res, 200, {{"request_id", rid}, {"model_id", model_id}});
+  });
   submit("/api/v1/optim_step", [](const json& b) { return wire::optim_step_from_json(b); });
   submit("/api/v1/save_weights", [](const json& b) { return wire::save_weights_from_json(b); });
   submit("/api/v1/save_weights_for_sampler", [](const json& b) { return wire::save_sampler_from_json(b); });
@@ -59,7 +83,9 @@ void HttpServer::register_training_routes() {
     if (r.status == Status::pending)
       send_json(res, 408, {{"type", "try_again"}, {"request_id", rid}, {"queue_state", "active"}});
     else if (r.status == Status::failed)
-      send_json(res, 200, wire::failure_to_json(r));
+      send_json(res, 200, wire::failure_to_json(r));  // failures are always JSON
+    else if (wants_protobuf(req) && std::holds_alternative<train::ForwardResult>(r.result))
+      res.set_content(wire::forward_result_to_proto(std::get<train::ForwardResult>(r.result)), "application/x-protobuf");
     else
       send_json(res, 200, wire::result_to_json(r.result));
   });
