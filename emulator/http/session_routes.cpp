@@ -8,17 +8,20 @@ namespace kiln::http {
 
 void HttpServer::register_session_routes() {
   route("GET", "/api/v1/healthz", [](auto&, auto& res, auto&) { send_json(res, 200, {{"status", "ok"}}); }, false);
-  // use_pyqwest_transport must be false, or tinker 0.25 imports a package it may not have.
+  // use_pyqwest_transport must be false, or tinker 0.25 imports a package it may not have. The
+  // other flags are the SDK defaults, stated: parallel chunks, and each version's own transport.
   route("POST", "/api/v1/client/config", [](auto&, auto& res, auto&) {
-    send_json(res, 200, {{"use_pyqwest_transport", false}, {"pjwt_auth_enabled", false}});
+    send_json(res, 200, {{"use_pyqwest_transport", false}, {"pjwt_auth_enabled", false},
+                         {"parallel_fwdbwd_chunks", true}, {"proto_write_fwdbwd", false},
+                         {"proto_compress_fwdbwd", false}});
   });
   route("POST", "/api/v1/client/dynamic_config",
         [](auto&, auto& res, auto&) { send_json(res, 200, {{"refresh_interval_sec", 300}}); });
   // Exactly this body, or the SDK resends the batch every second forever.
   route("POST", "/api/v1/telemetry", [](auto&, auto& res, auto&) { send_json(res, 200, {{"status", "accepted"}}); });
-  route("GET", "/api/v1/get_server_capabilities", [](auto&, auto& res, auto&) {
+  route("GET", "/api/v1/get_server_capabilities", [this](auto&, auto& res, auto&) {
     json models = json::array();
-    for (const auto& e : model::ModelRegistry::builtin().entries())
+    for (const auto& e : svc_.registry().entries())
       models.push_back({{"model_name", e.name}, {"max_context_length", e.config.max_context}});
     send_json(res, 200, {{"supported_models", models}});
   });

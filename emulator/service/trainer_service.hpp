@@ -146,6 +146,7 @@ class TrainerService {
                                  const std::string& checkpoint_id);  // path of a tar file
 
   const Clock& clock() const { return *clock_; }
+  const model::ModelRegistry& registry() const { return *registry_; }
   static std::string tenant_key(const std::string& api_key);
 
  private:
