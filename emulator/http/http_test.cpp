@@ -235,6 +235,49 @@ TEST_F(HttpTest, ProtobufTransportWithZstd) {
   EXPECT_TRUE(result(rid).contains("loss_fn_outputs"));  // JSON when Accept has application/json
 }
 
+// More long-pollers than HTTP threads: other requests are still served while they poll.
+TEST(HttpConcurrency, PollersNeverStarveOtherRequests) {
+  TempDir dir;
+  service::TrainerService svc{service::testing::options(dir.path(), std::make_shared<service::VirtualClock>())};
+  ServerOptions o;
+  o.port = 0;
+  o.http_threads = 4;
+  o.poll_hold_seconds = 20;  // far longer than the test takes: a starved request would show
+  o.log_format = "none";
+  HttpServer server(svc, o);
+  server.bind();
+  std::thread serving([&] { server.run(); });
+  const auto s = svc.create_session("tml-test", {}, {}, "");
+  const auto m = svc.create_model("tml-test", {.session_id = s.session_id, .base_model = "kiln/tiny", .lora = {.rank = 2}});
+  // A future that cannot complete while its seq_id 1 is missing.
+  const std::string rid = svc.submit("tml-test", m, 2, service::testing::fb("abc"));
+  std::atomic<int> answered{0};
+  std::vector<std::thread> pollers;
+  for (int i = 0; i < 12; ++i)
+    pollers.emplace_back([&] {
+      httplib::Client c(server.base_url());
+      c.set_default_headers({{"X-API-Key", "tml-test"}});
+      c.set_read_timeout(std::chrono::seconds(60));
+      for (int k = 0; k < 3; ++k)
+        if (auto r = c.Post("/api/v1/retrieve_future", json{{"request_id", rid}}.dump(), "application/json"); r && r->status == 408)
+          answered++;
+    });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  httplib::Client c(server.base_url());
+  c.set_default_headers({{"X-API-Key", "tml-test"}});
+  const auto start = std::chrono::steady_clock::now();
+  auto r = c.Post("/api/v1/create_session", "{}", "application/json");
+  const auto waited = std::chrono::steady_clock::now() - start;
+  EXPECT_TRUE(r && r->status == 200) << "a request was not served while the long-polls held";
+  EXPECT_LT(waited, std::chrono::seconds(10)) << "a request waited behind the long-polls";
+  // Unblock: seq 1 arrives, every poller gets its answer.
+  svc.submit("tml-test", m, 1, service::testing::fb("abc"));
+  for (auto& p : pollers) p.join();
+  EXPECT_GT(answered.load(), 0);  // the pollers beyond the holding limit were answered try_again at once
+  server.stop();
+  serving.join();
+}
+
 TEST_F(HttpTest, SparseTensorsDecode) {
   const std::string m = model();
   // target_tokens [3, 2] in CSR: rows 0..2, values at (0,1), (1,0), (2,1); zeros elsewhere.

@@ -24,8 +24,8 @@ struct HttpServer::Downloads {
 HttpServer::HttpServer(service::TrainerService& service, ServerOptions options)
     : svc_(service), opts_(std::move(options)), srv_(std::make_unique<httplib::Server>()),
       downloads_(std::make_unique<Downloads>()) {
-  const int threads = std::max(4, opts_.http_threads);
-  srv_->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  opts_.http_threads = std::max(4, opts_.http_threads);
+  srv_->new_task_queue = [threads = opts_.http_threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   srv_->set_payload_max_length(opts_.max_body_bytes);
   srv_->set_keep_alive_max_count(1000);
   srv_->set_read_timeout(std::chrono::seconds(60));

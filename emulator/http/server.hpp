@@ -1,6 +1,7 @@
 #pragma once
 // The Tinker / Fireworks HTTP API over TrainerService (wire.md), on cpp-httplib. JSON transport;
 // every route is served bare (/api/v1/...) and under any path prefix.
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -48,6 +49,7 @@ class HttpServer {
   ServerOptions opts_;
   std::unique_ptr<httplib::Server> srv_;
   int port_ = 0;
+  std::atomic<int> holding_polls_{0};  // retrieve_future calls currently holding a thread
   struct Downloads;
   std::unique_ptr<Downloads> downloads_;
 };
