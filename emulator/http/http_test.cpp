@@ -292,3 +292,62 @@ TEST_F(HttpTest, SparseTensorsDecode) {
 
 }  // namespace
 }  // namespace kiln::http
+
+namespace kiln::http {
+namespace {
+
+TEST_F(HttpTest, RestCheckpointEndpoints) {
+  const std::string m = model();
+  auto [s1, f1] = post("/api/v1/save_weights_for_sampler", {{"model_id", m}, {"path", "s-1"}, {"seq_id", 1},
+                                                             {"type", "save_weights_for_sampler"}, {"checkpoint_type", "base"}});
+  ASSERT_EQ(s1, 200);
+  EXPECT_EQ(result(f1["request_id"])["path"], "tinker://" + m + "/sampler_weights/s-1");
+  const std::string base = "/api/v1/training_runs/" + m + "/checkpoints/sampler_weights/s-1";
+  EXPECT_EQ(cli->Post((base + "/publish").c_str(), "", "application/json")->status, 200);
+  auto again = cli->Post((base + "/publish").c_str(), "", "application/json");
+  EXPECT_EQ(again->status, 409);
+  EXPECT_NE(json::parse(again->body)["detail"].get<std::string>().find("already public"), std::string::npos);
+  EXPECT_EQ(cli->Delete((base + "/publish").c_str())->status, 200);
+  EXPECT_EQ(get("/api/v1/checkpoints").second["checkpoints"][0]["public"], false);
+
+  // The archive answers 302 to a download URL served here.
+  auto archive = cli->Get((base + "/archive").c_str());
+  ASSERT_EQ(archive->status, 302);
+  const std::string location = archive->get_header_value("Location");
+  EXPECT_FALSE(archive->get_header_value("Expires").empty());
+  const std::string download = location.substr(location.find("/_kiln/"));
+  auto tar = cli->Get(download.c_str());
+  ASSERT_EQ(tar->status, 200);
+  EXPECT_EQ(tar->body.substr(257, 5), "ustar");
+  EXPECT_EQ(cli->Get("/_kiln/download/0123456789abcdef")->status, 404);
+
+  EXPECT_EQ(cli->Put((base + "/ttl").c_str(), R"({"ttl_seconds": 0})", "application/json")->status, 400);
+  EXPECT_EQ(cli->Delete(("/api/v1/training_runs/" + m + "/checkpoints/bogus").c_str())->status, 404);  // no such route shape
+  EXPECT_EQ(cli->Delete(("/api/v1/training_runs/" + m + "/checkpoints/weights/none").c_str())->status, 404);
+}
+
+TEST_F(HttpTest, SessionsModelsAndInfo) {
+  const std::string m = model(8);
+  const std::string session = m.substr(0, m.find(':'));
+  auto [s1, info] = post("/api/v1/get_info", {{"model_id", m}, {"type", "get_info"}});
+  ASSERT_EQ(s1, 200);
+  EXPECT_EQ(info["is_lora"], true);
+  EXPECT_EQ(info["lora_rank"], 8);
+  EXPECT_FALSE(info["model_data"]["tokenizer_id"].get<std::string>().empty());
+  EXPECT_EQ(post("/api/v1/session_heartbeat", {{"session_id", session}}).second, (json{{"type", "session_heartbeat"}}));
+  EXPECT_EQ(post("/api/v1/session_heartbeat", {{"session_id", "session-nope"}}).first, 404);
+  EXPECT_EQ(get("/api/v1/sessions").second["sessions"], json::array({session}));
+  EXPECT_EQ(get("/api/v1/sessions/" + session).second["training_run_ids"], json::array({m}));
+  EXPECT_EQ(post("/api/v1/client/dynamic_config", {{"sdk_version", "0.25.0"}}).second["refresh_interval_sec"], 300);
+  auto [s2, bad] = post("/api/v1/create_model", {{"session_id", session}, {"model_seq_id", 1}, {"base_model", "kiln/tiny"},
+                                                 {"lora_config", {{"rank", 3}}}});
+  EXPECT_EQ(s2, 400);
+  EXPECT_EQ(bad["detail"], "lora_config.rank must be a power of 2, got 3");
+  auto [s3, unload] = post("/api/v1/unload_model", {{"model_id", m}, {"seq_id", 1}, {"type", "unload_model"}});
+  ASSERT_EQ(s3, 200);
+  EXPECT_EQ(result(unload["request_id"]), (json{{"model_id", m}, {"type", "unload_model"}}));
+  EXPECT_EQ(post("/api/v1/get_info", {{"model_id", m}}).first, 404);
+}
+
+}  // namespace
+}  // namespace kiln::http
