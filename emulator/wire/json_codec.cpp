@@ -2,6 +2,7 @@
 
 #include "service/clock.hpp"
 #include "train/errors.hpp"
+#include "wire/sparse_csr.hpp"
 
 namespace kiln::wire {
 
@@ -96,20 +97,10 @@ train::TensorData tensor_from_json(const json& j, const std::string& field) {
     t.data = std::move(values);
     return t;
   }
-  // Sparse CSR: data holds the non-zeros; crow has rows+1 entries, col one per non-zero.
+  // Sparse CSR: data holds the non-zeros.
   const auto rows = int_list(*crow, field + ".sparse_crow_indices");
   const auto cols = int_list(require(j, "sparse_col_indices", field), field + ".sparse_col_indices");
-  if (t.shape.size() != 2 || static_cast<int64_t>(rows.size()) != t.shape[0] + 1 || cols.size() != values.size() ||
-      rows.front() != 0 || rows.back() != static_cast<int64_t>(values.size()))
-    throw InvalidRequest("field '" + field + "' is not a valid sparse CSR tensor for shape " +
-                         train::shape_string(t.shape));
-  t.data.assign(static_cast<size_t>(t.shape[0] * t.shape[1]), 0.0);
-  for (int64_t r = 0; r < t.shape[0]; ++r)
-    for (int64_t k = rows[r]; k < rows[r + 1]; ++k) {
-      if (k < rows[r] || cols[k] < 0 || cols[k] >= t.shape[1])
-        throw InvalidRequest("field '" + field + "' has a sparse column index out of range");
-      t.data[static_cast<size_t>(r * t.shape[1] + cols[k])] = values[k];
-    }
+  t.data = dense_from_csr(values, rows, cols, t.shape, field);
   return t;
 }
 

@@ -9,6 +9,7 @@
 
 #include "tinker_public.pb.h"
 #include "train/errors.hpp"
+#include "wire/sparse_csr.hpp"
 
 namespace kiln::wire {
 
@@ -87,17 +88,7 @@ train::TensorData tensor_from_proto(const tinker_public::Tensor& t, const std::s
     const auto values = values_of(t.sparse_csr().values(), t.dtype(), field + ".sparse_csr.values");
     const auto crow = unpack<int64_t>(t.sparse_csr().crow_indices(), field + ".sparse_csr.crow_indices");
     const auto col = unpack<int64_t>(t.sparse_csr().col_indices(), field + ".sparse_csr.col_indices");
-    if (out.shape.size() != 2 || static_cast<int64_t>(crow.size()) != out.shape[0] + 1 || col.size() != values.size() ||
-        crow.front() != 0 || crow.back() != static_cast<int64_t>(values.size()))
-      throw InvalidRequest("field '" + field + "' is not a valid sparse CSR tensor for shape " +
-                           train::shape_string(out.shape));
-    out.data.assign(static_cast<size_t>(out.shape[0] * out.shape[1]), 0.0);
-    for (int64_t r = 0; r < out.shape[0]; ++r)
-      for (int64_t k = crow[r]; k < crow[r + 1]; ++k) {
-        if (k < crow[r] || col[k] < 0 || col[k] >= out.shape[1])
-          throw InvalidRequest("field '" + field + "' has a sparse column index out of range");
-        out.data[static_cast<size_t>(r * out.shape[1] + col[k])] = values[k];
-      }
+    out.data = dense_from_csr(values, crow, col, out.shape, field);
     return out;
   }
   out.data = values_of(t.dense(), t.dtype(), field + ".dense");

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "tinker_public.pb.h"
+#include "wire/sparse_csr.hpp"
 #include "train/errors.hpp"
 
 namespace kiln::wire {
@@ -110,6 +111,20 @@ TEST(Zstd, DecompressesFramesWithinTheLimit) {
   EXPECT_THROW(zstd_decompress(frame, 10), train::InvalidRequest);
   EXPECT_THROW(zstd_decompress("not zstd at all", 1 << 20), train::InvalidRequest);
   EXPECT_THROW(zstd_decompress(frame.substr(0, frame.size() - 3), 1 << 20), train::InvalidRequest);
+}
+
+}  // namespace
+}  // namespace kiln::wire
+
+namespace kiln::wire {
+namespace {
+
+TEST(SparseCsr, RejectsOffsetsThatLeaveTheValues) {
+  EXPECT_EQ(dense_from_csr({5}, {0, 0, 1}, {1}, {2, 2}, "t"), (std::vector<double>{0, 0, 0, 5}));
+  EXPECT_THROW(dense_from_csr({5}, {0, 5, 1}, {1}, {2, 2}, "t"), train::InvalidRequest);  // not non-decreasing
+  EXPECT_THROW(dense_from_csr({5}, {0, 1}, {1}, {2, 2}, "t"), train::InvalidRequest);     // rows+1 offsets
+  EXPECT_THROW(dense_from_csr({5}, {0, 0, 1}, {2}, {2, 2}, "t"), train::InvalidRequest);  // column out of range
+  EXPECT_THROW(dense_from_csr({5}, {0, 0, 1}, {1}, {4}, "t"), train::InvalidRequest);     // not 2-D
 }
 
 }  // namespace
