@@ -157,10 +157,13 @@ void expect_same_shape(const json& recorded, const json& ours, const std::string
       if (k.starts_with("_")) continue;  // the recorder's own annotations (_output_count)
       if (where.find(".metrics") != std::string::npos) continue;  // optim_step metric names are free-form
       ASSERT_TRUE(ours.contains(k)) << where << ": missing key '" << k << "' in " << ours.dump().substr(0, 300);
-      if (k == "type" || k == "category" || k == "dtype") EXPECT_EQ(ours[k], v) << where << "." << k;
-      else if (k == "error") EXPECT_EQ(ours[k].get<std::string>().rfind(v.get<std::string>(), 0), 0u) << ours[k];
-      else if (k == "shape") EXPECT_EQ(ours[k], v) << where << ".shape";
-      else expect_same_shape(v, ours[k], where + "." + k);
+      if (k == "type" || k == "category" || k == "dtype" || k == "shape") {
+        EXPECT_EQ(ours[k], v) << where << "." << k;
+      } else if (k == "error") {
+        EXPECT_EQ(ours[k].get<std::string>().rfind(v.get<std::string>(), 0), 0u) << ours[k];
+      } else {
+        expect_same_shape(v, ours[k], where + "." + k);
+      }
     }
   } else if (recorded.is_array()) {
     ASSERT_TRUE(ours.is_array()) << where;
@@ -175,7 +178,9 @@ void expect_same_shape(const json& recorded, const json& ours, const std::string
         return;
       }
     const bool per_item = where.ends_with("loss_fn_outputs") || where.ends_with(".data") || where.ends_with("checkpoints");
-    if (per_item) ASSERT_EQ(ours.size(), recorded.size()) << where;
+    if (per_item) {
+      ASSERT_EQ(ours.size(), recorded.size()) << where;
+    }
     for (size_t i = 0; i < std::min(recorded.size(), ours.size()) && (per_item || i < 1); ++i)
       expect_same_shape(recorded[i], ours[i], where + "[" + std::to_string(i) + "]");
   } else if (recorded.is_number()) {
@@ -345,7 +350,9 @@ TEST_P(Replay, EveryRecordedRequestGetsTheRecordedShape) {
     }
     if (poll && recorded_try_again) {
       EXPECT_TRUE(res->status == 408 || res->status == 200) << res->status;
-      if (res->status == 408) EXPECT_EQ(json::parse(res->body)["type"], "try_again");
+      if (res->status == 408) {
+        EXPECT_EQ(json::parse(res->body)["type"], "try_again");
+      }
       continue;
     }
     check_answer(rec, res);
