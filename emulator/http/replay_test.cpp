@@ -138,9 +138,11 @@ void expand_elided(json& data) {
     };
     json rebuilt = json::array();
     for (int64_t j = 0; j < count; ++j) rebuilt.push_back(make(static_cast<int64_t>(p) + j));
-    if (p + 1 < data.size())
-      EXPECT_EQ(data[p + 1]["model_input"]["chunks"][0]["tokens"], make(static_cast<int64_t>(p) + count)["model_input"]["chunks"][0]["tokens"])
+    if (p + 1 < data.size()) {
+      EXPECT_EQ(data[p + 1]["model_input"]["chunks"][0]["tokens"],
+                make(static_cast<int64_t>(p) + count)["model_input"]["chunks"][0]["tokens"])
           << "the elided-datum pattern does not reproduce the recorded datum after the gap";
+    }
     data.erase(data.begin() + static_cast<std::ptrdiff_t>(p));
     data.insert(data.begin() + static_cast<std::ptrdiff_t>(p), rebuilt.begin(), rebuilt.end());
     return;
