@@ -27,6 +27,9 @@ options (each also read from the environment variable shown):
   --log-format FORMAT  text, json or none (KILN_LOG_FORMAT, default text)
   --poll-hold SECONDS  retrieve_future long-poll hold (KILN_POLL_HOLD, default 25)
   --http-threads N     connections served at once; each long-poll holds one (KILN_HTTP_THREADS, default 128)
+  --overwrite-training-state
+                       re-saving a training-state name replaces it, as Fireworks trainers do
+                       (KILN_OVERWRITE_TRAINING_STATE=1; default: ResourceAlreadyExists)
 )";
 
 kiln::http::HttpServer* g_server = nullptr;
@@ -57,11 +60,16 @@ int main(int argc, char** argv) {
               threads = env_or("KILN_THREADS", "1"), workers = env_or("KILN_WORKERS", "2"),
               seed = env_or("KILN_SEED", ""), log_format = env_or("KILN_LOG_FORMAT", "text"),
               poll_hold = env_or("KILN_POLL_HOLD", "25"), http_threads = env_or("KILN_HTTP_THREADS", "128");
+  bool overwrite_training_state = env_or("KILN_OVERWRITE_TRAINING_STATE", "0") == "1";
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--help" || a == "-h") {
       std::cout << kUsage;
       return 0;
+    }
+    if (a == "--overwrite-training-state") {
+      overwrite_training_state = true;
+      continue;
     }
     std::string* target = a == "--host" ? &host : a == "--port" ? &port : a == "--data-dir" ? &data_dir
                         : a == "--models" ? &models : a == "--threads" ? &threads : a == "--workers" ? &workers
@@ -76,6 +84,7 @@ int main(int argc, char** argv) {
     kiln::service::ServiceOptions so;
     so.data_dir = data_dir;
     so.workers = std::stoi(workers);
+    so.overwrite_training_state = overwrite_training_state;
     if (!seed.empty()) so.seed = std::stoull(seed);
     if (!models.empty()) {
       custom = kiln::model::ModelRegistry::from_file(models);
