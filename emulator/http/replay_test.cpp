@@ -12,6 +12,9 @@
 #include <httplib.h>
 
 #include <algorithm>
+#include <map>
+#include <optional>
+#include <set>
 #include <cstdlib>
 #include <fstream>
 
@@ -71,7 +74,8 @@ tinker_public::ForwardBackwardRequest proto_from_capture(const json& b) {
   req.set_seq_id(b["seq_id"]);
   req.set_loss_fn(b["loss_fn"]);
   req.set_forward_only(b.value("forward_only", false));
-  for (const auto& [k, v] : b.value("loss_fn_config", json::object()).items()) (*req.mutable_loss_fn_config())[k] = v;
+  const json config = b.value("loss_fn_config", json::object());  // named: items() of a temporary dangles
+  for (const auto& [k, v] : config.items()) (*req.mutable_loss_fn_config())[k] = v;
   for (const auto& d : b["data"]) {
     auto* datum = req.add_data();
     for (const auto& c : d["model_input"]["chunks"])
@@ -256,6 +260,18 @@ TEST_P(Replay, EveryRecordedRequestGetsTheRecordedShape) {
       }
   };
   std::set<std::string> refused;  // recorded request ids whose submit the spec refuses
+  // Which (recorded) model and seq_id each recorded future belongs to, and the seq_ids sent so
+  // far: a future is blocked while a lower seq_id of its model has not been sent.
+  std::map<std::string, std::pair<std::string, int64_t>> future_of;
+  std::map<std::string, std::set<int64_t>> sent;
+  auto blocked = [&](const std::string& rid) {
+    auto it = future_of.find(rid);
+    if (it == future_of.end()) return false;
+    const auto& [model, seq] = it->second;
+    for (int64_t s = 1; s < seq; ++s)
+      if (!sent[model].count(s)) return true;
+    return false;
+  };
   struct Deferred {
     std::string where;
     std::function<httplib::Result()> poll;
@@ -314,6 +330,18 @@ TEST_P(Replay, EveryRecordedRequestGetsTheRecordedShape) {
     }
     const std::string path = rec["path"];
     const bool poll = path.ends_with("/retrieve_future");
+    // The recorded model and seq_id of a training submit (JSON or protobuf body).
+    std::optional<std::pair<std::string, int64_t>> submitted;
+    if (rec.contains("body_proto"))
+      submitted = {rec["body_proto"]["model_id"].get<std::string>(), rec["body_proto"]["seq_id"].get<int64_t>()};
+    else if (rec.contains("body") && rec["body"].is_object() && rec["body"].contains("seq_id") &&
+             rec["body"].contains("model_id"))
+      submitted = {rec["body"]["model_id"].get<std::string>(), rec["body"]["seq_id"].get<int64_t>()};
+    if (submitted) {
+      sent[submitted->first].insert(submitted->second);
+      if (rec.contains("response") && rec["response"].contains("request_id"))
+        future_of[rec["response"]["request_id"]] = *submitted;
+    }
     if (poll && refused.count(rec["body"]["request_id"])) continue;
 
     const std::string target =
@@ -332,11 +360,12 @@ TEST_P(Replay, EveryRecordedRequestGetsTheRecordedShape) {
     const bool recorded_try_again = rec.contains("response") && rec["response"].is_object() &&
                                     rec["response"].value("type", "") == "try_again";
     if (poll && !recorded_try_again) {
-      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+      // Blocked: a lower seq_id has not been sent yet (the SDK polls chunk 2 before it sends
+      // chunk 1; the recording server answered out of order, Kiln executes in seq order). Check
+      // this answer once everything is submitted; otherwise wait for it, as the SDK would.
+      const bool is_blocked = blocked(rec["body"]["request_id"]);
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(is_blocked ? 0 : 300);
       while (res && res->status == 408 && std::chrono::steady_clock::now() < deadline) res = send();
-      // Still pending: a lower seq_id has not arrived yet (the SDK polls chunk 2 before it sends
-      // chunk 1; the recording server answered out of order, Kiln executes in seq order), or the
-      // work is slow. Check this answer once everything is submitted.
       if (res && res->status == 408) {
         deferred.push_back({where, send, rec});
         continue;
