@@ -32,12 +32,17 @@ void ModelConfig::validate() const {
     throw InputError("rope_theta", "must be a positive finite number");
   if (!(norm_eps > 0.0) || !std::isfinite(norm_eps))
     throw InputError("norm_eps", "must be a positive finite number");
+  for (int64_t id : eos_token_ids)
+    if (id < 0 || id >= vocab_size)
+      throw InputError("eos_token_ids", "token id " + std::to_string(id) + " is out of range [0, " +
+                                            std::to_string(vocab_size) + ")");
 }
 
 void to_json(nlohmann::json& j, const ModelConfig& c) {
   j = {{"vocab_size", c.vocab_size}, {"d_model", c.d_model},     {"n_layers", c.n_layers},
        {"n_heads", c.n_heads},       {"d_ff", c.d_ff},           {"max_context", c.max_context},
        {"rope_theta", c.rope_theta}, {"norm_eps", c.norm_eps}};
+  if (!c.eos_token_ids.empty()) j["eos_token_ids"] = c.eos_token_ids;
 }
 
 void from_json(const nlohmann::json& j, ModelConfig& c) {
@@ -49,6 +54,7 @@ void from_json(const nlohmann::json& j, ModelConfig& c) {
   j.at("max_context").get_to(c.max_context);
   j.at("rope_theta").get_to(c.rope_theta);
   j.at("norm_eps").get_to(c.norm_eps);
+  c.eos_token_ids = j.value("eos_token_ids", std::vector<int64_t>{});
 }
 
 void LoraConfig::validate() const {

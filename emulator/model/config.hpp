@@ -2,6 +2,7 @@
 // Architecture of a Llama-style decoder and the LoRA configuration of a trainable model.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -16,6 +17,7 @@ struct ModelConfig {
   int64_t max_context = 1024;
   double rope_theta = 10000.0;
   double norm_eps = 1e-5;
+  std::vector<int64_t> eos_token_ids;  // end a sampled sequence (stop_reason "stop"); may be empty
 
   int64_t head_dim() const { return d_model / n_heads; }
   // Throws InputError naming the first field that is out of its range.

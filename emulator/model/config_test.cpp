@@ -49,7 +49,7 @@ TEST(ModelConfig, ValidationNamesTheField) {
 
 TEST(ModelConfig, JsonRoundTrip) {
   ModelConfig c{.vocab_size = 151936, .d_model = 64, .n_layers = 2, .n_heads = 4, .d_ff = 192,
-                .max_context = 40960, .rope_theta = 1e6, .norm_eps = 1e-6};
+                .max_context = 40960, .rope_theta = 1e6, .norm_eps = 1e-6, .eos_token_ids = {151643, 151645}};
   EXPECT_EQ(nlohmann::json(c).get<ModelConfig>(), c);
 }
 

@@ -68,7 +68,7 @@ Case random_case() {
                          // A large eps keeps RMSNorm well-conditioned where a tiny residual vector
                          // would otherwise make finite differences meaningless; the formulas under
                          // test do not depend on its size.
-                         .norm_eps = 0.1};
+                         .norm_eps = 0.1, .eos_token_ids = {}};
   c.lengths = *rc::gen::container<std::vector<int64_t>>(*rc::gen::inRange<size_t>(1, 4),
                                                         rc::gen::inRange<int64_t>(1, 7));
   c.k = *rc::gen::inRange<int64_t>(0, 4);
@@ -105,7 +105,7 @@ RC_GTEST_PROP(GradCheck, LoraAdaptersMatchFiniteDifferences, ()) {
 // what one block gives, up to rounding (1e-12 in double).
 TEST(GradCheck, VocabularyBlockingMatchesOneBlock) {
   const ModelConfig cfg{.vocab_size = 50, .d_model = 8, .n_layers = 1, .n_heads = 2, .d_ff = 6,
-                        .max_context = 16, .rope_theta = 1e4, .norm_eps = 1e-5};
+                        .max_context = 16, .rope_theta = 1e4, .norm_eps = 1e-5, .eos_token_ids = {}};
   SplitMix64 rng(3);
   auto base = std::make_shared<ParamSet<double>>(init_base_weights<double>(cfg, "chunk", 1));
   Transformer<double> model(cfg, base, LoraConfig{.rank = 2, .seed = 4});

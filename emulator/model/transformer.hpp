@@ -34,6 +34,16 @@ struct ForwardPass {
   std::shared_ptr<Activations<T>> acts;  // null when forward ran without keeping activations
 };
 
+// Keys (after RoPE) and values of every position of one sequence so far, per layer: what
+// incremental decoding needs to extend a sequence by one token without recomputing the prefix.
+template <typename T>
+struct KvCache {
+  std::vector<Mat<T>> k, v;  // per layer [capacity, d]; rows [0, len) are filled
+  int64_t len = 0;
+  RopeTable<T> rope;  // built for `capacity` positions
+  int64_t capacity() const { return k.empty() ? 0 : k[0].rows(); }
+};
+
 template <typename T>
 class Transformer {
  public:
@@ -58,6 +68,12 @@ class Transformer {
   ForwardPass<T> forward(std::span<const SequenceInput> batch, bool keep_activations = true) const;
   // Accumulates dLoss/dθ into `grads` (shaped like params()). Consumes fp's activations.
   void backward(ForwardPass<T>& fp, const std::vector<std::vector<T>>& dlogprobs, ParamSet<T>& grads) const;
+
+  // Inference with a KV cache (sampling). extend() runs `tokens` at positions cache.len.. and
+  // returns their final-norm hidden states [m,d]; the same maths as forward(), so logprobs
+  // agree with the trainer's to rounding. vocab_logits() maps hidden states to logits [m,V].
+  Mat<T> extend(KvCache<T>& cache, std::span<const int64_t> tokens) const;
+  Mat<T> vocab_logits(const Mat<T>& hidden) const;
 
   // Vocabulary rows per LM-head block; 0 (the default) sizes blocks to about 4 MiB of logits.
   // Results differ only by rounding between block sizes; tests use this to check the blocking.

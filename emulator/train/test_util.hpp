@@ -12,7 +12,7 @@ namespace kiln::train::testing {
 
 inline model::ModelConfig small_config() {
   return {.vocab_size = 24, .d_model = 8, .n_layers = 1, .n_heads = 2, .d_ff = 12, .max_context = 32,
-          .rope_theta = 1e4, .norm_eps = 1e-5};
+          .rope_theta = 1e4, .norm_eps = 1e-5, .eos_token_ids = {}};
 }
 
 // A double-precision training state; rank 0 is full-parameter. Weights are perturbed away from

@@ -1,0 +1,191 @@
+#include "model/sampler.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <random>
+
+#include "model/errors.hpp"
+#include "model/rng.hpp"
+
+namespace kiln::model {
+
+namespace {
+
+std::string str(int64_t v) { return std::to_string(v); }
+
+// log Σ exp(z) in double, so long vocabularies lose no precision.
+double logsumexp(const float* z, int64_t n) {
+  const double m = *std::max_element(z, z + n);
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += std::exp(static_cast<double>(z[i]) - m);
+  return m + std::log(s);
+}
+
+// Indices of the k largest entries, largest first; ties go to the lower token id.
+std::vector<int64_t> top_indices(const float* z, int64_t n, int64_t k) {
+  std::vector<int64_t> idx(static_cast<size_t>(n));
+  std::iota(idx.begin(), idx.end(), 0);
+  const auto before = [&](int64_t a, int64_t b) { return z[a] > z[b] || (z[a] == z[b] && a < b); };
+  k = std::min(k, n);
+  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), before);
+  idx.resize(static_cast<size_t>(k));
+  return idx;
+}
+
+// One draw from the logits `z` [V] under the sampling parameters. Returns the token and its
+// log-probability under the tempered, untruncated distribution (open question F3).
+std::pair<int64_t, float> draw(const float* z, int64_t V, const SamplingParams& p, SplitMix64& rng) {
+  if (p.temperature == 0.0) {  // greedy; ties → the lowest id (F4); logprob at temperature 1
+    const int64_t tok = std::max_element(z, z + V) - z;
+    return {tok, static_cast<float>(z[tok] - logsumexp(z, V))};
+  }
+  std::vector<float> s(z, z + V);
+  const float inv_t = static_cast<float>(1.0 / p.temperature);
+  for (auto& x : s) x *= inv_t;
+  const double lse = logsumexp(s.data(), V);
+  // The candidates after top-k and top-p truncation, as token ids.
+  std::vector<int64_t> keep;
+  const bool top_k = p.top_k > 0 && p.top_k < V;
+  if (top_k || p.top_p < 1.0) {
+    keep = top_indices(s.data(), V, top_k ? p.top_k : V);
+    if (p.top_p < 1.0) {  // the smallest most-likely prefix whose mass reaches top_p
+      double mass = 0;
+      size_t n = 0;
+      while (n < keep.size() && (n == 0 || mass < p.top_p)) mass += std::exp(s[keep[n++]] - lse);
+      keep.resize(n);
+    }
+  }
+  // Inverse-CDF draw over the kept candidates (all tokens, in id order, when nothing is cut).
+  const size_t n = keep.empty() ? static_cast<size_t>(V) : keep.size();
+  const auto id = [&](size_t i) { return keep.empty() ? static_cast<int64_t>(i) : keep[i]; };
+  double total = 0;
+  for (size_t i = 0; i < n; ++i) total += std::exp(s[id(i)] - lse);
+  double u = rng.uniform() * total;
+  int64_t tok = id(n - 1);
+  for (size_t i = 0; i < n; ++i) {
+    u -= std::exp(s[id(i)] - lse);
+    if (u < 0) {
+      tok = id(i);
+      break;
+    }
+  }
+  return {tok, static_cast<float>(s[tok] - lse)};
+}
+
+// Prompt logprobs and top-k from the prefill's hidden states, a block of positions at a time so
+// the [n,V] logits never exist at once.
+void prompt_scores(const Transformer<float>& model, const Mat<float>& hidden, const SampleSpec& spec, SampleOutput& out) {
+  const int64_t n = static_cast<int64_t>(spec.prompt.size()), V = model.config().vocab_size;
+  const int64_t k = spec.topk_prompt_logprobs;
+  if (spec.prompt_logprobs) out.prompt_logprobs.emplace(n, std::numeric_limits<float>::quiet_NaN());
+  if (k > 0) out.topk_prompt_logprobs.emplace(static_cast<size_t>(n));
+  const int64_t block = std::max<int64_t>(1, (int64_t{4} << 20) / V);
+  for (int64_t t0 = 0; t0 + 1 < n; t0 += block) {
+    const int64_t rows = std::min(block, n - 1 - t0);  // position t predicts prompt[t+1]
+    const Mat<float> z = model.vocab_logits(hidden.middleRows(t0, rows));
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* zr = z.row(r).data();
+      const double lse = logsumexp(zr, V);
+      const int64_t t = t0 + r;
+      if (out.prompt_logprobs) (*out.prompt_logprobs)[t + 1] = static_cast<float>(zr[spec.prompt[t + 1]] - lse);
+      if (k > 0)
+        for (int64_t tok : top_indices(zr, V, k))
+          (*out.topk_prompt_logprobs)[t + 1].emplace_back(tok, static_cast<float>(zr[tok] - lse));
+    }
+  }
+}
+
+}  // namespace
+
+std::string decode_bytes(const std::vector<int64_t>& tokens) {
+  std::string s;
+  for (int64_t t : tokens)
+    if (t >= 0 && t < 256) s.push_back(static_cast<char>(t));
+  return s;
+}
+
+void validate_sample(const ModelConfig& c, const SampleSpec& spec) {
+  const int64_t V = c.vocab_size, n = static_cast<int64_t>(spec.prompt.size());
+  if (n == 0) throw InputError("prompt", "prompt must contain at least one token");
+  for (int64_t t = 0; t < n; ++t)
+    if (spec.prompt[t] < 0 || spec.prompt[t] >= V)
+      throw InputError("prompt", "prompt token " + str(t) + " has id " + str(spec.prompt[t]) +
+                                     ", out of range [0, " + str(V) + ")");
+  if (spec.num_samples < 1 || spec.num_samples > kMaxNumSamples)
+    throw InputError("num_samples", "num_samples must be between 1 and " + str(kMaxNumSamples) + ", got " +
+                                        str(spec.num_samples));
+  const auto& p = spec.params;
+  if (p.max_tokens && *p.max_tokens <= 0)
+    throw InputError("sampling_params.max_tokens", "max_tokens must be a positive number");
+  const int64_t m = p.max_tokens.value_or(1);
+  if (n + m > c.max_context)
+    throw InputError("prompt", "Prompt length plus max_tokens exceeds the model's context window: " + str(n) + " + " +
+                                   str(m) + " > " + str(c.max_context));
+  if (!std::isfinite(p.temperature) || p.temperature < 0)
+    throw InputError("sampling_params.temperature", "sampling_params.temperature must be a finite number >= 0");
+  if (p.top_k < -1)
+    throw InputError("sampling_params.top_k", "sampling_params.top_k must be -1 (off) or a positive number, got " +
+                                                  str(p.top_k));
+  if (!(p.top_p > 0.0 && p.top_p <= 1.0))
+    throw InputError("sampling_params.top_p", "sampling_params.top_p must be in (0, 1]");
+  for (size_t i = 0; i < p.stop_tokens.size(); ++i)
+    if (p.stop_tokens[i] < 0 || p.stop_tokens[i] >= V)
+      throw InputError("sampling_params.stop", "sampling_params.stop[" + str(static_cast<int64_t>(i)) +
+                                                   "] is token id " + str(p.stop_tokens[i]) + ", out of range [0, " +
+                                                   str(V) + ")");
+  for (const auto& s : p.stop_strings)
+    if (s.empty()) throw InputError("sampling_params.stop", "sampling_params.stop strings must not be empty");
+  if (spec.topk_prompt_logprobs < 0 || spec.topk_prompt_logprobs > V)
+    throw InputError("topk_prompt_logprobs", "topk_prompt_logprobs must be between 0 and the vocabulary size " +
+                                                 str(V) + ", got " + str(spec.topk_prompt_logprobs));
+}
+
+SampleOutput sample(const Transformer<float>& model, const SampleSpec& spec) {
+  const ModelConfig& c = model.config();
+  const auto& eos = c.eos_token_ids;
+  validate_sample(c, spec);
+  const auto& p = spec.params;
+  const int64_t V = c.vocab_size, n = static_cast<int64_t>(spec.prompt.size());
+  const int64_t limit = std::min(p.max_tokens.value_or(c.max_context - n), c.max_context - n);
+
+  SampleOutput out;
+  KvCache<float> prefix;
+  const Mat<float> hidden = model.extend(prefix, spec.prompt);
+  if (spec.prompt_logprobs || spec.topk_prompt_logprobs > 0) prompt_scores(model, hidden, spec, out);
+  const Mat<float> first_logits = model.vocab_logits(hidden.bottomRows(1));
+
+  const uint64_t seed = p.seed ? *p.seed : (uint64_t{std::random_device{}()} << 32 | std::random_device{}());
+  for (int64_t i = 0; i < spec.num_samples; ++i) {
+    SplitMix64 rng(fnv1a64("kiln-sample") ^ seed ^ (static_cast<uint64_t>(i) * 0x9E3779B97F4A7C15ULL));
+    KvCache<float> cache = prefix;
+    Mat<float> z = first_logits;
+    SampledSequence seq;
+    while (true) {
+      const auto [tok, lp] = draw(z.data(), V, p, rng);
+      seq.tokens.push_back(tok);
+      seq.logprobs.push_back(lp);
+      if (static_cast<int64_t>(seq.tokens.size()) >= limit) break;  // "length" (also at a full context)
+      const auto is = [&](const std::vector<int64_t>& ids) { return std::find(ids.begin(), ids.end(), tok) != ids.end(); };
+      if (is(p.stop_tokens) || is(eos)) {
+        seq.stopped = true;
+        break;
+      }
+      if (!p.stop_strings.empty()) {
+        const std::string text = decode_bytes(seq.tokens);
+        if (std::any_of(p.stop_strings.begin(), p.stop_strings.end(),
+                        [&](const std::string& s) { return text.find(s) != std::string::npos; })) {
+          seq.stopped = true;
+          break;
+        }
+      }
+      const int64_t next[1] = {tok};
+      z = model.vocab_logits(model.extend(cache, next));
+    }
+    out.sequences.push_back(std::move(seq));
+  }
+  return out;
+}
+
+}  // namespace kiln::model

@@ -1,0 +1,63 @@
+#pragma once
+// Text generation from a model: num_samples continuations of a prompt with temperature, top-k,
+// top-p, stop tokens and strings, and prompt logprobs (spec semantics.md §8; open questions F1–F8
+// give the choices where the service's behaviour is undocumented).
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "model/transformer.hpp"
+
+namespace kiln::model {
+
+struct SamplingParams {
+  std::optional<int64_t> max_tokens;  // absent: until a stop or the context is full (F1)
+  std::optional<uint64_t> seed;       // absent: random
+  std::vector<std::string> stop_strings;
+  std::vector<int64_t> stop_tokens;
+  double temperature = 1.0;  // 0 = greedy
+  int64_t top_k = -1;        // -1 or 0 = off
+  double top_p = 1.0;
+};
+
+struct SampleSpec {
+  std::vector<int64_t> prompt;
+  int64_t num_samples = 1;
+  SamplingParams params;
+  bool prompt_logprobs = false;
+  int64_t topk_prompt_logprobs = 0;
+};
+
+struct SampledSequence {
+  std::vector<int64_t> tokens;  // generated tokens only
+  std::vector<float> logprobs;  // of each token, under the tempered distribution (F3)
+  bool stopped = false;         // "stop" (stop token/string/end of sequence); else "length"
+};
+
+struct SampleOutput {
+  std::vector<SampledSequence> sequences;
+  // One entry per prompt token; entry 0 is undefined (NaN). Present only when requested.
+  std::optional<std::vector<float>> prompt_logprobs;
+  // Per prompt position the top-k (token, logprob), most likely first; position 0 is empty.
+  std::optional<std::vector<std::vector<std::pair<int64_t, float>>>> topk_prompt_logprobs;
+};
+
+// Limits on what one request may ask for.
+inline constexpr int64_t kMaxNumSamples = 1024;
+
+// Throws InputError naming the field (prompt, num_samples, sampling_params.*, ...) for anything
+// the model cannot serve, including the spec's context-window text.
+void validate_sample(const ModelConfig& config, const SampleSpec& spec);
+
+// Generates. The same spec (with a seed) and weights give bitwise-equal output; sample i of a
+// request draws from its own stream, so sequences differ but are reproducible (F7).
+// The model's eos_token_ids end a sequence with stop_reason "stop", like a stop token (F5).
+SampleOutput sample(const Transformer<float>& model, const SampleSpec& spec);
+
+// The byte decoding used to match stop strings: ids below 256 are bytes, others contribute
+// nothing (Kiln models carry no tokenizer; see DIFFERENCES.md).
+std::string decode_bytes(const std::vector<int64_t>& tokens);
+
+}  // namespace kiln::model
