@@ -7,6 +7,7 @@
 
 #include "tinker_public.pb.h"
 
+#include <cstring>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -69,6 +70,27 @@ class HttpTest : public ::testing::Test {
     }
     ADD_FAILURE() << "future " << rid << " never completed";
     return json();
+  }
+  // Polls as tinker 0.25 does (Accept: protobuf only) until a 200; returns the protobuf body.
+  std::string result_proto(const std::string& rid) {
+    httplib::Client proto_cli(server->base_url());
+    proto_cli.set_default_headers({{"X-API-Key", "tml-test"}, {"Accept", "application/x-protobuf"}});
+    for (int i = 0; i < 100; ++i) {
+      auto poll = proto_cli.Post("/api/v1/retrieve_future", json{{"request_id", rid}}.dump(), "application/json");
+      EXPECT_TRUE(poll);
+      if (!poll || poll->status == 408) continue;
+      EXPECT_EQ(poll->status, 200) << poll->body;
+      EXPECT_EQ(poll->get_header_value("Content-Type"), "application/x-protobuf");
+      return poll->body;
+    }
+    ADD_FAILURE() << "future " << rid << " never completed";
+    return "";
+  }
+  std::string session() {
+    auto [s, body] = post("/api/v1/create_session", {{"tags", json::array()}, {"user_metadata", json::object()},
+                                                      {"sdk_version", "0.25.0"}, {"type", "create_session"}});
+    EXPECT_EQ(s, 200);
+    return body["session_id"];
   }
   std::string model(int rank = 4) {
     auto [s, session] = post("/api/v1/create_session", {{"tags", json::array()}, {"user_metadata", json::object()},
@@ -215,21 +237,8 @@ TEST_F(HttpTest, ProtobufTransportWithZstd) {
   auto r = cli->Post("/api/v1/forward_backward", {{"Content-Encoding", "zstd"}}, frame, "application/x-protobuf");
   ASSERT_EQ(r->status, 200) << r->body;
   const std::string rid = json::parse(r->body)["request_id"];
-  httplib::Client proto_cli(server->base_url());  // tinker 0.25's Accept: protobuf only
-  proto_cli.set_default_headers({{"X-API-Key", "tml-test"}, {"Accept", "application/x-protobuf"}});
-  int status = 0;
-  std::string content_type, payload;
-  for (int i = 0; i < 100 && status != 200; ++i) {
-    auto poll = proto_cli.Post("/api/v1/retrieve_future", json{{"request_id", rid}}.dump(), "application/json");
-    ASSERT_TRUE(poll);
-    status = poll->status;
-    content_type = poll->get_header_value("Content-Type");
-    payload = poll->body;
-  }
-  ASSERT_EQ(status, 200);
-  EXPECT_EQ(content_type, "application/x-protobuf");
   tinker_public::ForwardBackwardOutput out;
-  ASSERT_TRUE(out.ParseFromString(payload));
+  ASSERT_TRUE(out.ParseFromString(result_proto(rid)));
   EXPECT_GT(out.metrics().at("loss:sum"), 0.0);
   EXPECT_EQ(out.loss_fn_outputs(0).fields().at("logprobs").data().size(), 3 * sizeof(float));
   EXPECT_TRUE(result(rid).contains("loss_fn_outputs"));  // JSON when Accept has application/json
@@ -347,6 +356,108 @@ TEST_F(HttpTest, SessionsModelsAndInfo) {
   ASSERT_EQ(s3, 200);
   EXPECT_EQ(result(unload["request_id"]), (json{{"model_id", m}, {"type", "unload_model"}}));
   EXPECT_EQ(post("/api/v1/get_info", {{"model_id", m}}).first, 404);
+}
+
+}  // namespace
+}  // namespace kiln::http
+
+namespace kiln::http {
+namespace {
+
+json prompt(const std::string& text) {
+  return {{"chunks", {{{"tokens", std::vector<int>(text.begin(), text.end())}, {"type", "encoded_text"}}}}};
+}
+
+TEST_F(HttpTest, SamplingOverJsonAndProtobuf) {
+  const std::string sess = session();
+  auto [cs, created] = post("/api/v1/create_sampling_session",
+                            {{"session_id", sess}, {"sampling_session_seq_id", 0}, {"base_model", "kiln/tiny"},
+                             {"type", "create_sampling_session"}});
+  ASSERT_EQ(cs, 200) << created;
+  const std::string sampler = created["sampling_session_id"];
+  EXPECT_EQ(sampler, sess + ":sample:0");
+  EXPECT_EQ(created["type"], "create_sampling_session");
+  EXPECT_EQ(get("/api/v1/samplers/" + sampler).second,
+            (json{{"sampler_id", sampler}, {"base_model", "kiln/tiny"}, {"model_path", nullptr}}));
+
+  const json body = {{"num_samples", 2}, {"prompt", prompt("Hello")}, {"sampling_session_id", sampler}, {"seq_id", 0},
+                     {"sampling_params", {{"max_tokens", 6}, {"seed", 18446744073709551615ULL}, {"stop", "zz"},
+                                          {"temperature", 0.8}, {"top_k", 50}, {"top_p", 0.95}}},
+                     {"prompt_logprobs", true}, {"topk_prompt_logprobs", 2}, {"type", "sample"}};
+  auto [ss, fut] = post("/api/v1/asample", body);
+  ASSERT_EQ(ss, 200) << fut;
+  const json out = result(fut["request_id"]);
+  EXPECT_EQ(out["type"], "sample");
+  ASSERT_EQ(out["sequences"].size(), 2u);
+  for (const auto& seq : out["sequences"]) {
+    EXPECT_EQ(seq["tokens"].size(), seq["logprobs"].size());
+    EXPECT_TRUE(seq["stop_reason"] == "length" || seq["stop_reason"] == "stop") << seq;
+    if (seq["stop_reason"] == "length") EXPECT_EQ(seq["tokens"].size(), 6u);
+  }
+  EXPECT_TRUE(out["prompt_logprobs"][0].is_null());
+  EXPECT_EQ(out["prompt_logprobs"].size(), 5u);
+  EXPECT_TRUE(out["topk_prompt_logprobs"][0].is_null());
+  EXPECT_EQ(out["topk_prompt_logprobs"][1].size(), 2u);
+
+  // The same request polled by tinker 0.25 comes back as a SampleResponse with the same tokens.
+  json again = body;
+  again["seq_id"] = 1;
+  auto [ps, pfut] = post("/api/v1/asample", again);
+  ASSERT_EQ(ps, 200) << pfut;
+  tinker_public::SampleResponse msg;
+  ASSERT_TRUE(msg.ParseFromString(result_proto(pfut["request_id"])));
+  ASSERT_EQ(msg.sequences_size(), 2);
+  const auto& tokens = msg.sequences(1).tokens();
+  std::vector<int32_t> ids(tokens.size() / 4);
+  std::memcpy(ids.data(), tokens.data(), tokens.size());
+  EXPECT_EQ(json(ids), out["sequences"][1]["tokens"]);  // same seed, same samples
+  EXPECT_EQ(msg.prompt_logprobs().size(), 5 * sizeof(float));
+  EXPECT_EQ(msg.topk_prompt_logprobs().k(), 2u);
+
+  // Ephemeral sampler weights from a training client (save_weights_and_get_sampling_client).
+  const std::string m = model();
+  auto [es, efut] = post("/api/v1/save_weights_for_sampler",
+                         {{"model_id", m}, {"seq_id", 1}, {"sampling_session_seq_id", 1}, {"type", "save_weights_for_sampler"}});
+  ASSERT_EQ(es, 200) << efut;
+  const json saved = result(efut["request_id"]);
+  EXPECT_TRUE(saved["path"].is_null());
+  EXPECT_EQ(saved["type"], "save_weights_for_sampler");
+  const std::string eph = saved["sampling_session_id"];
+  json greedy = {{"prompt", prompt("Hi")}, {"sampling_session_id", eph}, {"seq_id", 0}, {"num_samples", 1},
+                 {"sampling_params", {{"max_tokens", 3}, {"temperature", 0.0}}}};
+  auto [gs, gfut] = post("/api/v1/asample", greedy);
+  ASSERT_EQ(gs, 200) << gfut;
+  EXPECT_EQ(result(gfut["request_id"])["sequences"][0]["tokens"].size(), 3u);
+
+  // A named sampler checkpoint is sampled through its tinker path.
+  auto [ns, nfut] = post("/api/v1/save_weights_for_sampler", {{"model_id", m}, {"seq_id", 2}, {"path", "s1"}});
+  ASSERT_EQ(ns, 200);
+  const std::string path = result(nfut["request_id"])["path"];
+  auto [ms, from_path] = post("/api/v1/create_sampling_session",
+                              {{"session_id", sess}, {"sampling_session_seq_id", 2}, {"model_path", path}});
+  ASSERT_EQ(ms, 200) << from_path;
+  EXPECT_EQ(get("/api/v1/samplers/" + from_path["sampling_session_id"].get<std::string>()).second["model_path"], path);
+}
+
+TEST_F(HttpTest, SamplingErrors) {
+  const std::string sess = session();
+  auto [s1, e1] = post("/api/v1/create_sampling_session", {{"session_id", sess}, {"sampling_session_seq_id", 0}});
+  EXPECT_EQ(s1, 400);
+  EXPECT_EQ(e1["detail"], "Either model_path or base_model must be provided");
+  const std::string sampler = post("/api/v1/create_sampling_session",
+                                   {{"session_id", sess}, {"sampling_session_seq_id", 0}, {"base_model", "kiln/tiny"}})
+                                  .second["sampling_session_id"];
+  auto [s2, e2] = post("/api/v1/asample", {{"prompt", prompt("abc")}, {"sampling_session_id", sampler}, {"seq_id", 0},
+                                           {"sampling_params", {{"max_tokens", 4000}}}});
+  EXPECT_EQ(s2, 400);
+  EXPECT_EQ(e2["detail"], "Prompt length plus max_tokens exceeds the model's context window: 3 + 4000 > 2048");
+  auto [s3, e3] = post("/api/v1/asample", {{"prompt", prompt("abc")}, {"sampling_session_id", sampler},
+                                           {"sampling_params", {{"stop", 5}}}});
+  EXPECT_EQ(s3, 400);
+  EXPECT_NE(e3["detail"].get<std::string>().find("sampling_params.stop"), std::string::npos) << e3;
+  EXPECT_EQ(post("/api/v1/asample", {{"prompt", prompt("abc")}, {"sampling_session_id", sess + ":sample:9"}}).first, 404);
+  EXPECT_EQ(get("/api/v1/samplers/nope").first, 404);
+  EXPECT_EQ(post("/api/v1/asample", {{"prompt", prompt("abc")}}).first, 400);
 }
 
 }  // namespace

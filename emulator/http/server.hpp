@@ -41,6 +41,7 @@ class HttpServer {
   void route(const char* method, const std::string& pattern, Handler h, bool needs_key = true);
   void register_session_routes();
   void register_training_routes();
+  void register_sampling_routes();
   void register_rest_routes();
   std::string download_url(const std::string& file);   // a token URL valid for 15 minutes
   std::string download_file(const std::string& token);  // its file; NotFound when unknown or expired

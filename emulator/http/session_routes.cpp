@@ -46,7 +46,7 @@ void HttpServer::register_session_routes() {
   });
   route("GET", R"(/api/v1/sessions/([^/]+))", [this](auto& req, auto& res, auto& key) {
     const auto s = svc_.get_session(key, req.matches[1]);
-    send_json(res, 200, {{"training_run_ids", s.training_run_ids}, {"sampler_ids", json::array()}});
+    send_json(res, 200, {{"training_run_ids", s.training_run_ids}, {"sampler_ids", s.sampler_ids}});
   });
 }
 

@@ -8,7 +8,8 @@ namespace kiln::http {
 
 namespace {
 // tinker 0.25 polls forward results with Accept: application/x-protobuf alone and rejects JSON;
-// older clients and Fireworks list application/json too and need JSON (wire.md §3.3).
+// older clients and Fireworks list application/json too and need JSON (wire.md §3.3). The same
+// holds for sample results.
 bool wants_protobuf(const httplib::Request& req) {
   const std::string accept = req.get_header_value("Accept");
   return accept.find("application/x-protobuf") != std::string::npos && accept.find("application/json") == std::string::npos;
@@ -95,6 +96,8 @@ void HttpServer::register_training_routes() {
       send_json(res, 200, wire::failure_to_json(r));  // failures are always JSON
     else if (wants_protobuf(req) && std::holds_alternative<train::ForwardResult>(r.result))
       res.set_content(wire::forward_result_to_proto(std::get<train::ForwardResult>(r.result)), "application/x-protobuf");
+    else if (wants_protobuf(req) && std::holds_alternative<model::SampleOutput>(r.result))
+      res.set_content(wire::sample_result_to_proto(std::get<model::SampleOutput>(r.result)), "application/x-protobuf");
     else
       send_json(res, 200, wire::result_to_json(r.result));
   });

@@ -49,6 +49,14 @@ struct Hasher {
 
 }  // namespace
 
+uint64_t fingerprint(const model::SampleSpec& s) {
+  Hasher h;
+  h(s.prompt), h(s.num_samples), h(s.prompt_logprobs), h(s.topk_prompt_logprobs);
+  const auto& p = s.params;
+  h(p.max_tokens), h(p.seed), h(p.stop_strings), h(p.stop_tokens), h(p.temperature), h(p.top_k), h(p.top_p);
+  return h.h;
+}
+
 uint64_t fingerprint(const TrainingRequest& r) {
   Hasher h;
   h(r.index());
@@ -73,7 +81,7 @@ uint64_t fingerprint(const TrainingRequest& r) {
         } else if constexpr (std::is_same_v<Q, LoadWeightsRequest>) {
           h(q.path), h(q.optimizer);
         } else if constexpr (std::is_same_v<Q, SaveSamplerRequest>) {
-          h(q.name), h(q.ttl_seconds), h(q.checkpoint_type);
+          h(q.name), h(q.ttl_seconds), h(q.checkpoint_type), h(q.sampling_session_seq_id);
         } else if constexpr (std::is_same_v<Q, LoadAdapterRequest>) {
           h(q.adapter_path);
         }

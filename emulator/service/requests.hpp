@@ -7,6 +7,7 @@
 #include <variant>
 #include <vector>
 
+#include "model/sampler.hpp"
 #include "train/loss.hpp"
 #include "train/optimizer.hpp"
 #include "train/training_state.hpp"
@@ -35,11 +36,14 @@ struct LoadWeightsRequest {
   std::string path;
   bool optimizer = false;
 };
-// save_weights_for_sampler; checkpoint_type "" means base (open question E15).
+// save_weights_for_sampler; checkpoint_type "" means base (open question E15). The ephemeral
+// form (tinker's save_weights_and_get_sampling_client) has no name and a sampling_session_seq_id:
+// it snapshots the weights into a sampler instead of writing a checkpoint (E21).
 struct SaveSamplerRequest {
   std::string name;
   std::optional<int64_t> ttl_seconds;
   std::string checkpoint_type;
+  std::optional<int64_t> sampling_session_seq_id;
 };
 // Fireworks load_adapter: a weights-only warm start of a LoRA model from a sampler checkpoint.
 struct LoadAdapterRequest {
@@ -52,6 +56,7 @@ using TrainingRequest = std::variant<ForwardRequest, OptimStepRequest, SaveWeigh
 
 // A digest of a request's type and payload, to tell a resubmission from a reused seq_id.
 uint64_t fingerprint(const TrainingRequest& r);
+uint64_t fingerprint(const model::SampleSpec& s);
 
 struct CreateModelResult {
   std::string model_id;
@@ -60,7 +65,8 @@ struct OptimStepResult {
   std::map<std::string, double> metrics;
 };
 struct SaveResult {
-  std::string path;  // tinker://<model_id>/<weights|sampler_weights>/<name>
+  std::string path;  // tinker://<model_id>/<weights|sampler_weights>/<name>; empty for an ephemeral save
+  std::string sampling_session_id;  // ephemeral sampler saves only
 };
 struct LoadResult {
   std::string path;
@@ -75,6 +81,6 @@ struct UnloadResult {
 };
 
 using TrainingResult = std::variant<CreateModelResult, train::ForwardResult, OptimStepResult, SaveResult, LoadResult,
-                                    LoadAdapterResult, UnloadResult>;
+                                    LoadAdapterResult, UnloadResult, model::SampleOutput>;
 
 }  // namespace kiln::service

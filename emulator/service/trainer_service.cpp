@@ -30,6 +30,13 @@ struct TrainerService::Future {
   std::optional<TimePoint> completed, first_delivered;
 };
 
+struct TrainerService::Sampler {
+  std::string tenant;
+  SamplerInfo info;
+  std::shared_ptr<const model::Transformer<float>> weights;
+  std::map<int64_t, std::pair<uint64_t, std::string>> seen;  // seq → (fingerprint, request id)
+};
+
 struct TrainerService::Session {
   std::string tenant;
   SessionInfo info;
@@ -256,7 +263,11 @@ void TrainerService::validate_envelope(const Model& m, int64_t seq_id, const Tra
           if (is_tinker_path(r.path)) parse_tinker_path(r.path);
           if (frozen) throw InvalidRequest(base_only_msg);
         } else if constexpr (std::is_same_v<R, SaveSamplerRequest>) {
-          validate_checkpoint_name(r.name);
+          if (r.sampling_session_seq_id) {
+            if (*r.sampling_session_seq_id < 0) throw InvalidRequest("sampling_session_seq_id must be >= 0");
+          } else {
+            validate_checkpoint_name(r.name);
+          }
           check_ttl(r.ttl_seconds);
           if (!r.checkpoint_type.empty() && r.checkpoint_type != "base" && r.checkpoint_type != "delta" &&
               r.checkpoint_type != "merged_base")
@@ -353,8 +364,17 @@ void TrainerService::purge_futures_locked() {
 void TrainerService::worker_loop() {
   std::unique_lock lock(mu_);
   while (true) {
-    work_cv_.wait(lock, [&] { return stopping_ || !ready_.empty(); });
+    work_cv_.wait(lock, [&] { return stopping_ || !ready_.empty() || !sample_jobs_.empty(); });
     if (stopping_) return;
+    // Sampling and training share the workers; alternate so neither starves the other.
+    if (!sample_jobs_.empty() && (ready_.empty() || (sample_turn_ = !sample_turn_))) {
+      SampleJob job = std::move(sample_jobs_.front());
+      sample_jobs_.pop_front();
+      lock.unlock();
+      run_sample(job);
+      lock.lock();
+      continue;
+    }
     Model* m = ready_.front();
     ready_.pop_front();
     m->queued = false;
@@ -619,6 +639,12 @@ TrainingResult TrainerService::do_load_weights(Model& m, const LoadWeightsReques
 }
 
 TrainingResult TrainerService::do_save_sampler(Model& m, const SaveSamplerRequest& r) {
+  if (r.sampling_session_seq_id) {  // ephemeral: a snapshot in memory, no file, never listed (E21)
+    auto weights = std::make_shared<const model::Transformer<float>>(m.state->model());
+    std::lock_guard lock(mu_);
+    return SaveResult{"", add_sampler_locked(m.tenant, m.info.session_id, *r.sampling_session_seq_id,
+                                             std::move(weights), m.info.base_model, std::nullopt)};
+  }
   const std::string type = r.checkpoint_type.empty() ? "base" : r.checkpoint_type;
   const bool lora = !m.info.lora.full_parameter();
   const auto& params = m.state->model().params();
@@ -678,6 +704,154 @@ TrainingResult TrainerService::do_load_adapter(Model& m, const LoadAdapterReques
                                 "adapter '" + r.adapter_path + "'"),
                    nullptr);
   return LoadAdapterResult{m.info.model_id, r.adapter_path};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sampling
+
+std::string TrainerService::add_sampler_locked(const std::string& tenant, const std::string& session_id, int64_t seq,
+                                               std::shared_ptr<const model::Transformer<float>> weights,
+                                               const std::string& base_model, std::optional<std::string> model_path) {
+  const std::string id = session_id + ":sample:" + std::to_string(seq);
+  auto& slot = samplers_[id];
+  if (slot && slot->tenant == tenant) return id;  // a retried request: the first snapshot stands
+  slot = std::make_unique<Sampler>();
+  slot->tenant = tenant;
+  slot->info = {id, session_id, base_model, std::move(model_path)};
+  slot->weights = std::move(weights);
+  if (auto s = sessions_.find(session_id); s != sessions_.end()) s->second->info.sampler_ids.push_back(id);
+  return id;
+}
+
+// The model a sampler checkpoint describes, rebuilt from its files: LoRA adapters over the shared
+// base, or full weights (a full-parameter "delta" is XORed onto the "base" save it names).
+std::shared_ptr<const model::Transformer<float>> TrainerService::sampler_weights(const CheckpointRecord& rec) const {
+  model::ModelConfig config = rec.config;
+  if (const auto* e = registry_->find(rec.base_model); e && e->config.vocab_size == config.vocab_size)
+    config.eos_token_ids = e->config.eos_token_ids;
+  const std::string what = "checkpoint '" + rec.tinker_path() + "'";
+  const SafetensorsFile file = store_->read_model(rec);
+  const auto base = model::shared_base_weights<float>(config, rec.base_model, 0);
+  if (rec.lora && rec.checkpoint_type != "merged_base") {
+    model::Transformer<float> t(config, base, *rec.lora);
+    t.params() = arrange_like(t.params(), file.tensors, "", what);
+    return std::make_shared<const model::Transformer<float>>(std::move(t));
+  }
+  model::ParamSet<float> full;
+  if (auto f = file.metadata.find("format"); f != file.metadata.end() && f->second == "kiln-xor-delta") {
+    const std::string anchor_name = file.metadata.count("base_checkpoint") ? file.metadata.at("base_checkpoint") : "";
+    const auto anchor = store_->find(rec.tenant, rec.run_id, CheckpointKind::sampler, anchor_name);
+    if (!anchor) throw NotFound(what + " is a delta of 'sampler_weights/" + anchor_name + "', which no longer exists");
+    full = arrange_like(*base, store_->read_model(*anchor).tensors, "", "checkpoint 'sampler_weights/" + anchor_name + "'");
+    for (auto& t : full) {
+      const int i = file.words.find(t.name);
+      if (i < 0 || file.words[i].data.size() != t.data.size()) throw UserError(what + " lacks delta tensor '" + t.name + "'");
+      for (size_t j = 0; j < t.data.size(); ++j) {
+        uint32_t bits;
+        std::memcpy(&bits, &t.data[j], 4);
+        bits ^= file.words[i].data[j];
+        std::memcpy(&t.data[j], &bits, 4);
+      }
+    }
+  } else {
+    full = arrange_like(*base, file.tensors, "", what);
+  }
+  return std::make_shared<const model::Transformer<float>>(
+      model::Transformer<float>::frozen(config, std::make_shared<const model::ParamSet<float>>(std::move(full))));
+}
+
+std::string TrainerService::create_sampler(const std::string& api_key, const CreateSamplerRequest& req) {
+  const std::string tenant = tenant_key(api_key);
+  {
+    std::lock_guard lock(mu_);
+    auto sit = sessions_.find(req.session_id);
+    if (sit == sessions_.end() || sit->second->tenant != tenant)
+      throw NotFound("session '" + req.session_id + "' not found");
+    if (req.sampling_session_seq_id < 0)
+      throw InvalidRequest("sampling_session_seq_id must be >= 0, got " + std::to_string(req.sampling_session_seq_id));
+    const std::string id = req.session_id + ":sample:" + std::to_string(req.sampling_session_seq_id);
+    if (auto it = samplers_.find(id); it != samplers_.end() && it->second->tenant == tenant) return id;
+  }
+  std::shared_ptr<const model::Transformer<float>> weights;
+  std::string base_model;
+  std::optional<std::string> model_path;
+  if (!req.model_path.empty()) {
+    if (!is_tinker_path(req.model_path)) throw InvalidRequest("model_path must start with 'tinker://'");
+    const TinkerPath p = parse_tinker_path(req.model_path);
+    if (p.kind != "sampler_weights")
+      throw InvalidRequest("model_path must name a sampler_weights checkpoint (tinker://<run>/sampler_weights/<name>), got '" +
+                           req.model_path + "'");
+    const auto rec = store_->find(tenant, p.run_id, CheckpointKind::sampler, p.name);
+    if (!rec) throw NotFound("checkpoint '" + req.model_path + "' not found");
+    weights = sampler_weights(*rec);
+    base_model = rec->base_model;
+    model_path = req.model_path;
+  } else if (!req.base_model.empty()) {
+    const model::BaseModelEntry* entry = registry_->find(req.base_model);
+    if (!entry)
+      throw InvalidRequest("unknown base model '" + req.base_model + "'; supported: " + registry_->known_names());
+    weights = std::make_shared<const model::Transformer<float>>(model::Transformer<float>::frozen(
+        entry->config, model::shared_base_weights<float>(entry->config, entry->name, 0)));
+    base_model = entry->name;
+  } else {
+    throw InvalidRequest("Either model_path or base_model must be provided");
+  }
+  std::lock_guard lock(mu_);
+  return add_sampler_locked(tenant, req.session_id, req.sampling_session_seq_id, std::move(weights), base_model,
+                            std::move(model_path));
+}
+
+SamplerInfo TrainerService::get_sampler(const std::string& api_key, const std::string& sampler_id) const {
+  std::lock_guard lock(mu_);
+  auto it = samplers_.find(sampler_id);
+  if (it == samplers_.end() || it->second->tenant != tenant_key(api_key))
+    throw NotFound("sampler '" + sampler_id + "' not found");
+  return it->second->info;
+}
+
+std::string TrainerService::submit_sample(const std::string& api_key, const std::string& sampler_id, int64_t seq_id,
+                                          model::SampleSpec spec) {
+  const std::string tenant = tenant_key(api_key);
+  std::lock_guard lock(mu_);
+  auto it = samplers_.find(sampler_id);
+  if (it == samplers_.end() || it->second->tenant != tenant)
+    throw NotFound("sampling session '" + sampler_id + "' not found");
+  Sampler& sampler = *it->second;
+  try {
+    model::validate_sample(sampler.weights->config(), spec);
+  } catch (const model::InputError& e) {
+    throw InvalidRequest(e.message());
+  }
+  const uint64_t fp = fingerprint(spec);
+  if (auto seen = sampler.seen.find(seq_id); seen != sampler.seen.end() && seen->second.first == fp &&
+                                             futures_.count(seen->second.second))
+    return seen->second.second;  // the SDK re-submits with the same seq_id after a 429
+  const std::string rid = new_id("req-");
+  auto f = std::make_unique<Future>();
+  f->tenant = tenant;
+  futures_[rid] = std::move(f);
+  sampler.seen[seq_id] = {fp, rid};
+  sample_jobs_.push_back({rid, sampler.weights, std::move(spec)});
+  work_cv_.notify_one();
+  return rid;
+}
+
+void TrainerService::run_sample(const SampleJob& job) {
+  RetrieveResult outcome;
+  try {
+    outcome.result = model::sample(*job.weights, job.spec);
+    outcome.status = RetrieveResult::Status::done;
+  } catch (const model::InputError& e) {
+    outcome = {RetrieveResult::Status::failed, {}, e.message(), ErrorCategory::user};
+  } catch (const std::exception& e) {
+    outcome = {RetrieveResult::Status::failed, {}, std::string("internal error: ") + e.what(), ErrorCategory::server};
+  }
+  std::lock_guard lock(mu_);
+  if (auto f = futures_.find(job.request_id); f != futures_.end()) {
+    f->second->state = std::move(outcome);
+    f->second->completed = clock_->now();
+  }
+  done_cv_.notify_all();
 }
 
 // ---------------------------------------------------------------------------------------------

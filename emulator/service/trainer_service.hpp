@@ -57,6 +57,7 @@ struct SessionInfo {
   std::string project_id;
   TimePoint created, last_heartbeat;
   std::vector<std::string> training_run_ids;
+  std::vector<std::string> sampler_ids;
 };
 
 struct CreateModelRequest {
@@ -96,6 +97,20 @@ struct WeightsInfo {
   bool train_attn = true, train_mlp = true, train_unembed = true;
 };
 
+// A sampling session: a snapshot of weights to sample from (wire.md §6.17–6.19).
+struct SamplerInfo {
+  std::string sampler_id;  // <session_id>:sample:<sampling_session_seq_id> (F6)
+  std::string session_id, base_model;
+  std::optional<std::string> model_path;  // the sampler checkpoint it was created from
+};
+
+struct CreateSamplerRequest {
+  std::string session_id;
+  int64_t sampling_session_seq_id = 0;
+  std::string base_model;  // one of the two
+  std::string model_path;  // tinker://<run>/sampler_weights/<name>
+};
+
 struct RetrieveResult {
   enum class Status { pending, done, failed } status = Status::pending;
   TrainingResult result;
@@ -130,6 +145,15 @@ class TrainerService {
   RetrieveResult retrieve(const std::string& api_key, const std::string& request_id,
                           std::chrono::milliseconds wait = std::chrono::milliseconds(0));
 
+  // Sampling. A sampler holds its weights from creation on: later training or a deleted or
+  // expired checkpoint does not change it (E13). The same create request again returns the same id.
+  std::string create_sampler(const std::string& api_key, const CreateSamplerRequest& req);
+  SamplerInfo get_sampler(const std::string& api_key, const std::string& sampler_id) const;
+  // Queues num_samples continuations; stateless, so not ordered. Resubmitting the same seq_id and
+  // request returns the same future (a retry after 429). Invalid specs throw InvalidRequest.
+  std::string submit_sample(const std::string& api_key, const std::string& sampler_id, int64_t seq_id,
+                            model::SampleSpec spec);
+
   // Checkpoint views.
   WeightsInfo weights_info(const std::string& api_key, const std::string& tinker_path) const;
   std::vector<TrainingRunInfo> list_training_runs(const std::string& api_key) const;
@@ -153,6 +177,12 @@ class TrainerService {
   struct Future;
   struct Model;
   struct Session;
+  struct Sampler;
+  struct SampleJob {
+    std::string request_id;
+    std::shared_ptr<const model::Transformer<float>> weights;
+    model::SampleSpec spec;
+  };
 
   std::string new_id(const char* prefix);
   Model& model_for(const std::string& tenant, const std::string& model_id);
@@ -166,6 +196,11 @@ class TrainerService {
   TrainingResult do_load_weights(Model& m, const LoadWeightsRequest& r);
   TrainingResult do_save_sampler(Model& m, const SaveSamplerRequest& r);
   TrainingResult do_load_adapter(Model& m, const LoadAdapterRequest& r);
+  std::shared_ptr<const model::Transformer<float>> sampler_weights(const CheckpointRecord& rec) const;
+  std::string add_sampler_locked(const std::string& tenant, const std::string& session_id, int64_t seq,
+                                 std::shared_ptr<const model::Transformer<float>> weights, const std::string& base_model,
+                                 std::optional<std::string> model_path);
+  void run_sample(const SampleJob& job);
   CheckpointRecord resolve_reference(const std::string& tenant, const std::string& ref, CheckpointKind want,
                                      const std::string& purpose) const;
   CheckpointRecord find_checkpoint(const std::string& tenant, const std::string& run_id,
@@ -183,11 +218,14 @@ class TrainerService {
   mutable std::mutex mu_;
   std::condition_variable work_cv_, done_cv_, tick_cv_;
   bool stopping_ = false;
+  bool sample_turn_ = false;
   uint64_t id_counter_ = 0, id_seed_ = 0;
   std::map<std::string, std::unique_ptr<Session>> sessions_;  // by session id
   std::map<std::string, std::unique_ptr<Model>> models_;      // by model id
   std::map<std::string, std::unique_ptr<Future>> futures_;    // by request id
+  std::map<std::string, std::unique_ptr<Sampler>> samplers_;  // by sampler id
   std::deque<Model*> ready_;
+  std::deque<SampleJob> sample_jobs_;
   std::vector<std::thread> workers_;
   std::thread ticker_;
 };

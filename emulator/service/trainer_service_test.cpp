@@ -181,7 +181,7 @@ TEST_F(ServiceTest, SaveAndLoadRoundTripWithAndWithoutOptimizer) {
 
 TEST_F(ServiceTest, LoadErrorsAreUserErrorsWithTheSpecTexts) {
   const auto a = new_model();
-  const std::string sampler = path_of(run(a, 1, SaveSamplerRequest{"s1", std::nullopt, ""}));
+  const std::string sampler = path_of(run(a, 1, SaveSamplerRequest{"s1", std::nullopt, "", std::nullopt}));
   path_of(run(a, 2, SaveWeightsRequest{"w1", std::nullopt, false}));
   auto load_error = [&](const std::string& path, const std::string& key = kKey, int64_t rank = 4) {
     const auto r = run(new_model(rank, key), 1, LoadWeightsRequest{path, false}, key);
@@ -204,8 +204,8 @@ TEST_F(ServiceTest, TrainingStateNameCollisionsFailUnlessOverwriting) {
   EXPECT_EQ(r.error, "ResourceAlreadyExists: checkpoint 'weights/dup' already exists for " + m +
                          "; use a new name or overwrite=true");
   EXPECT_EQ(run(m, 3, SaveWeightsRequest{"dup", std::nullopt, true}).status, Status::done);
-  EXPECT_EQ(run(m, 4, SaveSamplerRequest{"same", std::nullopt, ""}).status, Status::done);
-  EXPECT_EQ(run(m, 5, SaveSamplerRequest{"same", std::nullopt, ""}).status, Status::done);  // samplers replace
+  EXPECT_EQ(run(m, 4, SaveSamplerRequest{"same", std::nullopt, "", std::nullopt}).status, Status::done);
+  EXPECT_EQ(run(m, 5, SaveSamplerRequest{"same", std::nullopt, "", std::nullopt}).status, Status::done);  // samplers replace
   EXPECT_NE(error_of<InvalidRequest>([&] { svc->submit(kKey, m, 6, SaveWeightsRequest{"../etc", std::nullopt, false}); })
                 .find("invalid checkpoint name '../etc'"),
             std::string::npos);
@@ -218,8 +218,8 @@ TEST_F(ServiceTest, SamplerCheckpointTypes) {
   const auto lora = new_model(4);
   run(lora, 1, fb("abc"));
   run(lora, 2, step());
-  EXPECT_EQ(run(lora, 3, SaveSamplerRequest{"d", std::nullopt, "delta"}).status, Status::done);  // full adapter
-  EXPECT_EQ(run(lora, 4, SaveSamplerRequest{"m", std::nullopt, "merged_base"}).status, Status::done);
+  EXPECT_EQ(run(lora, 3, SaveSamplerRequest{"d", std::nullopt, "delta", std::nullopt}).status, Status::done);  // full adapter
+  EXPECT_EQ(run(lora, 4, SaveSamplerRequest{"m", std::nullopt, "merged_base", std::nullopt}).status, Status::done);
   const auto list = svc->list_run_checkpoints(kKey, lora);
   ASSERT_EQ(list.size(), 2u);
   for (const auto& c : list) {
@@ -228,14 +228,14 @@ TEST_F(ServiceTest, SamplerCheckpointTypes) {
   }
 
   const auto full = new_model(0);
-  EXPECT_EQ(run(full, 1, SaveSamplerRequest{"x", std::nullopt, "delta"}).error,
+  EXPECT_EQ(run(full, 1, SaveSamplerRequest{"x", std::nullopt, "delta", std::nullopt}).error,
             "checkpoint_type 'delta' needs an earlier 'base' sampler save from this training client");
-  EXPECT_EQ(run(full, 2, SaveSamplerRequest{"x", std::nullopt, "merged_base"}).error, "merged_base requires a LoRA model");
-  EXPECT_EQ(run(full, 3, SaveSamplerRequest{"b", std::nullopt, "base"}).status, Status::done);
+  EXPECT_EQ(run(full, 2, SaveSamplerRequest{"x", std::nullopt, "merged_base", std::nullopt}).error, "merged_base requires a LoRA model");
+  EXPECT_EQ(run(full, 3, SaveSamplerRequest{"b", std::nullopt, "base", std::nullopt}).status, Status::done);
   run(full, 4, fb("abc"));
   run(full, 5, step());
-  EXPECT_EQ(run(full, 6, SaveSamplerRequest{"d", std::nullopt, "delta"}).status, Status::done);
-  EXPECT_NE(error_of<InvalidRequest>([&] { svc->submit(kKey, full, 7, SaveSamplerRequest{"z", std::nullopt, "diff"}); }),
+  EXPECT_EQ(run(full, 6, SaveSamplerRequest{"d", std::nullopt, "delta", std::nullopt}).status, Status::done);
+  EXPECT_NE(error_of<InvalidRequest>([&] { svc->submit(kKey, full, 7, SaveSamplerRequest{"z", std::nullopt, "diff", std::nullopt}); }),
             "<no error>");
 }
 
@@ -243,7 +243,7 @@ TEST_F(ServiceTest, LoadAdapterWarmStartsALoraModel) {
   const auto a = new_model(4);
   run(a, 1, fb("warm start"));
   run(a, 2, step(5e-2));
-  const std::string sampler = path_of(run(a, 3, SaveSamplerRequest{"adapter", std::nullopt, "base"}));
+  const std::string sampler = path_of(run(a, 3, SaveSamplerRequest{"adapter", std::nullopt, "base", std::nullopt}));
   const double trained = loss_of(run(a, 4, fb("warm start", false)));
   const auto b = new_model(4);
   const auto r = run(b, 1, LoadAdapterRequest{sampler});
@@ -274,7 +274,7 @@ TEST_F(ServiceTest, RestViews) {
   clock->advance_seconds(1);
   path_of(run(m, 2, SaveWeightsRequest{"step-10", std::nullopt, false}));
   clock->advance_seconds(1);
-  path_of(run(m, 3, SaveSamplerRequest{"s-1", std::nullopt, ""}));
+  path_of(run(m, 3, SaveSamplerRequest{"s-1", std::nullopt, "", std::nullopt}));
   const auto all = svc->list_user_checkpoints(kKey);
   ASSERT_EQ(all.size(), 3u);
   EXPECT_EQ(all[0].checkpoint_id(), "sampler_weights/s-1");  // newest first

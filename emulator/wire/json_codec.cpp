@@ -1,5 +1,8 @@
 #include "wire/json_codec.hpp"
 
+#include <algorithm>
+#include <cmath>
+
 #include "service/clock.hpp"
 #include "train/errors.hpp"
 #include "wire/sparse_csr.hpp"
@@ -115,20 +118,25 @@ json tensor_to_json(const train::TensorData& t) {
   return {{"data", std::move(data)}, {"dtype", train::is_integer(t.dtype) ? "int64" : "float32"}, {"shape", t.shape}};
 }
 
-train::Datum datum_from_json(const json& j, const std::string& field) {
-  train::Datum d;
-  const json& mi = require(j, "model_input", field);
-  const json& chunks = require(mi, "chunks", field + ".model_input");
-  if (!chunks.is_array()) throw InvalidRequest("field '" + field + ".model_input.chunks' must be a list");
+std::vector<int64_t> model_input_from_json(const json& mi, const std::string& field) {
+  std::vector<int64_t> out;
+  const json& chunks = require(mi, "chunks", field);
+  if (!chunks.is_array()) throw InvalidRequest("field '" + field + ".chunks' must be a list");
   for (size_t c = 0; c < chunks.size(); ++c) {
-    const std::string cf = field + ".model_input.chunks[" + std::to_string(c) + "]";
+    const std::string cf = field + ".chunks[" + std::to_string(c) + "]";
     const std::string type = chunks[c].value("type", "encoded_text");
     if (type != "encoded_text")
       throw InvalidRequest("field '" + cf + "': chunk type '" + type +
                            "' is not supported (Kiln's models take text tokens only)");
     const auto tokens = int_list(require(chunks[c], "tokens", cf), cf + ".tokens");
-    d.model_input.insert(d.model_input.end(), tokens.begin(), tokens.end());
+    out.insert(out.end(), tokens.begin(), tokens.end());
   }
+  return out;
+}
+
+train::Datum datum_from_json(const json& j, const std::string& field) {
+  train::Datum d;
+  d.model_input = model_input_from_json(require(j, "model_input", field), field + ".model_input");
   auto inputs = j.find("loss_fn_inputs");
   if (inputs != j.end() && !inputs->is_null()) {
     if (!inputs->is_object()) throw InvalidRequest("field '" + field + ".loss_fn_inputs' must be an object");
@@ -192,12 +200,69 @@ service::LoadWeightsRequest load_weights_from_json(const json& body) {
 }
 
 service::SaveSamplerRequest save_sampler_from_json(const json& body) {
-  if (!body.contains("path") || body["path"].is_null())
-    throw InvalidRequest("save_weights_for_sampler without a path (the ephemeral form used by sampling) is not "
-                         "supported yet: sampling is not implemented");
-  std::string type;
-  if (auto it = body.find("checkpoint_type"); it != body.end() && !it->is_null()) type = it->get<std::string>();
-  return {require_string(body, "path", ""), optional_int(body, "ttl_seconds", ""), type};
+  service::SaveSamplerRequest r;
+  r.sampling_session_seq_id = optional_int(body, "sampling_session_seq_id", "");
+  const bool named = body.contains("path") && !body["path"].is_null();
+  if (!named && !r.sampling_session_seq_id)
+    throw InvalidRequest("save_weights_for_sampler needs 'path' (a name) or 'sampling_session_seq_id' (ephemeral)");
+  if (named) {
+    r.name = require_string(body, "path", "");
+    r.sampling_session_seq_id.reset();  // a named save is a checkpoint, even if a counter came along
+  }
+  r.ttl_seconds = optional_int(body, "ttl_seconds", "");
+  if (auto it = body.find("checkpoint_type"); it != body.end() && !it->is_null()) {
+    if (!it->is_string()) throw InvalidRequest("field 'checkpoint_type' must be a string, got " + type_name(*it));
+    r.checkpoint_type = it->get<std::string>();
+  }
+  return r;
+}
+
+service::CreateSamplerRequest create_sampler_from_json(const json& body) {
+  service::CreateSamplerRequest r;
+  r.session_id = require_string(body, "session_id", "");
+  r.sampling_session_seq_id = optional_int(body, "sampling_session_seq_id", "").value_or(0);
+  if (auto it = body.find("base_model"); it != body.end() && !it->is_null()) r.base_model = require_string(body, "base_model", "");
+  if (auto it = body.find("model_path"); it != body.end() && !it->is_null()) r.model_path = require_string(body, "model_path", "");
+  return r;
+}
+
+model::SampleSpec sample_from_json(const json& body) {
+  model::SampleSpec s;
+  s.prompt = model_input_from_json(require(body, "prompt", ""), "prompt");
+  s.num_samples = optional_int(body, "num_samples", "").value_or(1);
+  s.prompt_logprobs = optional_bool(body, "prompt_logprobs", false, "");
+  s.topk_prompt_logprobs = optional_int(body, "topk_prompt_logprobs", "").value_or(0);
+  auto sp = body.find("sampling_params");
+  if (sp == body.end() || sp->is_null()) return s;
+  if (!sp->is_object()) throw InvalidRequest("field 'sampling_params' must be an object, got " + type_name(*sp));
+  const std::string where = "sampling_params";
+  auto& p = s.params;
+  p.max_tokens = optional_int(*sp, "max_tokens", where);
+  if (auto seed = sp->find("seed"); seed != sp->end() && !seed->is_null()) {
+    if (!seed->is_number_integer()) throw InvalidRequest("field 'sampling_params.seed' must be an integer or null");
+    p.seed = seed->is_number_unsigned() ? seed->get<uint64_t>() : static_cast<uint64_t>(seed->get<int64_t>());
+  }
+  if (auto stop = sp->find("stop"); stop != sp->end() && !stop->is_null()) {
+    const std::string f = "sampling_params.stop";
+    if (stop->is_string()) {
+      p.stop_strings.push_back(stop->get<std::string>());
+    } else if (stop->is_array() && std::all_of(stop->begin(), stop->end(), [](const json& x) { return x.is_string(); })) {
+      for (const auto& x : *stop) p.stop_strings.push_back(x.get<std::string>());
+    } else if (stop->is_array()) {
+      p.stop_tokens = int_list(*stop, f);
+    } else {
+      throw InvalidRequest("field '" + f + "' must be a string, a list of strings or a list of token ids, got " +
+                           type_name(*stop));
+    }
+  }
+  auto real = [&](const char* key, double fallback) {
+    auto it = sp->find(key);
+    return it == sp->end() || it->is_null() ? fallback : number(*it, where + "." + key);
+  };
+  p.temperature = real("temperature", 1.0);
+  p.top_p = real("top_p", 1.0);
+  p.top_k = optional_int(*sp, "top_k", where).value_or(-1);
+  return s;
 }
 
 service::LoadAdapterRequest load_adapter_from_json(const json& body) {
@@ -229,6 +294,32 @@ service::CreateModelRequest create_model_from_json(const json& body) {
   return r;
 }
 
+json sample_output_to_json(const model::SampleOutput& r) {
+  json seqs = json::array();
+  for (const auto& q : r.sequences)
+    seqs.push_back({{"stop_reason", q.stopped ? "stop" : "length"}, {"tokens", q.tokens}, {"logprobs", q.logprobs}});
+  json j = {{"sequences", std::move(seqs)}, {"type", "sample"}, {"prompt_cache_hit_tokens", 0}};
+  if (r.prompt_logprobs) {
+    json lp = json::array();
+    for (float v : *r.prompt_logprobs) lp.push_back(std::isnan(v) ? json(nullptr) : json(v));
+    j["prompt_logprobs"] = std::move(lp);
+  }
+  if (r.topk_prompt_logprobs) {
+    json rows = json::array();
+    for (const auto& row : *r.topk_prompt_logprobs) {
+      if (row.empty()) {
+        rows.push_back(nullptr);
+        continue;
+      }
+      json cells = json::array();
+      for (const auto& [tok, lp] : row) cells.push_back({tok, lp});
+      rows.push_back(std::move(cells));
+    }
+    j["topk_prompt_logprobs"] = std::move(rows);
+  }
+  return j;
+}
+
 json result_to_json(const service::TrainingResult& r) {
   return std::visit(
       [](const auto& x) -> json {
@@ -243,8 +334,12 @@ json result_to_json(const service::TrainingResult& r) {
         } else if constexpr (std::is_same_v<X, service::OptimStepResult>) {
           return {{"metrics", x.metrics}};
         } else if constexpr (std::is_same_v<X, service::SaveResult>) {
+          if (!x.sampling_session_id.empty())  // the ephemeral sampler save
+            return {{"path", nullptr}, {"sampling_session_id", x.sampling_session_id}, {"type", "save_weights_for_sampler"}};
           const bool sampler = x.path.find("/sampler_weights/") != std::string::npos;
           return {{"path", x.path}, {"type", sampler ? "save_weights_for_sampler" : "save_weights"}};
+        } else if constexpr (std::is_same_v<X, model::SampleOutput>) {
+          return sample_output_to_json(x);
         } else if constexpr (std::is_same_v<X, service::LoadResult>) {
           return {{"path", x.path}, {"model_id", x.model_id}, {"type", "load_weights"}};
         } else if constexpr (std::is_same_v<X, service::LoadAdapterResult>) {

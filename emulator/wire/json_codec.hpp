@@ -16,6 +16,9 @@ using nlohmann::json;
 train::TensorData tensor_from_json(const json& j, const std::string& field);
 json tensor_to_json(const train::TensorData& t);
 
+// ModelInput: {"chunks": [{"type": "encoded_text", "tokens": [...]}, ...]} → the tokens in order.
+std::vector<int64_t> model_input_from_json(const json& mi, const std::string& field);
+
 // Datum: {"model_input": {"chunks": [...]}, "loss_fn_inputs": {name: TensorData}}.
 train::Datum datum_from_json(const json& j, const std::string& field);
 
@@ -27,10 +30,14 @@ service::LoadWeightsRequest load_weights_from_json(const json& body);
 service::SaveSamplerRequest save_sampler_from_json(const json& body);
 service::LoadAdapterRequest load_adapter_from_json(const json& body);
 service::CreateModelRequest create_model_from_json(const json& body);
+service::CreateSamplerRequest create_sampler_from_json(const json& body);
+// asample: prompt, num_samples, sampling_params (wire.md §7.5), prompt_logprobs, topk_prompt_logprobs.
+model::SampleSpec sample_from_json(const json& body);
 
 // Future results (wire.md §3.4) and failures ({"error", "category"}).
 json result_to_json(const service::TrainingResult& r);
 json failure_to_json(const service::RetrieveResult& r);
+json sample_output_to_json(const model::SampleOutput& r);  // SampleResponse, wire.md §7.8
 
 // REST objects (wire.md §10.2, §10.3).
 json checkpoint_to_json(const service::CheckpointRecord& r);

@@ -139,6 +139,40 @@ std::string pack_floats(const std::vector<double>& v) {
 
 }  // namespace
 
+template <typename T>
+std::string pack(const std::vector<T>& v) {
+  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
+}
+
+std::string sample_result_to_proto(const model::SampleOutput& r) {
+  tinker_public::SampleResponse msg;
+  for (const auto& q : r.sequences) {
+    auto* seq = msg.add_sequences();
+    seq->set_stop_reason(q.stopped ? tinker_public::STOP_REASON_STOP : tinker_public::STOP_REASON_LENGTH);
+    seq->set_tokens(pack(std::vector<int32_t>(q.tokens.begin(), q.tokens.end())));
+    seq->set_logprobs(pack(q.logprobs));
+  }
+  if (r.prompt_logprobs) msg.set_prompt_logprobs(pack(*r.prompt_logprobs));
+  if (r.topk_prompt_logprobs) {
+    const auto& rows = *r.topk_prompt_logprobs;
+    size_t k = 0;
+    for (const auto& row : rows) k = std::max(k, row.size());
+    std::vector<int32_t> ids(rows.size() * k, 0);
+    std::vector<float> lps(rows.size() * k, -99999.0f);
+    for (size_t t = 0; t < rows.size(); ++t)
+      for (size_t j = 0; j < rows[t].size(); ++j) {
+        ids[t * k + j] = static_cast<int32_t>(rows[t][j].first);
+        lps[t * k + j] = rows[t][j].second;
+      }
+    auto* topk = msg.mutable_topk_prompt_logprobs();
+    topk->set_token_ids(pack(ids));
+    topk->set_logprobs(pack(lps));
+    topk->set_k(static_cast<uint32_t>(k));
+    topk->set_prompt_length(static_cast<uint32_t>(rows.size()));
+  }
+  return msg.SerializeAsString();
+}
+
 std::string forward_result_to_proto(const train::ForwardResult& r, const std::string& output_type,
                                     bool include_elementwise_loss) {
   tinker_public::ForwardBackwardOutput msg;

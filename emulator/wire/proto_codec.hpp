@@ -3,6 +3,7 @@
 // ForwardBackwardOutput results out; zstd-compressed bodies are decompressed first.
 #include <string>
 
+#include "model/sampler.hpp"
 #include "service/requests.hpp"
 
 namespace kiln::wire {
@@ -23,5 +24,12 @@ ProtoForwardBackward forward_backward_from_proto(const std::string& bytes);
 // include_elementwise_loss = false writes logprobs only (the spec's test vector has just those).
 std::string forward_result_to_proto(const train::ForwardResult& r, const std::string& output_type = "TorchLossReturn",
                                     bool include_elementwise_loss = true);
+
+}  // namespace kiln::wire
+
+namespace kiln::wire {
+
+// A sample result as a serialized tinker_public.SampleResponse (wire.md §8.5).
+std::string sample_result_to_proto(const model::SampleOutput& r);
 
 }  // namespace kiln::wire

@@ -3,6 +3,9 @@
 
 #include <zstd.h>
 
+#include <cmath>
+#include <cstring>
+
 #include <gtest/gtest.h>
 
 #include "tinker_public.pb.h"
@@ -53,6 +56,44 @@ TEST(ProtoCodec, EncodesTheSpecOutputVectorByteForByte) {
   EXPECT_EQ(to_hex(forward_result_to_proto(r, "ArrayRecord", false)),
             "0a0b41727261795265636f7264122e122a0a086c6f6770726f6273121e0a08000000bf0000c0bf12100000000000000000080000"
             "0000000000180118011a130a086c6f73733a73756d11000000000000f83f");
+}
+
+TEST(ProtoCodec, EncodesTheSpecSampleVectorByteForByte) {
+  model::SampleOutput out;
+  out.sequences.push_back({{7, 8}, {-0.25f, -0.5f}, true});
+  EXPECT_EQ(to_hex(sample_result_to_proto(out)), "0a14120807000000080000001a08000080be000000bf");
+}
+
+TEST(ProtoCodec, SampleResponseCarriesPromptLogprobsAndTopK) {
+  model::SampleOutput out;
+  out.sequences.push_back({{5}, {-1.5f}, false});
+  out.prompt_logprobs = std::vector<float>{std::nanf(""), -2.0f, -3.0f};
+  out.topk_prompt_logprobs = std::vector<std::vector<std::pair<int64_t, float>>>{{}, {{4, -0.5f}, {9, -1.0f}}, {{2, -0.25f}}};
+  tinker_public::SampleResponse msg;
+  ASSERT_TRUE(msg.ParseFromString(sample_result_to_proto(out)));
+  ASSERT_EQ(msg.sequences_size(), 1);
+  EXPECT_EQ(msg.sequences(0).stop_reason(), tinker_public::STOP_REASON_LENGTH);
+  EXPECT_EQ(msg.prompt_logprobs().size(), 12u);
+  float lp[3];
+  std::memcpy(lp, msg.prompt_logprobs().data(), 12);
+  EXPECT_TRUE(std::isnan(lp[0]));
+  EXPECT_EQ(lp[2], -3.0f);
+  const auto& topk = msg.topk_prompt_logprobs();
+  EXPECT_EQ(topk.k(), 2u);
+  EXPECT_EQ(topk.prompt_length(), 3u);
+  int32_t ids[6];
+  float lps[6];
+  std::memcpy(ids, topk.token_ids().data(), sizeof ids);
+  std::memcpy(lps, topk.logprobs().data(), sizeof lps);
+  // Row 0 and the short row's tail are empty cells: token 0, logprob -99999.
+  EXPECT_EQ(std::vector<int32_t>(ids, ids + 6), (std::vector<int32_t>{0, 0, 4, 9, 2, 0}));
+  EXPECT_EQ(std::vector<float>(lps, lps + 6), (std::vector<float>{-99999.0f, -99999.0f, -0.5f, -1.0f, -0.25f, -99999.0f}));
+  // Without prompt logprobs requested, the optional fields are absent.
+  out.prompt_logprobs.reset();
+  out.topk_prompt_logprobs.reset();
+  ASSERT_TRUE(msg.ParseFromString(sample_result_to_proto(out)));
+  EXPECT_FALSE(msg.has_prompt_logprobs());
+  EXPECT_FALSE(msg.has_topk_prompt_logprobs());
 }
 
 TEST(ProtoCodec, GroupsDatumsByTrailingShape) {

@@ -1,0 +1,164 @@
+// Sampling sessions on the service: where a sampler's weights come from, and asample futures.
+#include <cmath>
+
+#include <gtest/gtest.h>
+
+#include "error_of.hpp"
+#include "service/test_util.hpp"
+#include "train/errors.hpp"
+
+namespace kiln::service {
+namespace {
+
+using namespace testing;
+using kiln::testing::error_of;
+using train::InvalidRequest;
+using Status = RetrieveResult::Status;
+
+const std::string kKey = "tml-alice", kOther = "tml-bob";
+const std::string kText = "the quick brown fox";
+
+class SamplingTest : public ::testing::Test {
+ protected:
+  TempDir dir;
+  std::shared_ptr<VirtualClock> clock = std::make_shared<VirtualClock>();
+  std::unique_ptr<TrainerService> svc = std::make_unique<TrainerService>(options(dir.path(), clock));
+  std::string session = svc->create_session(kKey, {}, {}, "").session_id;
+
+  int64_t models = 0;
+
+  std::string new_model(int64_t rank) {
+    return svc->create_model(kKey, {.session_id = session, .model_seq_id = models++, .base_model = "kiln/tiny",
+                                    .lora = {.rank = rank}});
+  }
+  RetrieveResult run(const std::string& model, int64_t seq, TrainingRequest req) {
+    return wait_for(*svc, kKey, svc->submit(kKey, model, seq, std::move(req)));
+  }
+  // Trains a little (a large step, so the weights clearly move) from seq_id `seq`.
+  void train(const std::string& model, int64_t seq) {
+    ASSERT_EQ(run(model, seq, fb(kText)).status, Status::done);
+    ASSERT_EQ(run(model, seq + 1, step(0.05)).status, Status::done);
+  }
+  // The trainer's logprobs of kText[1..] given its prefix.
+  std::vector<double> trainer_logprobs(const std::string& model, int64_t seq) {
+    const auto r = run(model, seq, fb(kText, false));
+    EXPECT_EQ(r.status, Status::done) << r.error;
+    return std::get<train::ForwardResult>(r.result).loss_fn_outputs.at(0).logprobs.data;
+  }
+  // compute_logprobs of kText on a sampler: an asample with max_tokens 1 and prompt_logprobs.
+  std::vector<float> sampler_logprobs(const std::string& sampler, int64_t seq = 0) {
+    model::SampleSpec spec;
+    spec.prompt = {kText.begin(), kText.end()};
+    spec.params.max_tokens = 1;
+    spec.prompt_logprobs = true;
+    const auto r = wait_for(*svc, kKey, svc->submit_sample(kKey, sampler, seq, spec));
+    EXPECT_EQ(r.status, Status::done) << r.error;
+    if (r.status != Status::done) return {};
+    return *std::get<model::SampleOutput>(r.result).prompt_logprobs;
+  }
+  std::string create(const std::string& base_model, const std::string& path, int64_t seq) {
+    return svc->create_sampler(kKey, {session, seq, base_model, path});
+  }
+};
+
+// Largest |a[t] - b[t+1]| (prompt logprobs carry an undefined entry 0).
+double max_gap(const std::vector<double>& trainer, const std::vector<float>& sampler) {
+  EXPECT_EQ(trainer.size() + 1, sampler.size());
+  EXPECT_TRUE(std::isnan(sampler.at(0)));
+  double gap = 0;
+  for (size_t t = 0; t < trainer.size() && t + 1 < sampler.size(); ++t) gap = std::max(gap, std::abs(trainer[t] - sampler[t + 1]));
+  return gap;
+}
+
+TEST_F(SamplingTest, BaseModelSamplerMatchesAnUntrainedTrainer) {
+  const auto sampler = create("kiln/tiny", "", 0);
+  EXPECT_EQ(sampler, session + ":sample:0");
+  EXPECT_EQ(create("kiln/tiny", "", 0), sampler);  // a retried create
+  const auto info = svc->get_sampler(kKey, sampler);
+  EXPECT_EQ(info.base_model, "kiln/tiny");
+  EXPECT_FALSE(info.model_path);
+  EXPECT_EQ(svc->get_session(kKey, session).sampler_ids, std::vector<std::string>{sampler});
+  EXPECT_LT(max_gap(trainer_logprobs(new_model(4), 1), sampler_logprobs(sampler)), 1e-4);
+  EXPECT_THROW(svc->get_sampler(kOther, sampler), NotFound);
+  EXPECT_THROW(svc->submit_sample(kOther, sampler, 0, {}), NotFound);
+}
+
+TEST_F(SamplingTest, SamplerCheckpointsCarryTheTrainedWeights) {
+  const auto lora = new_model(4), full = new_model(0);
+  // LoRA: base and merged_base saves of the same weights.
+  train(lora, 1);
+  ASSERT_EQ(run(lora, 3, SaveSamplerRequest{"adapter", std::nullopt, "", std::nullopt}).status, Status::done);
+  ASSERT_EQ(run(lora, 4, SaveSamplerRequest{"merged", std::nullopt, "merged_base", std::nullopt}).status, Status::done);
+  const auto lora_lp = trainer_logprobs(lora, 5);
+  // Full-parameter: a base save, more training, then a delta save on top of it.
+  ASSERT_EQ(run(full, 1, SaveSamplerRequest{"b", std::nullopt, "base", std::nullopt}).status, Status::done);
+  train(full, 2);
+  ASSERT_EQ(run(full, 4, SaveSamplerRequest{"d", std::nullopt, "delta", std::nullopt}).status, Status::done);
+  const auto full_lp = trainer_logprobs(full, 5);
+
+  const auto untrained = sampler_logprobs(create("kiln/tiny", "", 0));
+  EXPECT_GT(max_gap(lora_lp, untrained), 1e-2);  // training moved the model
+  EXPECT_LT(max_gap(lora_lp, sampler_logprobs(create("", "tinker://" + lora + "/sampler_weights/adapter", 1))), 1e-4);
+  EXPECT_LT(max_gap(lora_lp, sampler_logprobs(create("", "tinker://" + lora + "/sampler_weights/merged", 2))), 1e-4);
+  EXPECT_LT(max_gap(full_lp, sampler_logprobs(create("", "tinker://" + full + "/sampler_weights/d", 3))), 1e-4);
+  EXPECT_GT(max_gap(full_lp, sampler_logprobs(create("", "tinker://" + full + "/sampler_weights/b", 4))), 1e-2);
+  EXPECT_EQ(svc->get_sampler(kKey, session + ":sample:1").model_path, "tinker://" + lora + "/sampler_weights/adapter");
+
+  // A sampler keeps its weights after its checkpoint is deleted (E13).
+  const auto kept = create("", "tinker://" + lora + "/sampler_weights/adapter", 5);
+  svc->delete_checkpoint(kKey, lora, "sampler_weights/adapter");
+  EXPECT_LT(max_gap(lora_lp, sampler_logprobs(kept)), 1e-4);
+}
+
+TEST_F(SamplingTest, EphemeralSaveSnapshotsTheWeights) {
+  const auto m = new_model(4);
+  train(m, 1);
+  const auto before = trainer_logprobs(m, 3);
+  const auto r = run(m, 4, SaveSamplerRequest{"", std::nullopt, "", int64_t{7}});
+  ASSERT_EQ(r.status, Status::done) << r.error;
+  const auto& saved = std::get<SaveResult>(r.result);
+  EXPECT_EQ(saved.path, "");
+  EXPECT_EQ(saved.sampling_session_id, session + ":sample:7");
+  train(m, 5);  // later training does not reach the snapshot
+  EXPECT_LT(max_gap(before, sampler_logprobs(saved.sampling_session_id)), 1e-4);
+  EXPECT_TRUE(svc->list_run_checkpoints(kKey, m).empty());  // never listed, never written
+}
+
+TEST_F(SamplingTest, CreateErrorsFollowTheSpec) {
+  EXPECT_EQ(error_of<InvalidRequest>([&] { create("", "", 0); }), "Either model_path or base_model must be provided");
+  EXPECT_EQ(error_of<InvalidRequest>([&] { create("", "/tmp/x", 0); }), "model_path must start with 'tinker://'");
+  const auto m = new_model(4);
+  ASSERT_EQ(run(m, 1, SaveWeightsRequest{"w", std::nullopt, false}).status, Status::done);
+  EXPECT_NE(error_of<InvalidRequest>([&] { create("", "tinker://" + m + "/weights/w", 0); })
+                .find("model_path must name a sampler_weights checkpoint"),
+            std::string::npos);
+  EXPECT_THROW(create("", "tinker://" + m + "/sampler_weights/nope", 0), NotFound);
+  EXPECT_NE(error_of<InvalidRequest>([&] { create("gpt-9", "", 0); }).find("unknown base model 'gpt-9'"), std::string::npos);
+  EXPECT_THROW(svc->create_sampler(kOther, {session, 0, "kiln/tiny", ""}), NotFound);
+}
+
+TEST_F(SamplingTest, AsampleValidatesAtSubmitAndDedupesResubmissions) {
+  const auto sampler = create("kiln/tiny", "", 0);
+  model::SampleSpec spec;
+  spec.prompt = {1, 2, 3};
+  spec.params.max_tokens = 2047;
+  EXPECT_EQ(error_of<InvalidRequest>([&] { svc->submit_sample(kKey, sampler, 0, spec); }),
+            "Prompt length plus max_tokens exceeds the model's context window: 3 + 2047 > 2048");
+  spec.params.max_tokens = 5;
+  spec.params.seed = 42;
+  spec.num_samples = 2;
+  const auto rid = svc->submit_sample(kKey, sampler, 1, spec);
+  EXPECT_EQ(svc->submit_sample(kKey, sampler, 1, spec), rid);  // the SDK's resubmission after a 429
+  const auto r = wait_for(*svc, kKey, rid);
+  ASSERT_EQ(r.status, Status::done) << r.error;
+  const auto& out = std::get<model::SampleOutput>(r.result);
+  ASSERT_EQ(out.sequences.size(), 2u);
+  EXPECT_EQ(out.sequences[0].tokens.size(), 5u);
+  EXPECT_FALSE(out.prompt_logprobs);
+  // The same seed again (a new seq_id): the same samples.
+  const auto again = wait_for(*svc, kKey, svc->submit_sample(kKey, sampler, 2, spec));
+  EXPECT_EQ(std::get<model::SampleOutput>(again.result).sequences[1].tokens, out.sequences[1].tokens);
+}
+
+}  // namespace
+}  // namespace kiln::service
