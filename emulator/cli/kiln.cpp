@@ -6,6 +6,8 @@
 #include <string>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "http/server.hpp"
 #include "model/registry.hpp"
 #include "model/threads.hpp"
@@ -105,8 +107,14 @@ int main(int argc, char** argv) {
     g_server = &server;
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
-    std::printf("kiln: serving on %s (data in %s) — export TINKER_BASE_URL=%s\n", server.base_url().c_str(),
-                data_dir.c_str(), server.base_url().c_str());
+    if (log_format == "json")
+      std::printf("%s\n", nlohmann::json{{"event", "serving"}, {"base_url", server.base_url()}, {"data_dir", data_dir},
+                                         {"hint", "export TINKER_BASE_URL=" + server.base_url()}}
+                              .dump()
+                              .c_str());
+    else
+      std::printf("kiln: serving on %s (data in %s) — export TINKER_BASE_URL=%s\n", server.base_url().c_str(),
+                  data_dir.c_str(), server.base_url().c_str());
     std::fflush(stdout);
     server.run();
     g_server = nullptr;

@@ -392,7 +392,9 @@ TEST_F(HttpTest, SamplingOverJsonAndProtobuf) {
   for (const auto& seq : out["sequences"]) {
     EXPECT_EQ(seq["tokens"].size(), seq["logprobs"].size());
     EXPECT_TRUE(seq["stop_reason"] == "length" || seq["stop_reason"] == "stop") << seq;
-    if (seq["stop_reason"] == "length") EXPECT_EQ(seq["tokens"].size(), 6u);
+    if (seq["stop_reason"] == "length") {
+      EXPECT_EQ(seq["tokens"].size(), 6u);
+    }
   }
   EXPECT_TRUE(out["prompt_logprobs"][0].is_null());
   EXPECT_EQ(out["prompt_logprobs"].size(), 5u);
@@ -458,6 +460,63 @@ TEST_F(HttpTest, SamplingErrors) {
   EXPECT_EQ(post("/api/v1/asample", {{"prompt", prompt("abc")}, {"sampling_session_id", sess + ":sample:9"}}).first, 404);
   EXPECT_EQ(get("/api/v1/samplers/nope").first, 404);
   EXPECT_EQ(post("/api/v1/asample", {{"prompt", prompt("abc")}}).first, 400);
+}
+
+TEST_F(HttpTest, LoadWeightsWithoutModelIdCreatesTheModel) {
+  const std::string m = model(8);
+  auto [ss, saved] = post("/api/v1/save_weights", {{"model_id", m}, {"path", "w"}, {"seq_id", 1}});
+  ASSERT_EQ(ss, 200);
+  const std::string path = result(saved["request_id"])["path"];
+  const std::string sess = session();
+  auto [ls, fut] = post("/api/v1/load_weights", {{"session_id", sess}, {"model_seq_id", 0}, {"path", path},
+                                                 {"optimizer", true}, {"type", "load_weights"}});
+  ASSERT_EQ(ls, 200) << fut;
+  EXPECT_EQ(fut["model_id"], sess + ":train:0");
+  EXPECT_EQ(result(fut["request_id"])["type"], "load_weights");
+  auto [is, info] = post("/api/v1/get_info", {{"model_id", fut["model_id"]}});
+  EXPECT_EQ(info["lora_rank"], 8);
+  auto [ms, missing] = post("/api/v1/load_weights", {{"session_id", sess}, {"model_seq_id", 1},
+                                                     {"path", "tinker://nope:train:0/weights/w"}});
+  EXPECT_EQ(ms, 404) << missing;
+}
+
+TEST_F(HttpTest, AuthTokenSessionsAuditAndBilling) {
+  const std::string sess = session();
+  // A JWT from auth/token stands for the credential it was issued for.
+  auto [ts, token] = post("/api/v1/auth/token", json::object());
+  ASSERT_EQ(ts, 200);
+  const std::string jwt = token["jwt"];
+  EXPECT_EQ(std::count(jwt.begin(), jwt.end(), '.'), 2);
+  EXPECT_EQ(jwt.rfind("eyJ", 0), 0u);
+  httplib::Client with_jwt(server->base_url());
+  with_jwt.set_default_headers({{"X-API-Key", jwt}});
+  auto listed = with_jwt.Get("/api/v1/sessions");
+  ASSERT_TRUE(listed);
+  EXPECT_EQ(json::parse(listed->body)["sessions"], json::array({sess}));
+
+  auto put = cli->Put(("/api/v1/sessions/" + sess + "/project").c_str(), json{{"project_id", "p1"}}.dump(), "application/json");
+  ASSERT_TRUE(put);
+  EXPECT_EQ(put->status, 200);
+  EXPECT_EQ(cli->Put("/api/v1/sessions/session-nope/project", json{{"project_id", "p1"}}.dump(), "application/json")->status, 404);
+  auto trace = get("/api/v1/sessions/" + sess + "/trace_export");
+  EXPECT_EQ(trace.first, 200);
+  EXPECT_EQ(trace.second["status"], "failed");
+  EXPECT_TRUE(trace.second["error"].is_string());
+
+  const std::string m = model();
+  auto [ss, fut] = post("/api/v1/save_weights", {{"model_id", m}, {"path", "a1"}, {"seq_id", 1}});
+  ASSERT_EQ(ss, 200);
+  result(fut["request_id"]);
+  auto audit = get("/api/v1/audit?event_type=checkpoints").second["entries"];
+  ASSERT_EQ(audit.size(), 1u);
+  EXPECT_EQ(audit[0]["tinker_path"], "tinker://" + m + "/weights/a1");
+  EXPECT_EQ(audit[0]["model_id"], m);
+  const std::string day = audit[0]["timestamp"].get<std::string>().substr(0, 10);
+  EXPECT_EQ(get("/api/v1/audit?event_type=all&day=" + day).second["entries"].size(), 1u);
+  EXPECT_EQ(get("/api/v1/audit?event_type=all&day=1999-01-01").second["entries"].size(), 0u);
+  EXPECT_EQ(get("/api/v1/audit?event_type=bogus").first, 400);
+  EXPECT_EQ(get("/api/v1/billing/usage/events?starting_on=2026-01-01T00:00:00Z&ending_before=2026-12-01T00:00:00Z").second,
+            (json{{"data", json::array()}, {"sessions", json::object()}}));
 }
 
 }  // namespace

@@ -21,9 +21,16 @@ struct HttpServer::Downloads {
   std::mt19937_64 rng{std::random_device{}()};
 };
 
+// JWTs issued by auth/token: each maps back to the credential it stands for, until it expires.
+struct HttpServer::Tokens {
+  std::mutex mu;
+  std::map<std::string, std::pair<std::string, std::chrono::system_clock::time_point>> jwts;
+  uint64_t counter = 0;
+};
+
 HttpServer::HttpServer(service::TrainerService& service, ServerOptions options)
     : svc_(service), opts_(std::move(options)), srv_(std::make_unique<httplib::Server>()),
-      downloads_(std::make_unique<Downloads>()) {
+      downloads_(std::make_unique<Downloads>()), tokens_(std::make_unique<Tokens>()) {
   opts_.http_threads = std::max(4, opts_.http_threads);
   srv_->new_task_queue = [threads = opts_.http_threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   srv_->set_payload_max_length(opts_.max_body_bytes);
@@ -69,23 +76,54 @@ std::string HttpServer::base_url() const { return "http://" + opts_.host + ":" +
 
 namespace {
 
-// X-API-Key, or Authorization: Bearer (some Fireworks SDK builds put the real key there and a
-// placeholder in X-API-Key, so Bearer wins when both are present).
-std::string credential(const httplib::Request& req) {
-  const std::string auth = req.get_header_value("Authorization");
-  if (auth.rfind("Bearer ", 0) == 0 && auth.size() > 7) return auth.substr(7);
-  return req.get_header_value("X-API-Key");
+std::string base64url(const std::string& in) {
+  static const char* abc = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string out;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (unsigned char c : in) {
+    acc = (acc << 8) | c;
+    bits += 8;
+    while (bits >= 6) out.push_back(abc[(acc >> (bits -= 6)) & 63]);
+  }
+  if (bits > 0) out.push_back(abc[(acc << (6 - bits)) & 63]);
+  return out;
 }
 
 }  // namespace
 
+// X-API-Key, or Authorization: Bearer (some Fireworks SDK builds put the real key there and a
+// placeholder in X-API-Key, so Bearer wins when both are present).
+std::string HttpServer::credential(const httplib::Request& req) const {
+  const std::string auth = req.get_header_value("Authorization");
+  const std::string key = auth.rfind("Bearer ", 0) == 0 && auth.size() > 7 ? auth.substr(7) : req.get_header_value("X-API-Key");
+  std::lock_guard lock(tokens_->mu);
+  auto it = tokens_->jwts.find(key);
+  if (it == tokens_->jwts.end()) return key;  // any other credential is opaque, JWT-looking or not
+  return it->second.second > std::chrono::system_clock::now() ? it->second.first : std::string();
+}
+
+std::string HttpServer::issue_jwt(const std::string& credential) {
+  const auto now = std::chrono::system_clock::now();
+  const auto exp = now + std::chrono::hours(1);
+  const auto secs = [](auto t) { return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count(); };
+  const std::string tenant = service::TrainerService::tenant_key(credential);
+  std::lock_guard lock(tokens_->mu);
+  const json payload = {{"iss", "kiln"}, {"sub", tenant}, {"email", tenant + "@kiln.local"}, {"iat", secs(now)},
+                        {"exp", secs(exp)}, {"jti", ++tokens_->counter}};
+  const std::string jwt = base64url(R"({"alg":"none","typ":"JWT"})") + "." + base64url(payload.dump()) + "." +
+                          base64url("kiln-unsigned");
+  tokens_->jwts[jwt] = {credential, exp};
+  return jwt;
+}
+
 void HttpServer::route(const char* method, const std::string& pattern, Handler h, bool needs_key) {
   // Served bare and under any prefix (a base URL may carry a path).
   const std::string full = "(?:/.+)?" + pattern;
-  auto wrapped = [h = std::move(h), needs_key](const httplib::Request& req, httplib::Response& res) {
+  auto wrapped = [this, h = std::move(h), needs_key](const httplib::Request& req, httplib::Response& res) {
     const std::string key = credential(req);
     if (needs_key && key.empty()) {
-      send_json(res, 401, {{"detail", "missing credential: send X-API-Key or Authorization: Bearer <key>"}});
+      send_json(res, 401, {{"detail", "missing or expired credential: send X-API-Key or Authorization: Bearer <key>"}});
       return;
     }
     try {

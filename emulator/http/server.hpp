@@ -45,6 +45,10 @@ class HttpServer {
   void register_rest_routes();
   std::string download_url(const std::string& file);   // a token URL valid for 15 minutes
   std::string download_file(const std::string& token);  // its file; NotFound when unknown or expired
+  std::string issue_jwt(const std::string& credential);  // auth/token
+  // The credential a request carries: X-API-Key or Bearer, a Kiln JWT mapped back to the
+  // credential it was issued for. Empty when there is none or the JWT is unknown or expired.
+  std::string credential(const httplib::Request& req) const;
 
   service::TrainerService& svc_;
   ServerOptions opts_;
@@ -53,6 +57,8 @@ class HttpServer {
   std::atomic<int> holding_polls_{0};  // retrieve_future calls currently holding a thread
   struct Downloads;
   std::unique_ptr<Downloads> downloads_;
+  struct Tokens;
+  std::unique_ptr<Tokens> tokens_;
 };
 
 }  // namespace kiln::http

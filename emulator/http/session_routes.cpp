@@ -25,6 +25,11 @@ void HttpServer::register_session_routes() {
       models.push_back({{"model_name", e.name}, {"max_context_length", e.config.max_context}});
     send_json(res, 200, {{"supported_models", models}});
   });
+  // Only when client/config enables pjwt_auth (Kiln does not): a JWT standing for the caller's
+  // credential, accepted in X-API-Key until it expires.
+  route("POST", "/api/v1/auth/token", [this](auto&, auto& res, auto& key) {
+    send_json(res, 200, {{"jwt", issue_jwt(key)}});
+  });
   route("POST", "/api/v1/create_session", [this](auto& req, auto& res, auto& key) {
     const json b = body_json(req);
     std::vector<std::string> tags = b.value("tags", std::vector<std::string>{});
@@ -43,6 +48,16 @@ void HttpServer::register_session_routes() {
     json ids = json::array();
     for (const auto& s : svc_.list_sessions(key)) ids.push_back(s.session_id);
     send_json(res, 200, {{"sessions", ids}});
+  });
+  route("PUT", R"(/api/v1/sessions/([^/]+)/project)", [this](auto& req, auto& res, auto& key) {
+    svc_.set_session_project(key, req.matches[1], wire::require_string(body_json(req), "project_id", ""));
+    send_json(res, 200, json::object());
+  });
+  // Kiln keeps no per-request traces to export; "failed" with a reason is the spec's answer for
+  // an unsupported export (open question G1), and the SDK stops polling on it.
+  route("GET", R"(/api/v1/sessions/([^/]+)/trace_export)", [this](auto& req, auto& res, auto& key) {
+    svc_.get_session(key, req.matches[1]);  // 404 for an unknown session
+    send_json(res, 200, {{"status", "failed"}, {"error", "trace export is not available in Kiln (an offline emulator)"}});
   });
   route("GET", R"(/api/v1/sessions/([^/]+))", [this](auto& req, auto& res, auto& key) {
     const auto s = svc_.get_session(key, req.matches[1]);

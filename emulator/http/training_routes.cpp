@@ -51,9 +51,12 @@ void HttpServer::register_training_routes() {
   submit("/api/v1/unload_model", [](const json&) { return service::UnloadModelRequest{}; });
   route("POST", "/api/v1/load_weights", [this](auto& req, auto& res, auto& key) {
     const json b = body_json(req);
-    if (!b.contains("model_id"))
-      throw train::InvalidRequest("load_weights without model_id (create_model_via_load_weights) is not supported; "
-                                  "create the model first, then load with seq_id 1");
+    if (!b.contains("model_id") || b["model_id"].is_null()) {  // the create-via-load form
+      auto create = wire::create_model_from_json(b, false);
+      const auto [model_id, rid] = svc_.create_model_from_state(key, std::move(create), wire::load_weights_from_json(b));
+      send_json(res, 200, {{"request_id", rid}, {"model_id", model_id}});
+      return;
+    }
     const std::string model_id = wire::require_string(b, "model_id", "");
     const std::string rid = svc_.submit(key, model_id, wire::require_int(b, "seq_id", ""), wire::load_weights_from_json(b));
     send_json(res, 200, {{"request_id", rid}, {"model_id", model_id}});

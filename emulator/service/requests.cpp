@@ -79,7 +79,7 @@ uint64_t fingerprint(const TrainingRequest& r) {
         } else if constexpr (std::is_same_v<Q, SaveWeightsRequest>) {
           h(q.name), h(q.ttl_seconds), h(q.overwrite);
         } else if constexpr (std::is_same_v<Q, LoadWeightsRequest>) {
-          h(q.path), h(q.optimizer);
+          h(q.path), h(q.optimizer), h(q.access_key);
         } else if constexpr (std::is_same_v<Q, SaveSamplerRequest>) {
           h(q.name), h(q.ttl_seconds), h(q.checkpoint_type), h(q.sampling_session_seq_id);
         } else if constexpr (std::is_same_v<Q, LoadAdapterRequest>) {

@@ -35,6 +35,7 @@ struct SaveWeightsRequest {
 struct LoadWeightsRequest {
   std::string path;
   bool optimizer = false;
+  std::string access_key;  // weights_access_token: look the checkpoint up as this API key's
 };
 // save_weights_for_sampler; checkpoint_type "" means base (open question E15). The ephemeral
 // form (tinker's save_weights_and_get_sampling_client) has no name and a sampling_session_seq_id:

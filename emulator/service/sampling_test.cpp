@@ -162,3 +162,38 @@ TEST_F(SamplingTest, AsampleValidatesAtSubmitAndDedupesResubmissions) {
 
 }  // namespace
 }  // namespace kiln::service
+
+namespace kiln::service {
+namespace {
+
+// Not sampling, but the same fixture: create-via-load and weights_access_token (wire.md §6.15).
+TEST_F(SamplingTest, CreateViaLoadTakesTheCheckpointsLayoutAndCountsAsSeqZero) {
+  const auto m = new_model(8);
+  train(m, 1);
+  ASSERT_EQ(run(m, 3, SaveWeightsRequest{"w", std::nullopt, false}).status, Status::done);
+  const auto expected = trainer_logprobs(m, 4);
+  const std::string path = "tinker://" + m + "/weights/w";
+
+  const auto other_session = svc->create_session(kKey, {}, {}, "").session_id;
+  CreateModelRequest create{.session_id = other_session, .model_seq_id = 0};
+  const auto [model_id, rid] = svc->create_model_from_state(kKey, create, {path, true, ""});
+  EXPECT_EQ(model_id, other_session + ":train:0");
+  EXPECT_EQ(svc->create_model_from_state(kKey, create, {path, true, ""}).second, rid);  // a retry
+  const auto loaded = wait_for(*svc, kKey, rid);
+  ASSERT_EQ(loaded.status, Status::done) << loaded.error;
+  EXPECT_EQ(svc->get_info(kKey, model_id).lora.rank, 8);
+  EXPECT_EQ(svc->get_info(kKey, model_id).base_model, "kiln/tiny");
+  EXPECT_EQ(trainer_logprobs(model_id, 1), expected);  // the client's own requests start at seq 1
+
+  // Another API key loads it with weights_access_token; without the token it is not found.
+  const auto bob_session = svc->create_session(kOther, {}, {}, "").session_id;
+  EXPECT_THROW(svc->create_model_from_state(kOther, {.session_id = bob_session}, {path, false, ""}), NotFound);
+  const auto [bob_model, bob_rid] =
+      svc->create_model_from_state(kOther, {.session_id = bob_session, .model_seq_id = 1}, {path, false, kKey});
+  EXPECT_EQ(wait_for(*svc, kOther, bob_rid).status, Status::done);
+  const auto bob_lp = wait_for(*svc, kOther, svc->submit(kOther, bob_model, 1, fb(kText, false)));
+  EXPECT_EQ(std::get<train::ForwardResult>(bob_lp.result).loss_fn_outputs.at(0).logprobs.data, expected);
+}
+
+}  // namespace
+}  // namespace kiln::service

@@ -127,7 +127,7 @@ struct Load : Command {
   }
   void run(const Model& m, Sut& s) const override {
     s.fresh_model();
-    const auto r = s.run(LoadWeightsRequest{name, optimizer});
+    const auto r = s.run(LoadWeightsRequest{name, optimizer, ""});
     const int i = m.resolve(name);
     if (i < 0) {
       RC_ASSERT(r.status == Status::failed);

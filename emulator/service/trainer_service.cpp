@@ -123,6 +123,14 @@ void TrainerService::heartbeat(const std::string& api_key, const std::string& se
   it->second->info.last_heartbeat = clock_->now();
 }
 
+void TrainerService::set_session_project(const std::string& api_key, const std::string& session_id,
+                                         std::string project_id) {
+  std::lock_guard lock(mu_);
+  auto it = sessions_.find(session_id);
+  if (it == sessions_.end() || it->second->tenant != tenant_key(api_key)) throw NotFound("session not found");
+  it->second->info.project_id = std::move(project_id);
+}
+
 SessionInfo TrainerService::get_session(const std::string& api_key, const std::string& session_id) const {
   std::lock_guard lock(mu_);
   auto it = sessions_.find(session_id);
@@ -184,6 +192,37 @@ std::string TrainerService::create_model(const std::string& api_key, const Creat
   sit->second->info.training_run_ids.push_back(model_id);
   models_[model_id] = std::move(m);
   return model_id;
+}
+
+std::pair<std::string, std::string> TrainerService::create_model_from_state(const std::string& api_key,
+                                                                           CreateModelRequest req,
+                                                                           LoadWeightsRequest load) {
+  if (load.path.empty()) throw InvalidRequest("path is required");
+  const std::string owner = tenant_key(load.access_key.empty() ? api_key : load.access_key);
+  CheckpointRecord rec;
+  try {
+    rec = resolve_reference(owner, load.path, CheckpointKind::training, "load_state");
+  } catch (const UserError& e) {
+    throw NotFound(e.what());  // nothing is created for a checkpoint that is not there
+  }
+  if (req.base_model.empty()) req.base_model = rec.base_model;
+  req.base_only = false;
+  req.lora = rec.lora ? *rec.lora : model::LoraConfig{};
+  req.lora_seed_given = rec.lora.has_value();
+  const std::string model_id = create_model(api_key, req);
+  std::lock_guard lock(mu_);
+  Model& m = model_for(tenant_key(api_key), model_id);
+  if (auto it = m.seen.find(0); it != m.seen.end()) return {model_id, it->second.second};  // a retried create
+  if (m.next_seq != 1 || !m.seen.empty()) throw InvalidRequest("model " + model_id + " already exists and has run requests");
+  const std::string rid = new_id("req-");
+  auto f = std::make_unique<Future>();
+  f->tenant = m.tenant;
+  futures_[rid] = std::move(f);
+  m.next_seq = 0;  // the load is the model's seq 0; the client's own requests start at 1
+  m.seen[0] = {fingerprint(TrainingRequest(load)), rid};
+  m.waiting.emplace(0, std::make_pair(TrainingRequest(std::move(load)), rid));
+  advance_locked(m);
+  return {model_id, rid};
 }
 
 std::string TrainerService::submit_create_model(const std::string& api_key, const CreateModelRequest& req) {
@@ -615,7 +654,8 @@ CheckpointRecord TrainerService::resolve_reference(const std::string& tenant, co
 }
 
 TrainingResult TrainerService::do_load_weights(Model& m, const LoadWeightsRequest& r) {
-  const CheckpointRecord rec = resolve_reference(m.tenant, r.path, CheckpointKind::training, "load_state");
+  const std::string owner = r.access_key.empty() ? m.tenant : tenant_key(r.access_key);
+  const CheckpointRecord rec = resolve_reference(owner, r.path, CheckpointKind::training, "load_state");
   if (rec.base_model != m.info.base_model || !same_lora_layout(rec.lora, m.info.lora))
     throw UserError("checkpoint '" + r.path + "' (" + describe(rec.base_model, rec.lora) +
                     ") cannot be loaded into model " + m.info.model_id + " (" +

@@ -132,12 +132,18 @@ class TrainerService {
   void heartbeat(const std::string& api_key, const std::string& session_id);
   SessionInfo get_session(const std::string& api_key, const std::string& session_id) const;
   std::vector<SessionInfo> list_sessions(const std::string& api_key) const;
+  void set_session_project(const std::string& api_key, const std::string& session_id, std::string project_id);
 
   // Returns "<session>:train:<model_seq_id>"; the same request again returns the same id (C16).
   std::string create_model(const std::string& api_key, const CreateModelRequest& req);
   // The same as a future (the wire's create_model answers with a request id).
   std::string submit_create_model(const std::string& api_key, const CreateModelRequest& req);
   ModelInfo get_info(const std::string& api_key, const std::string& model_id) const;
+  // The create-via-load form of load_weights (wire.md §6.15): creates the model with the
+  // checkpoint's base model (unless req.base_model overrides it) and LoRA layout, then loads it
+  // as the model's seq 0. Returns (model id, request id of the load).
+  std::pair<std::string, std::string> create_model_from_state(const std::string& api_key, CreateModelRequest req,
+                                                              LoadWeightsRequest load);
 
   // Queues a request; executes per model in seq_id order (seq 1 first). Returns the request id.
   std::string submit(const std::string& api_key, const std::string& model_id, int64_t seq_id, TrainingRequest req);

@@ -152,9 +152,9 @@ TEST_F(ServiceTest, ContentErrorsFailTheFutureWithCategoryUser) {
 TEST_F(ServiceTest, LoadIsOnlyAcceptedAsTheFirstRequest) {
   const auto m = new_model();
   run(m, 1, fb("abc", false));
-  EXPECT_EQ(error_of<InvalidRequest>([&] { svc->submit(kKey, m, 2, LoadWeightsRequest{"tinker://x/weights/y", false}); }),
+  EXPECT_EQ(error_of<InvalidRequest>([&] { svc->submit(kKey, m, 2, LoadWeightsRequest{"tinker://x/weights/y", false, ""}); }),
             "LoadWeights is not permitted with seq_id 2");
-  EXPECT_NE(error_of<InvalidRequest>([&] { svc->submit(kKey, new_model(), 1, LoadWeightsRequest{"tinker://bad", false}); })
+  EXPECT_NE(error_of<InvalidRequest>([&] { svc->submit(kKey, new_model(), 1, LoadWeightsRequest{"tinker://bad", false, ""}); })
                 .find("Invalid tinker path"),
             std::string::npos);
 }
@@ -169,14 +169,14 @@ TEST_F(ServiceTest, SaveAndLoadRoundTripWithAndWithoutOptimizer) {
 
   for (bool with_optimizer : {false, true}) {
     const auto b = new_model();
-    const auto r = run(b, 1, LoadWeightsRequest{path, with_optimizer});
+    const auto r = run(b, 1, LoadWeightsRequest{path, with_optimizer, ""});
     ASSERT_EQ(r.status, Status::done) << r.error;
     EXPECT_EQ(loss_of(run(b, 2, fb("the quick brown fox", false))), loss_a);  // bitwise
     EXPECT_EQ(svc->get_info(kKey, b).optimizer_step, with_optimizer ? 1 : 0);
   }
   // The bare name and cross_job:// resolve too.
-  EXPECT_EQ(run(new_model(), 1, LoadWeightsRequest{"step-1", true}).status, Status::done);
-  EXPECT_EQ(run(new_model(), 1, LoadWeightsRequest{"cross_job://" + a + "/step-1", true}).status, Status::done);
+  EXPECT_EQ(run(new_model(), 1, LoadWeightsRequest{"step-1", true, ""}).status, Status::done);
+  EXPECT_EQ(run(new_model(), 1, LoadWeightsRequest{"cross_job://" + a + "/step-1", true, ""}).status, Status::done);
 }
 
 TEST_F(ServiceTest, LoadErrorsAreUserErrorsWithTheSpecTexts) {
@@ -184,7 +184,7 @@ TEST_F(ServiceTest, LoadErrorsAreUserErrorsWithTheSpecTexts) {
   const std::string sampler = path_of(run(a, 1, SaveSamplerRequest{"s1", std::nullopt, "", std::nullopt}));
   path_of(run(a, 2, SaveWeightsRequest{"w1", std::nullopt, false}));
   auto load_error = [&](const std::string& path, const std::string& key = kKey, int64_t rank = 4) {
-    const auto r = run(new_model(rank, key), 1, LoadWeightsRequest{path, false}, key);
+    const auto r = run(new_model(rank, key), 1, LoadWeightsRequest{path, false, ""}, key);
     EXPECT_EQ(r.category, ErrorCategory::user);
     return r.error;
   };
@@ -260,7 +260,7 @@ TEST_F(ServiceTest, TtlExpiryHidesCheckpointsEverywhere) {
   svc->set_ttl(kKey, m, "weights/long", 120);
   clock->advance_seconds(61);
   EXPECT_EQ(svc->list_user_checkpoints(kKey).size(), 1u);
-  EXPECT_EQ(run(new_model(), 1, LoadWeightsRequest{path, false}).error, "checkpoint '" + path + "' not found");
+  EXPECT_EQ(run(new_model(), 1, LoadWeightsRequest{path, false, ""}).error, "checkpoint '" + path + "' not found");
   EXPECT_THROW(svc->weights_info(kKey, path), NotFound);
   clock->advance_seconds(60);
   EXPECT_TRUE(svc->list_user_checkpoints(kKey).empty());
@@ -357,7 +357,7 @@ TEST(ServiceRestart, ResumedTrainingMatchesAnUninterruptedRunBitwise) {
   const auto s = svc.create_session(kKey, {}, {}, "").session_id;
   const auto m = svc.create_model(kKey, {.session_id = s, .base_model = "kiln/tiny", .lora = {.rank = 4}});
   int64_t seq = 1;
-  ASSERT_EQ(wait_for(svc, kKey, svc.submit(kKey, m, seq++, LoadWeightsRequest{path, true})).status, Status::done);
+  ASSERT_EQ(wait_for(svc, kKey, svc.submit(kKey, m, seq++, LoadWeightsRequest{path, true, ""})).status, Status::done);
   for (int i = 0; i < 3; ++i) {
     resumed.push_back(loss_of(wait_for(svc, kKey, svc.submit(kKey, m, seq++, fb(text)))));
     wait_for(svc, kKey, svc.submit(kKey, m, seq++, step()));

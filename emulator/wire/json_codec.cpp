@@ -194,9 +194,10 @@ service::SaveWeightsRequest save_weights_from_json(const json& body) {
 }
 
 service::LoadWeightsRequest load_weights_from_json(const json& body) {
+  service::LoadWeightsRequest r{require_string(body, "path", ""), optional_bool(body, "optimizer", false, ""), ""};
   if (body.contains("weights_access_token") && !body["weights_access_token"].is_null())
-    throw InvalidRequest("weights_access_token is not supported by Kiln: every checkpoint belongs to one API key");
-  return {require_string(body, "path", ""), optional_bool(body, "optimizer", false, "")};
+    r.access_key = require_string(body, "weights_access_token", "");
+  return r;
 }
 
 service::SaveSamplerRequest save_sampler_from_json(const json& body) {
@@ -269,7 +270,7 @@ service::LoadAdapterRequest load_adapter_from_json(const json& body) {
   return {require_string(body, "adapter_path", "")};
 }
 
-service::CreateModelRequest create_model_from_json(const json& body) {
+service::CreateModelRequest create_model_from_json(const json& body, bool needs_lora_config) {
   service::CreateModelRequest r;
   r.session_id = require_string(body, "session_id", "");
   r.model_seq_id = require_int(body, "model_seq_id", "");
@@ -286,7 +287,7 @@ service::CreateModelRequest create_model_from_json(const json& body) {
     r.lora.train_attn = optional_bool(l, "train_attn", true, "lora_config");
     r.lora.train_mlp = optional_bool(l, "train_mlp", true, "lora_config");
     r.lora.train_unembed = optional_bool(l, "train_unembed", true, "lora_config");
-  } else if (!r.base_only) {
+  } else if (!r.base_only && needs_lora_config) {
     throw InvalidRequest("missing required field 'lora_config'");
   }
   if (auto it = body.find("user_metadata"); it != body.end() && it->is_object())

@@ -29,7 +29,8 @@ service::SaveWeightsRequest save_weights_from_json(const json& body);
 service::LoadWeightsRequest load_weights_from_json(const json& body);
 service::SaveSamplerRequest save_sampler_from_json(const json& body);
 service::LoadAdapterRequest load_adapter_from_json(const json& body);
-service::CreateModelRequest create_model_from_json(const json& body);
+// needs_lora_config = false for load_weights' create-via-load form, which takes it from the checkpoint.
+service::CreateModelRequest create_model_from_json(const json& body, bool needs_lora_config = true);
 service::CreateSamplerRequest create_sampler_from_json(const json& body);
 // asample: prompt, num_samples, sampling_params (wire.md §7.5), prompt_logprobs, topk_prompt_logprobs.
 model::SampleSpec sample_from_json(const json& body);
