@@ -237,6 +237,24 @@ void CheckpointStore::remove(const CheckpointRecord& r) {
                  records_.end());
 }
 
+void CheckpointStore::clear(const std::string& tenant) {
+  std::lock_guard lock(mu_);
+  std::error_code ec;
+  if (tenant.empty()) {
+    for (const auto& entry : fs::directory_iterator(root_, ec)) fs::remove_all(entry.path(), ec);
+    records_.clear();
+    return;
+  }
+  fs::remove_all(fs::path(root_) / tenant, ec);
+  fs::remove_all(fs::path(root_) / ".archives" / tenant, ec);
+  std::erase_if(records_, [&](const CheckpointRecord& r) { return r.tenant == tenant; });
+}
+
+std::vector<CheckpointRecord> CheckpointStore::all() const {
+  std::lock_guard lock(mu_);
+  return records_;
+}
+
 void CheckpointStore::update(const CheckpointRecord& r) {
   std::lock_guard lock(mu_);
   const fs::path dir = dir_of(r);

@@ -73,6 +73,11 @@ class CheckpointStore {
   std::optional<SafetensorsFile> read_optimizer(const CheckpointRecord& r) const;
 
   void remove(const CheckpointRecord& r);
+  // Deletes every checkpoint (live or expired) of one tenant, or of all when tenant is empty,
+  // with their archives.
+  void clear(const std::string& tenant = "");
+  // Every record on disk, live or expired, of every tenant (the control API's state view).
+  std::vector<CheckpointRecord> all() const;
   // Updates metadata.json atomically; the record must be live.
   void update(const CheckpointRecord& r);
   // A tar archive of the checkpoint's files, written under <root>/.archives; returns its path.

@@ -1,4 +1,5 @@
 #include "service/trainer_service.hpp"
+#include "service/trainer_service_internal.hpp"
 
 #include <algorithm>
 #include <cstdio>
@@ -23,40 +24,6 @@ const char* category_name(ErrorCategory c) {
   }
   return "unknown";
 }
-
-struct TrainerService::Future {
-  std::string tenant;
-  RetrieveResult state;
-  std::optional<TimePoint> completed, first_delivered;
-};
-
-struct TrainerService::Sampler {
-  std::string tenant;
-  SamplerInfo info;
-  std::shared_ptr<const model::Transformer<float>> weights;
-  std::map<int64_t, std::pair<uint64_t, std::string>> seen;  // seq → (fingerprint, request id)
-};
-
-struct TrainerService::Session {
-  std::string tenant;
-  SessionInfo info;
-};
-
-struct TrainerService::Model {
-  std::string tenant;
-  ModelInfo info;
-  CreateModelRequest created_by;
-  std::unique_ptr<train::TrainingState<float>> state;
-  int64_t next_seq = 1;                                                // next seq_id to execute
-  std::map<int64_t, std::pair<TrainingRequest, std::string>> waiting;  // arrived, not yet run
-  std::map<int64_t, std::pair<uint64_t, std::string>> seen;            // seq → (fingerprint, request id)
-  std::set<int64_t> rejected;                                          // refused at submit: count as arrived
-  bool running = false, queued = false, unloaded = false;
-  std::optional<TimePoint> gap_since;  // waiting on a missing next_seq since
-  // Full-parameter sampler chain: the weights of the last "base" save, for "delta" saves.
-  std::optional<model::ParamSet<float>> sampler_anchor;
-  std::string sampler_anchor_name;
-};
 
 // ---------------------------------------------------------------------------------------------
 // Construction, ids, tenants
@@ -217,6 +184,7 @@ std::pair<std::string, std::string> TrainerService::create_model_from_state(cons
   const std::string rid = new_id("req-");
   auto f = std::make_unique<Future>();
   f->tenant = m.tenant;
+  f->submitted = clock_->now();
   futures_[rid] = std::move(f);
   m.next_seq = 0;  // the load is the model's seq 0; the client's own requests start at 1
   m.seen[0] = {fingerprint(TrainingRequest(load)), rid};
@@ -226,6 +194,10 @@ std::pair<std::string, std::string> TrainerService::create_model_from_state(cons
 }
 
 std::string TrainerService::submit_create_model(const std::string& api_key, const CreateModelRequest& req) {
+  if (auto forced = take_injected_failure()) {  // nothing is created
+    std::lock_guard lock(mu_);
+    return fail_future(tenant_key(api_key), *forced);
+  }
   const std::string id = create_model(api_key, req);
   std::lock_guard lock(mu_);
   return complete_future(tenant_key(api_key), CreateModelResult{id});
@@ -345,6 +317,8 @@ std::string TrainerService::submit(const std::string& api_key, const std::string
   const std::string rid = new_id("req-");
   auto f = std::make_unique<Future>();
   f->tenant = tenant;
+  f->submitted = clock_->now();
+  f->forced = take_injected_failure();
   futures_[rid] = std::move(f);
   m.seen[seq_id] = {fp, rid};
   m.waiting.emplace(seq_id, std::make_pair(std::move(req), rid));
@@ -369,9 +343,19 @@ std::string TrainerService::complete_future(const std::string& tenant, TrainingR
   f->tenant = tenant;
   f->state.status = RetrieveResult::Status::done;
   f->state.result = std::move(result);
-  f->completed = clock_->now();
+  f->submitted = clock_->now();
+  f->completed = f->submitted;
   futures_[rid] = std::move(f);
   done_cv_.notify_all();
+  return rid;
+}
+
+std::string TrainerService::fail_future(const std::string& tenant, const InjectedFailure& failure) {
+  const std::string rid = complete_future(tenant, {});
+  auto& st = futures_[rid]->state;
+  st.status = RetrieveResult::Status::failed;
+  st.error = failure.message;
+  st.category = failure.category;
   return rid;
 }
 
@@ -381,9 +365,35 @@ RetrieveResult TrainerService::retrieve(const std::string& api_key, const std::s
   auto it = futures_.find(request_id);
   if (it == futures_.end() || it->second->tenant != tenant_key(api_key)) throw NotFound("Future not found");
   Future* f = it->second.get();
-  done_cv_.wait_for(lock, wait, [&] { return f->state.status != RetrieveResult::Status::pending || stopping_; });
-  if (f->state.status != RetrieveResult::Status::pending && !f->first_delivered) f->first_delivered = clock_->now();
-  return f->state;
+  ++f->polls;
+  using S = RetrieveResult::Status;
+  // Wait for the result; a result held back by the progression is answered pending at once when
+  // it waits for more polls, and re-checked (the ticker wakes us) when it waits for time.
+  done_cv_.wait_for(lock, wait, [&] {
+    if (stopping_) return true;
+    if (f->state.status == S::pending) return false;
+    return !held_locked(*f) || progression_.mode == Progression::Mode::after_polls;
+  });
+  if (f->state.status != S::pending && !held_locked(*f)) {
+    if (!f->first_delivered) f->first_delivered = clock_->now();
+    return f->state;
+  }
+  RetrieveResult pending;
+  pending.queue_state = progression_.queue_state;
+  pending.queue_state_reason = progression_.reason;
+  return pending;
+}
+
+bool TrainerService::held_locked(const Future& f) const {
+  if (f.first_delivered) return false;  // once delivered, always delivered
+  switch (progression_.mode) {
+    case Progression::Mode::immediate: return false;
+    case Progression::Mode::after_polls: return f.polls <= progression_.polls;
+    case Progression::Mode::after_seconds:
+      return clock_->now() - f.submitted <
+             std::chrono::duration_cast<TimePoint::duration>(std::chrono::duration<double>(progression_.seconds));
+  }
+  return false;
 }
 
 void TrainerService::purge_futures_locked() {
@@ -423,20 +433,26 @@ void TrainerService::worker_loop() {
     const std::string rid = it->second.second;
     m->waiting.erase(it);
     m->running = true;
+    std::optional<InjectedFailure> forced;
+    if (auto f = futures_.find(rid); f != futures_.end()) forced = f->second->forced;
     lock.unlock();
 
     RetrieveResult outcome;
     try {
-      outcome.result = execute(*m, req);
-      outcome.status = RetrieveResult::Status::done;
+      if (forced) {
+        outcome = RetrieveResult::failure(forced->message, forced->category);
+      } else {
+        outcome.result = execute(*m, req);
+        outcome.status = RetrieveResult::Status::done;
+      }
     } catch (const UserError& e) {
-      outcome = {RetrieveResult::Status::failed, {}, e.what(), ErrorCategory::user};
+      outcome = RetrieveResult::failure(e.what(), ErrorCategory::user);
     } catch (const InvalidRequest& e) {
-      outcome = {RetrieveResult::Status::failed, {}, e.what(), ErrorCategory::user};
+      outcome = RetrieveResult::failure(e.what(), ErrorCategory::user);
     } catch (const model::InputError& e) {
-      outcome = {RetrieveResult::Status::failed, {}, e.what(), ErrorCategory::user};
+      outcome = RetrieveResult::failure(e.what(), ErrorCategory::user);
     } catch (const std::exception& e) {
-      outcome = {RetrieveResult::Status::failed, {}, std::string("internal error: ") + e.what(), ErrorCategory::server};
+      outcome = RetrieveResult::failure(std::string("internal error: ") + e.what(), ErrorCategory::server);
     }
 
     lock.lock();
@@ -450,6 +466,13 @@ void TrainerService::worker_loop() {
       m->state.reset();
     }
     if (m->state) m->info.optimizer_step = m->state->adam().step;
+    if (const auto* fr = std::get_if<train::ForwardResult>(&outcome.result);
+        fr && outcome.status == RetrieveResult::Status::done && std::get<ForwardRequest>(req).backward)
+      if (auto loss = fr->metrics.find("loss:sum"); loss != fr->metrics.end()) {
+        auto& recent = m->info.recent_losses;
+        recent.push_back(loss->second);
+        if (recent.size() > 16) recent.erase(recent.begin());
+      }
     m->next_seq++;
     m->running = false;
     advance_locked(*m);
@@ -463,6 +486,7 @@ void TrainerService::ticker_loop() {
     tick_cv_.wait_for(lock, std::chrono::milliseconds(200));
     if (stopping_) return;
     purge_futures_locked();
+    if (progression_.mode == Progression::Mode::after_seconds) done_cv_.notify_all();
     const TimePoint now = clock_->now();
     const auto grace = std::chrono::duration_cast<TimePoint::duration>(std::chrono::duration<double>(opts_.seq_gap_grace_seconds));
     for (auto& [id, m] : models_) {
@@ -608,7 +632,7 @@ TrainingResult TrainerService::do_save_weights(Model& m, const SaveWeightsReques
   if (!m.info.lora.full_parameter()) files.adapter_config = peft_config(m.info);
   CheckpointRecord rec = make_record(m, CheckpointKind::training, r.name, r.ttl_seconds, "training");
   rec.has_optimizer = true;
-  return SaveResult{store_->save(rec, files).tinker_path()};
+  return SaveResult{store_->save(rec, files).tinker_path(), ""};
 }
 
 CheckpointRecord TrainerService::resolve_reference(const std::string& tenant, const std::string& ref,
@@ -730,7 +754,7 @@ TrainingResult TrainerService::do_save_sampler(Model& m, const SaveSamplerReques
     m.sampler_anchor = params;
     m.sampler_anchor_name = r.name;
   }
-  return SaveResult{rec.tinker_path()};
+  return SaveResult{rec.tinker_path(), ""};
 }
 
 TrainingResult TrainerService::do_load_adapter(Model& m, const LoadAdapterRequest& r) {
@@ -866,9 +890,11 @@ std::string TrainerService::submit_sample(const std::string& api_key, const std:
   if (auto seen = sampler.seen.find(seq_id); seen != sampler.seen.end() && seen->second.first == fp &&
                                              futures_.count(seen->second.second))
     return seen->second.second;  // the SDK re-submits with the same seq_id after a 429
+  if (auto forced = take_injected_failure()) return fail_future(tenant, *forced);
   const std::string rid = new_id("req-");
   auto f = std::make_unique<Future>();
   f->tenant = tenant;
+  f->submitted = clock_->now();
   futures_[rid] = std::move(f);
   sampler.seen[seq_id] = {fp, rid};
   sample_jobs_.push_back({rid, sampler.weights, std::move(spec)});
@@ -882,9 +908,9 @@ void TrainerService::run_sample(const SampleJob& job) {
     outcome.result = model::sample(*job.weights, job.spec);
     outcome.status = RetrieveResult::Status::done;
   } catch (const model::InputError& e) {
-    outcome = {RetrieveResult::Status::failed, {}, e.message(), ErrorCategory::user};
+    outcome = RetrieveResult::failure(e.message(), ErrorCategory::user);
   } catch (const std::exception& e) {
-    outcome = {RetrieveResult::Status::failed, {}, std::string("internal error: ") + e.what(), ErrorCategory::server};
+    outcome = RetrieveResult::failure(std::string("internal error: ") + e.what(), ErrorCategory::server);
   }
   std::lock_guard lock(mu_);
   if (auto f = futures_.find(job.request_id); f != futures_.end()) {

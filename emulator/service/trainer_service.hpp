@@ -78,6 +78,7 @@ struct ModelInfo {
   std::map<std::string, std::string> user_metadata;
   TimePoint created, last_request_time;
   int64_t optimizer_step = 0;
+  std::vector<double> recent_losses;  // loss:sum of the last forward_backward calls, oldest first
 };
 
 // A training run as the REST views show it: a live model, or one known only from its checkpoints.
@@ -116,6 +117,34 @@ struct RetrieveResult {
   TrainingResult result;
   std::string error;
   ErrorCategory category = ErrorCategory::unknown;
+  std::string queue_state = "active", queue_state_reason;  // while pending
+
+  static RetrieveResult failure(std::string error, ErrorCategory category) {
+    RetrieveResult r;
+    r.status = Status::failed;
+    r.error = std::move(error);
+    r.category = category;
+    return r;
+  }
+};
+
+// How results reach pollers (control API): at once, or held back until a future has been polled
+// `polls` times or `seconds` have passed since it was submitted. Meanwhile polls are answered
+// pending with this queue state (active, paused_capacity or paused_rate_limit) and reason.
+struct Progression {
+  enum class Mode { immediate, after_polls, after_seconds };
+  Mode mode = Mode::immediate;
+  int64_t polls = 0;
+  double seconds = 0;
+  std::string queue_state = "active";
+  std::string reason;
+};
+
+// A failure injected into the next submit made on this thread (fault injection): the request is
+// accepted and keeps its place in seq_id order, but changes nothing; its future fails with this.
+struct InjectedFailure {
+  ErrorCategory category = ErrorCategory::server;
+  std::string message;
 };
 
 class TrainerService {
@@ -175,6 +204,27 @@ class TrainerService {
   std::string archive_checkpoint(const std::string& api_key, const std::string& run_id,
                                  const std::string& checkpoint_id);  // path of a tar file
 
+  // Control (the /_kiln/ API, and in-process tests). reset forgets sessions, models, samplers,
+  // futures and checkpoints: of the tenant of api_key, or of everyone when it is empty (then ids
+  // start over too, so a seeded server repeats itself).
+  void reset(const std::string& api_key = "");
+  void set_progression(Progression p);
+  Progression progression() const;
+  // Moves a virtual clock (kiln serve --virtual-clock); throws Conflict on the real clock.
+  void advance_clock(double seconds);
+  bool has_virtual_clock() const;
+  // Sessions, models (steps, recent losses, queued seq_ids), samplers, futures by state and
+  // checkpoints with expiry, as JSON.
+  nlohmann::json state() const;
+  // While alive, the next submit on this thread (training, create_model, sample) fails with `f`.
+  class ScopedFailure {
+   public:
+    explicit ScopedFailure(InjectedFailure f);
+    ~ScopedFailure();
+    ScopedFailure(const ScopedFailure&) = delete;
+    ScopedFailure& operator=(const ScopedFailure&) = delete;
+  };
+
   const Clock& clock() const { return *clock_; }
   const model::ModelRegistry& registry() const { return *registry_; }
   static std::string tenant_key(const std::string& api_key);
@@ -214,6 +264,9 @@ class TrainerService {
   CheckpointRecord make_record(const Model& m, CheckpointKind kind, const std::string& name,
                                std::optional<int64_t> ttl, const std::string& type) const;
   std::string complete_future(const std::string& tenant, TrainingResult result);
+  std::string fail_future(const std::string& tenant, const InjectedFailure& f);
+  static std::optional<InjectedFailure> take_injected_failure();
+  bool held_locked(const Future& f) const;  // completed, but the progression holds it back
   void purge_futures_locked();
 
   ServiceOptions opts_;
@@ -225,6 +278,7 @@ class TrainerService {
   std::condition_variable work_cv_, done_cv_, tick_cv_;
   bool stopping_ = false;
   bool sample_turn_ = false;
+  Progression progression_;
   uint64_t id_counter_ = 0, id_seed_ = 0;
   std::map<std::string, std::unique_ptr<Session>> sessions_;  // by session id
   std::map<std::string, std::unique_ptr<Model>> models_;      // by model id

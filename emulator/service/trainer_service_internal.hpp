@@ -1,0 +1,51 @@
+#pragma once
+// The service's private records, shared by trainer_service.cpp and control.cpp.
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+
+#include "service/trainer_service.hpp"
+
+namespace kiln::service {
+
+struct TrainerService::Future {
+  std::string tenant;
+  RetrieveResult state;
+  TimePoint submitted;
+  std::optional<TimePoint> completed, first_delivered;
+  int64_t polls = 0;
+  std::optional<InjectedFailure> forced;  // fault injection: fail instead of executing
+};
+
+struct TrainerService::Sampler {
+  std::string tenant;
+  SamplerInfo info;
+  std::shared_ptr<const model::Transformer<float>> weights;
+  std::map<int64_t, std::pair<uint64_t, std::string>> seen;  // seq → (fingerprint, request id)
+};
+
+struct TrainerService::Session {
+  std::string tenant;
+  SessionInfo info;
+};
+
+struct TrainerService::Model {
+  std::string tenant;
+  ModelInfo info;
+  CreateModelRequest created_by;
+  std::unique_ptr<train::TrainingState<float>> state;
+  int64_t next_seq = 1;                                                // next seq_id to execute
+  std::map<int64_t, std::pair<TrainingRequest, std::string>> waiting;  // arrived, not yet run
+  std::map<int64_t, std::pair<uint64_t, std::string>> seen;            // seq → (fingerprint, request id)
+  std::set<int64_t> rejected;                                          // refused at submit: count as arrived
+  bool running = false, queued = false, unloaded = false;
+  std::optional<TimePoint> gap_since;  // waiting on a missing next_seq since
+  // Full-parameter sampler chain: the weights of the last "base" save, for "delta" saves.
+  std::optional<model::ParamSet<float>> sampler_anchor;
+  std::string sampler_anchor_name;
+};
+
+}  // namespace kiln::service
