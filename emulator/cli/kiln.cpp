@@ -2,6 +2,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <string>
 #include <thread>
@@ -32,6 +33,10 @@ options (each also read from the environment variable shown):
   --overwrite-training-state
                        re-saving a training-state name replaces it, as Fireworks trainers do
                        (KILN_OVERWRITE_TRAINING_STATE=1; default: ResourceAlreadyExists)
+  --virtual-clock      time moves only by POST /_kiln/clock (KILN_VIRTUAL_CLOCK=1)
+  --faults FILE        fault-injection rules to load at start, as POST /_kiln/faults takes (KILN_FAULTS)
+  --journal FILE       append every request and response as a JSON line (KILN_JOURNAL)
+  --journal-size N     entries GET /_kiln/journal keeps (KILN_JOURNAL_SIZE, default 1000)
 )";
 
 kiln::http::HttpServer* g_server = nullptr;
@@ -62,21 +67,25 @@ int main(int argc, char** argv) {
               threads = env_or("KILN_THREADS", "1"), workers = env_or("KILN_WORKERS", "2"),
               seed = env_or("KILN_SEED", ""), log_format = env_or("KILN_LOG_FORMAT", "text"),
               poll_hold = env_or("KILN_POLL_HOLD", "25"), http_threads = env_or("KILN_HTTP_THREADS", "128");
+  std::string faults = env_or("KILN_FAULTS", ""), journal = env_or("KILN_JOURNAL", ""),
+              journal_size = env_or("KILN_JOURNAL_SIZE", "1000");
   bool overwrite_training_state = env_or("KILN_OVERWRITE_TRAINING_STATE", "0") == "1";
+  bool virtual_clock = env_or("KILN_VIRTUAL_CLOCK", "0") == "1";
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--help" || a == "-h") {
       std::cout << kUsage;
       return 0;
     }
-    if (a == "--overwrite-training-state") {
-      overwrite_training_state = true;
+    if (a == "--overwrite-training-state" || a == "--virtual-clock") {
+      (a == "--virtual-clock" ? virtual_clock : overwrite_training_state) = true;
       continue;
     }
     std::string* target = a == "--host" ? &host : a == "--port" ? &port : a == "--data-dir" ? &data_dir
                         : a == "--models" ? &models : a == "--threads" ? &threads : a == "--workers" ? &workers
                         : a == "--seed" ? &seed : a == "--log-format" ? &log_format : a == "--poll-hold" ? &poll_hold
-                        : a == "--http-threads" ? &http_threads : nullptr;
+                        : a == "--http-threads" ? &http_threads : a == "--faults" ? &faults
+                        : a == "--journal" ? &journal : a == "--journal-size" ? &journal_size : nullptr;
     if (!target) return fail("unknown option '" + a + "'");
     if (i + 1 >= argc) return fail("option '" + a + "' needs a value");
     *target = argv[++i];
@@ -87,6 +96,7 @@ int main(int argc, char** argv) {
     so.data_dir = data_dir;
     so.workers = std::stoi(workers);
     so.overwrite_training_state = overwrite_training_state;
+    if (virtual_clock) so.clock = std::make_shared<kiln::service::VirtualClock>();
     if (!seed.empty()) so.seed = std::stoull(seed);
     if (!models.empty()) {
       custom = kiln::model::ModelRegistry::from_file(models);
@@ -102,7 +112,14 @@ int main(int argc, char** argv) {
     ho.log_format = log_format;
     ho.poll_hold_seconds = std::stod(poll_hold);
     ho.http_threads = std::stoi(http_threads);
+    ho.journal_file = journal;
+    ho.journal_capacity = std::stoul(journal_size);
     kiln::http::HttpServer server(service, ho);
+    if (!faults.empty()) {
+      std::ifstream in(faults);
+      if (!in) return fail("cannot read the faults file " + faults);
+      server.faults().set(nlohmann::json::parse(in));
+    }
     server.bind();
     g_server = &server;
     std::signal(SIGINT, on_signal);

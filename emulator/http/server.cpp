@@ -7,6 +7,7 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -30,7 +31,9 @@ struct HttpServer::Tokens {
 
 HttpServer::HttpServer(service::TrainerService& service, ServerOptions options)
     : svc_(service), opts_(std::move(options)), srv_(std::make_unique<httplib::Server>()),
-      downloads_(std::make_unique<Downloads>()), tokens_(std::make_unique<Tokens>()) {
+      downloads_(std::make_unique<Downloads>()), tokens_(std::make_unique<Tokens>()),
+      faults_(std::make_unique<FaultInjector>()),
+      journal_(std::make_unique<Journal>(opts_.journal_capacity, opts_.journal_file)) {
   opts_.http_threads = std::max(4, opts_.http_threads);
   srv_->new_task_queue = [threads = opts_.http_threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   srv_->set_payload_max_length(opts_.max_body_bytes);
@@ -58,6 +61,7 @@ HttpServer::HttpServer(service::TrainerService& service, ServerOptions options)
   register_training_routes();
   register_sampling_routes();
   register_rest_routes();
+  register_control_routes();
 }
 
 HttpServer::~HttpServer() { stop(); }
@@ -120,29 +124,9 @@ std::string HttpServer::issue_jwt(const std::string& credential) {
 void HttpServer::route(const char* method, const std::string& pattern, Handler h, bool needs_key) {
   // Served bare and under any prefix (a base URL may carry a path).
   const std::string full = "(?:/.+)?" + pattern;
-  auto wrapped = [this, h = std::move(h), needs_key](const httplib::Request& req, httplib::Response& res) {
-    const std::string key = credential(req);
-    if (needs_key && key.empty()) {
-      send_json(res, 401, {{"detail", "missing or expired credential: send X-API-Key or Authorization: Bearer <key>"}});
-      return;
-    }
-    try {
-      h(req, res, key);
-    } catch (const json::exception& e) {
-      send_json(res, 400, {{"detail", std::string("malformed JSON body: ") + e.what()}});
-    } catch (const train::InvalidRequest& e) {
-      send_json(res, 400, {{"detail", e.what()}});
-    } catch (const train::UserError& e) {
-      send_json(res, 400, {{"detail", e.what()}});
-    } catch (const service::NotFound& e) {
-      send_json(res, 404, {{"detail", e.what()}});
-    } catch (const service::Conflict& e) {
-      send_json(res, 409, {{"detail", e.what()}});
-    } catch (const UnsupportedMediaType& e) {
-      send_json(res, 415, {{"detail", e.what()}});
-    } catch (const std::exception& e) {
-      send_json(res, 500, {{"detail", std::string("internal error: ") + e.what()}});
-    }
+  const bool control = pattern.rfind("/_kiln/", 0) == 0;  // neither faulted nor journaled
+  auto wrapped = [this, h = std::move(h), needs_key, control](const httplib::Request& req, httplib::Response& res) {
+    serve(h, needs_key, control, req, res);
   };
   const std::string m = method;
   if (m == "GET")
@@ -153,6 +137,90 @@ void HttpServer::route(const char* method, const std::string& pattern, Handler h
     srv_->Put(full, wrapped);
   else if (m == "DELETE")
     srv_->Delete(full, wrapped);
+}
+
+namespace {
+
+// Runs a handler, mapping the service's exceptions to statuses with JSON {"detail"} bodies.
+void invoke(const std::function<void(const httplib::Request&, httplib::Response&, const std::string&)>& h,
+            const httplib::Request& req, httplib::Response& res, const std::string& key) {
+  try {
+    h(req, res, key);
+  } catch (const json::exception& e) {
+    send_json(res, 400, {{"detail", std::string("malformed JSON body: ") + e.what()}});
+  } catch (const train::InvalidRequest& e) {
+    send_json(res, 400, {{"detail", e.what()}});
+  } catch (const train::UserError& e) {
+    send_json(res, 400, {{"detail", e.what()}});
+  } catch (const service::NotFound& e) {
+    send_json(res, 404, {{"detail", e.what()}});
+  } catch (const service::Conflict& e) {
+    send_json(res, 409, {{"detail", e.what()}});
+  } catch (const UnsupportedMediaType& e) {
+    send_json(res, 415, {{"detail", e.what()}});
+  } catch (const std::exception& e) {
+    send_json(res, 500, {{"detail", std::string("internal error: ") + e.what()}});
+  }
+}
+
+service::ErrorCategory category_of(const std::string& name) {
+  return name == "user" ? service::ErrorCategory::user
+         : name == "server" ? service::ErrorCategory::server
+                            : service::ErrorCategory::unknown;
+}
+
+// close: half the body, then the connection drops; slow_body: the body in ten pieces over the
+// fault's seconds. Both keep the status and headers the handler chose.
+void apply_body_fault(httplib::Response& res, const FaultAction& fault) {
+  const std::string body = res.body, type = res.get_header_value("Content-Type");
+  res.body.clear();
+  if (fault.kind == "close") {
+    res.set_content_provider(body.size(), type, [body](size_t offset, size_t, httplib::DataSink& sink) {
+      if (offset == 0 && body.size() > 1) sink.write(body.data(), body.size() / 2);
+      return false;  // abort: the client sees the connection close mid-body
+    });
+  } else {
+    const auto pause = std::chrono::duration<double>(fault.seconds / 10);
+    res.set_content_provider(body.size(), type, [body, pause](size_t offset, size_t, httplib::DataSink& sink) {
+      const size_t piece = std::max<size_t>(1, (body.size() + 9) / 10);
+      std::this_thread::sleep_for(pause);
+      sink.write(body.data() + offset, std::min(piece, body.size() - offset));
+      return true;
+    });
+  }
+}
+
+}  // namespace
+
+void HttpServer::serve(const Handler& h, bool needs_key, bool control, const httplib::Request& req,
+                       httplib::Response& res) {
+  const auto start = std::chrono::steady_clock::now();
+  const std::string key = credential(req);
+  std::optional<FaultAction> fault;
+  if (needs_key && key.empty()) {
+    send_json(res, 401, {{"detail", "missing or expired credential: send X-API-Key or Authorization: Bearer <key>"}});
+  } else {
+    if (!control) fault = faults_->match(fault_target(req, key));
+    if (fault && fault->kind == "delay") std::this_thread::sleep_for(std::chrono::duration<double>(fault->seconds));
+    if (fault && fault->kind == "status") {
+      send_json(res, fault->status, fault->body.value_or(json{{"detail", "kiln: injected fault (HTTP " + std::to_string(fault->status) + ")"}}));
+    } else if (fault && fault->kind == "try_again") {
+      json b = {{"type", "try_again"}, {"request_id", ""}, {"queue_state", fault->queue_state}};
+      if (!fault->reason.empty()) b["queue_state_reason"] = fault->reason;
+      if (auto body = json::parse(req.body, nullptr, false); body.is_object() && body.contains("request_id"))
+        b["request_id"] = body["request_id"];
+      send_json(res, 408, b);
+    } else {
+      std::optional<service::TrainerService::ScopedFailure> injected;
+      if (fault && fault->kind == "fail_future") injected.emplace(service::InjectedFailure{category_of(fault->category), fault->message});
+      invoke(h, req, res, key);
+    }
+  }
+  if (!control)
+    journal_->record(journal_entry(req, res, key,
+                                   std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count(),
+                                   fault));
+  if (fault && (fault->kind == "close" || fault->kind == "slow_body")) apply_body_fault(res, *fault);
 }
 
 std::string HttpServer::download_url(const std::string& file) {

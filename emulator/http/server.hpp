@@ -6,6 +6,8 @@
 #include <memory>
 #include <string>
 
+#include "http/faults.hpp"
+#include "http/journal.hpp"
 #include "service/trainer_service.hpp"
 
 namespace httplib {
@@ -23,6 +25,8 @@ struct ServerOptions {
   int http_threads = 128;               // connections served at once (long-polls each hold one)
   size_t max_body_bytes = 64u << 20;    // request bodies beyond this get 413
   std::string log_format = "text";      // text | json | none
+  size_t journal_capacity = 1000;       // entries kept for GET /_kiln/journal
+  std::string journal_file;             // also appended here as JSON lines when set
 };
 
 class HttpServer {
@@ -35,6 +39,8 @@ class HttpServer {
   void run();
   void stop();
   std::string base_url() const;
+  FaultInjector& faults() { return *faults_; }
+  Journal& journal() { return *journal_; }
 
  private:
   using Handler = std::function<void(const httplib::Request&, httplib::Response&, const std::string& api_key)>;
@@ -43,6 +49,12 @@ class HttpServer {
   void register_training_routes();
   void register_sampling_routes();
   void register_rest_routes();
+  void register_control_routes();
+  // Serves one API request: credential, fault injection, the handler, the journal.
+  void serve(const Handler& h, bool needs_key, bool control, const httplib::Request& req, httplib::Response& res);
+  FaultTarget fault_target(const httplib::Request& req, const std::string& key) const;
+  nlohmann::json journal_entry(const httplib::Request& req, const httplib::Response& res, const std::string& key,
+                               double millis, const std::optional<FaultAction>& fault) const;
   std::string download_url(const std::string& file);   // a token URL valid for 15 minutes
   std::string download_file(const std::string& token);  // its file; NotFound when unknown or expired
   std::string issue_jwt(const std::string& credential);  // auth/token
@@ -59,6 +71,8 @@ class HttpServer {
   std::unique_ptr<Downloads> downloads_;
   struct Tokens;
   std::unique_ptr<Tokens> tokens_;
+  std::unique_ptr<FaultInjector> faults_;
+  std::unique_ptr<Journal> journal_;
 };
 
 }  // namespace kiln::http

@@ -93,16 +93,19 @@ void HttpServer::register_training_routes() {
     } release{holding_polls_};
     const auto r = svc_.retrieve(key, rid, hold);
     using Status = service::RetrieveResult::Status;
-    if (r.status == Status::pending)
-      send_json(res, 408, {{"type", "try_again"}, {"request_id", rid}, {"queue_state", "active"}});
-    else if (r.status == Status::failed)
+    if (r.status == Status::pending) {
+      json body = {{"type", "try_again"}, {"request_id", rid}, {"queue_state", r.queue_state}};
+      if (!r.queue_state_reason.empty()) body["queue_state_reason"] = r.queue_state_reason;
+      send_json(res, 408, body);
+    } else if (r.status == Status::failed) {
       send_json(res, 200, wire::failure_to_json(r));  // failures are always JSON
-    else if (wants_protobuf(req) && std::holds_alternative<train::ForwardResult>(r.result))
+    } else if (wants_protobuf(req) && std::holds_alternative<train::ForwardResult>(r.result)) {
       res.set_content(wire::forward_result_to_proto(std::get<train::ForwardResult>(r.result)), "application/x-protobuf");
-    else if (wants_protobuf(req) && std::holds_alternative<model::SampleOutput>(r.result))
+    } else if (wants_protobuf(req) && std::holds_alternative<model::SampleOutput>(r.result)) {
       res.set_content(wire::sample_result_to_proto(std::get<model::SampleOutput>(r.result)), "application/x-protobuf");
-    else
+    } else {
       send_json(res, 200, wire::result_to_json(r.result));
+    }
   });
 
   route("POST", "/api/v1/weights_info", [this](auto& req, auto& res, auto& key) {

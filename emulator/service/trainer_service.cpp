@@ -456,6 +456,13 @@ void TrainerService::worker_loop() {
     }
 
     lock.lock();
+    if (const auto* fr = std::get_if<train::ForwardResult>(&outcome.result);
+        fr && outcome.status == RetrieveResult::Status::done && std::get<ForwardRequest>(req).backward)
+      if (auto loss = fr->metrics.find("loss:sum"); loss != fr->metrics.end()) {
+        auto& recent = m->info.recent_losses;  // for the control API's state view
+        recent.push_back(loss->second);
+        if (recent.size() > 16) recent.erase(recent.begin());
+      }
     if (auto f = futures_.find(rid); f != futures_.end()) {
       f->second->state = std::move(outcome);
       f->second->completed = clock_->now();
@@ -466,13 +473,7 @@ void TrainerService::worker_loop() {
       m->state.reset();
     }
     if (m->state) m->info.optimizer_step = m->state->adam().step;
-    if (const auto* fr = std::get_if<train::ForwardResult>(&outcome.result);
-        fr && outcome.status == RetrieveResult::Status::done && std::get<ForwardRequest>(req).backward)
-      if (auto loss = fr->metrics.find("loss:sum"); loss != fr->metrics.end()) {
-        auto& recent = m->info.recent_losses;
-        recent.push_back(loss->second);
-        if (recent.size() > 16) recent.erase(recent.begin());
-      }
+
     m->next_seq++;
     m->running = false;
     advance_locked(*m);

@@ -146,6 +146,21 @@ train::Datum datum_from_json(const json& j, const std::string& field) {
   return d;
 }
 
+json datum_to_json(const train::Datum& d) {
+  json inputs = json::object();
+  for (const auto& [name, t] : d.loss_fn_inputs) inputs[name] = tensor_to_json(t);
+  return {{"model_input", {{"chunks", json::array({{{"type", "encoded_text"}, {"tokens", d.model_input}}})}}},
+          {"loss_fn_inputs", inputs}};
+}
+
+json forward_request_to_json(const service::ForwardRequest& r) {
+  json data = json::array(), config = json::object();
+  for (const auto& d : r.data) data.push_back(datum_to_json(d));
+  for (const auto& [k, v] : r.loss_fn_config) std::visit([&, &k = k](const auto& x) { config[k] = x; }, v);
+  return {{"forward_backward_input", {{"data", data}, {"loss_fn", r.loss_fn}, {"loss_fn_config", config}}},
+          {"forward_only", !r.backward}};
+}
+
 service::ForwardRequest forward_from_json(const json& body, bool backward) {
   const char* key = backward ? "forward_backward_input" : "forward_input";
   const json& in = require(body, key, "");

@@ -21,6 +21,9 @@ std::vector<int64_t> model_input_from_json(const json& mi, const std::string& fi
 
 // Datum: {"model_input": {"chunks": [...]}, "loss_fn_inputs": {name: TensorData}}.
 train::Datum datum_from_json(const json& j, const std::string& field);
+json datum_to_json(const train::Datum& d);
+// A forward / forward_backward request in its JSON wire form ({"forward_backward_input": ...}).
+json forward_request_to_json(const service::ForwardRequest& r);
 
 // Request bodies of the future-returning endpoints.
 service::ForwardRequest forward_from_json(const json& body, bool backward);

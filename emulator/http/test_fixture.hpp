@@ -1,0 +1,115 @@
+#pragma once
+// A real server on an ephemeral loopback port, with a cpp-httplib client, for the HTTP tests.
+#include "http/server.hpp"
+#include "service/test_util.hpp"  // Eigen before httplib.h (see http/routes.hpp)
+
+#include <httplib.h>
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+namespace kiln::http::testing {
+
+using nlohmann::json;
+using service::testing::TempDir;
+
+class HttpTest : public ::testing::Test {
+ protected:
+  TempDir dir;
+  std::shared_ptr<service::VirtualClock> clock = std::make_shared<service::VirtualClock>();
+  service::TrainerService svc{service::testing::options(dir.path(), clock)};
+  std::unique_ptr<HttpServer> server;
+  std::thread thread;
+  std::unique_ptr<httplib::Client> cli;
+
+  void SetUp() override {
+    ServerOptions o;
+    o.port = 0;
+    o.poll_hold_seconds = 0.3;
+    o.log_format = "none";
+    o.max_body_bytes = 1 << 20;
+    server = std::make_unique<HttpServer>(svc, o);
+    const int port = server->bind();
+    thread = std::thread([this] { server->run(); });
+    cli = std::make_unique<httplib::Client>("127.0.0.1", port);
+    cli->set_default_headers({{"X-API-Key", "tml-test"}, {"Accept", "application/json"}});
+    cli->set_read_timeout(std::chrono::seconds(30));
+  }
+  void TearDown() override {
+    server->stop();
+    thread.join();
+  }
+  // POST JSON; returns (status, parsed body).
+  std::pair<int, json> post(const std::string& path, const json& body) {
+    auto r = cli->Post(path.c_str(), body.dump(), "application/json");
+    EXPECT_TRUE(r) << path;
+    if (!r) return {0, json()};
+    return {r->status, r->body.empty() ? json() : json::parse(r->body)};
+  }
+  std::pair<int, json> get(const std::string& path) {
+    auto r = cli->Get(path.c_str());
+    EXPECT_TRUE(r) << path;
+    if (!r) return {0, json()};
+    return {r->status, r->body.empty() ? json() : json::parse(r->body)};
+  }
+  // Polls retrieve_future through 408s until an answer.
+  json result(const std::string& rid) {
+    for (int i = 0; i < 200; ++i) {
+      auto [status, body] = post("/api/v1/retrieve_future", {{"request_id", rid}, {"allow_metadata_only", true}});
+      if (status == 408) {
+        EXPECT_EQ(body["type"], "try_again");
+        continue;
+      }
+      EXPECT_EQ(status, 200) << body;
+      return body;
+    }
+    ADD_FAILURE() << "future " << rid << " never completed";
+    return json();
+  }
+  // Polls as tinker 0.25 does (Accept: protobuf only) until a 200; returns the protobuf body.
+  std::string result_proto(const std::string& rid) {
+    httplib::Client proto_cli(server->base_url());
+    proto_cli.set_default_headers({{"X-API-Key", "tml-test"}, {"Accept", "application/x-protobuf"}});
+    for (int i = 0; i < 100; ++i) {
+      auto poll = proto_cli.Post("/api/v1/retrieve_future", json{{"request_id", rid}}.dump(), "application/json");
+      EXPECT_TRUE(poll);
+      if (!poll || poll->status == 408) continue;
+      EXPECT_EQ(poll->status, 200) << poll->body;
+      EXPECT_EQ(poll->get_header_value("Content-Type"), "application/x-protobuf");
+      return poll->body;
+    }
+    ADD_FAILURE() << "future " << rid << " never completed";
+    return "";
+  }
+  std::string session() {
+    auto [s, body] = post("/api/v1/create_session", {{"tags", json::array()}, {"user_metadata", json::object()},
+                                                      {"sdk_version", "0.25.0"}, {"type", "create_session"}});
+    EXPECT_EQ(s, 200);
+    return body["session_id"];
+  }
+  std::string model(int rank = 4) {
+    auto [s, session] = post("/api/v1/create_session", {{"tags", json::array()}, {"user_metadata", json::object()},
+                                                         {"sdk_version", "0.23.0"}, {"type", "create_session"}});
+    EXPECT_EQ(s, 200);
+    auto [c, fut] = post("/api/v1/create_model",
+                         {{"session_id", session["session_id"]}, {"model_seq_id", 0}, {"base_model", "kiln/tiny"},
+                          {"lora_config", {{"rank", rank}, {"train_unembed", true}, {"train_mlp", true}, {"train_attn", true}}},
+                          {"type", "create_model"}});
+    EXPECT_EQ(c, 200) << fut;
+    return result(fut["request_id"])["model_id"];
+  }
+  static json datum(const std::vector<int>& tokens) {
+    std::vector<int> input(tokens.begin(), tokens.end() - 1), target(tokens.begin() + 1, tokens.end());
+    return {{"model_input", {{"chunks", {{{"tokens", input}, {"type", "encoded_text"}}}}}},
+            {"loss_fn_inputs",
+             {{"target_tokens", {{"data", target}, {"dtype", "int64"}, {"shape", {target.size()}}}}}}};
+  }
+};
+
+}  // namespace kiln::http::testing
