@@ -220,7 +220,8 @@ TEST_F(ControlTest, JournalRecordsDecodedRequestsWithoutSecrets) {
   const json after = get("/_kiln/journal?since=" + std::to_string(seq)).second["entries"];
   ASSERT_EQ(after.size(), 1u);
   EXPECT_EQ(after[0]["path"], "/api/v1/healthz");
-  for (const auto& e : get("/_kiln/journal").second["entries"]) EXPECT_EQ(e["path"].get<std::string>().rfind("/_kiln", 0), std::string::npos);
+  const json everything = get("/_kiln/journal").second;  // named: the loop must not outlive it
+  for (const auto& e : everything["entries"]) EXPECT_EQ(e["path"].get<std::string>().rfind("/_kiln", 0), std::string::npos);
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <regex>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -20,6 +21,13 @@ struct HttpServer::Downloads {
   std::mutex mu;
   std::map<std::string, std::pair<std::string, std::chrono::steady_clock::time_point>> files;
   std::mt19937_64 rng{std::random_device{}()};
+};
+
+struct HttpServer::InProcessRoute {
+  std::string method;
+  std::regex pattern;
+  Handler handler;
+  bool needs_key, control;
 };
 
 // JWTs issued by auth/token: each maps back to the credential it stands for, until it expires.
@@ -125,10 +133,11 @@ void HttpServer::route(const char* method, const std::string& pattern, Handler h
   // Served bare and under any prefix (a base URL may carry a path).
   const std::string full = "(?:/.+)?" + pattern;
   const bool control = pattern.rfind("/_kiln/", 0) == 0;  // neither faulted nor journaled
-  auto wrapped = [this, h = std::move(h), needs_key, control](const httplib::Request& req, httplib::Response& res) {
+  auto wrapped = [this, h, needs_key, control](const httplib::Request& req, httplib::Response& res) {
     serve(h, needs_key, control, req, res);
   };
   const std::string m = method;
+  in_process_routes_.push_back({m, std::regex(full), h, needs_key, control});
   if (m == "GET")
     srv_->Get(full, wrapped);
   else if (m == "POST")
@@ -193,7 +202,7 @@ void apply_body_fault(httplib::Response& res, const FaultAction& fault) {
 }  // namespace
 
 void HttpServer::serve(const Handler& h, bool needs_key, bool control, const httplib::Request& req,
-                       httplib::Response& res) {
+                       httplib::Response& res, bool in_process) {
   const auto start = std::chrono::steady_clock::now();
   const std::string key = credential(req);
   std::optional<FaultAction> fault;
@@ -220,7 +229,35 @@ void HttpServer::serve(const Handler& h, bool needs_key, bool control, const htt
     journal_->record(journal_entry(req, res, key,
                                    std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count(),
                                    fault));
-  if (fault && (fault->kind == "close" || fault->kind == "slow_body")) apply_body_fault(res, *fault);
+  if (fault && fault->kind == "close" && in_process) res.status = 0;
+  else if (fault && (fault->kind == "close" || fault->kind == "slow_body") && !in_process) apply_body_fault(res, *fault);
+}
+
+HttpServer::Reply HttpServer::dispatch(const std::string& method, const std::string& path,
+                                       const std::vector<std::pair<std::string, std::string>>& headers,
+                                       const std::string& body) {
+  httplib::Request req;
+  req.method = method;
+  const size_t q = path.find('?');
+  req.path = path.substr(0, q);
+  if (q != std::string::npos) httplib::detail::parse_query_text(path.substr(q + 1), req.params);
+  for (const auto& [k, v] : headers) req.headers.emplace(k, v);
+  req.body = body;
+  httplib::Response res;
+  res.status = 404;
+  bool routed = false;
+  if (body.size() > opts_.max_body_bytes) {
+    send_json(res, 413, {{"detail", "request body exceeds the limit (payload too large)"}});
+    routed = true;
+  }
+  for (const auto& r : in_process_routes_)
+    if (!routed && r.method == method && std::regex_match(req.path, req.matches, r.pattern)) {
+      res.status = 200;
+      serve(r.handler, r.needs_key, r.control, req, res, true);
+      routed = true;
+    }
+  if (!routed) send_json(res, 404, {{"detail", "no route for " + method + " " + req.path}});
+  return {res.status, res.body, res.get_header_value("Content-Type")};
 }
 
 std::string HttpServer::download_url(const std::string& file) {

@@ -5,6 +5,8 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "http/faults.hpp"
 #include "http/journal.hpp"
@@ -40,6 +42,15 @@ class HttpServer {
   void stop();
   std::string base_url() const;
   FaultInjector& faults() { return *faults_; }
+
+  // Serves one request without a socket, through the same routes (fault injection and journal
+  // included): the in-process transport of the C++ client. Needs no bind() or run().
+  struct Reply {
+    int status = 0;
+    std::string body, content_type;
+  };
+  Reply dispatch(const std::string& method, const std::string& path,
+                 const std::vector<std::pair<std::string, std::string>>& headers, const std::string& body);
   Journal& journal() { return *journal_; }
 
  private:
@@ -51,7 +62,9 @@ class HttpServer {
   void register_rest_routes();
   void register_control_routes();
   // Serves one API request: credential, fault injection, the handler, the journal.
-  void serve(const Handler& h, bool needs_key, bool control, const httplib::Request& req, httplib::Response& res);
+  // In process, a `close` fault answers status 0 (a dropped connection) and `slow_body` is not slow.
+  void serve(const Handler& h, bool needs_key, bool control, const httplib::Request& req, httplib::Response& res,
+             bool in_process = false);
   FaultTarget fault_target(const httplib::Request& req, const std::string& key) const;
   nlohmann::json journal_entry(const httplib::Request& req, const httplib::Response& res, const std::string& key,
                                double millis, const std::optional<FaultAction>& fault) const;
@@ -71,6 +84,8 @@ class HttpServer {
   std::unique_ptr<Downloads> downloads_;
   struct Tokens;
   std::unique_ptr<Tokens> tokens_;
+  struct InProcessRoute;
+  std::vector<InProcessRoute> in_process_routes_;
   std::unique_ptr<FaultInjector> faults_;
   std::unique_ptr<Journal> journal_;
 };

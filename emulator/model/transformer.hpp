@@ -55,6 +55,8 @@ class Transformer {
 
   const ModelConfig& config() const { return config_; }
   const LoraConfig& lora() const { return lora_; }
+  // Loading a LoRA adapter brings its scale with it (PEFT's lora_alpha): same rank, new alpha.
+  void set_lora_alpha(double alpha) { lora_.alpha = alpha; }
   bool is_frozen() const { return frozen_; }
   // The trainable parameters (adapters, or every weight for full-parameter training).
   ParamSet<T>& params() { return params_; }

@@ -678,6 +678,15 @@ CheckpointRecord TrainerService::resolve_reference(const std::string& tenant, co
   return *found;
 }
 
+// A loaded adapter computes W + (alpha/r)·B·A with the alpha it was trained with, whatever alpha
+// the model was created with (a client creating from state cannot know it: weights_info has none).
+void TrainerService::adopt_alpha(Model& m, const CheckpointRecord& rec) {
+  if (!rec.lora || m.info.lora.full_parameter()) return;
+  m.state->model().set_lora_alpha(rec.lora->alpha);
+  std::lock_guard lock(mu_);
+  m.info.lora.alpha = rec.lora->alpha;
+}
+
 TrainingResult TrainerService::do_load_weights(Model& m, const LoadWeightsRequest& r) {
   const std::string owner = r.access_key.empty() ? m.tenant : tenant_key(r.access_key);
   const CheckpointRecord rec = resolve_reference(owner, r.path, CheckpointKind::training, "load_state");
@@ -689,6 +698,7 @@ TrainingResult TrainerService::do_load_weights(Model& m, const LoadWeightsReques
                     ")");
   const auto& like = m.state->model().params();
   const auto params = arrange_like(like, store_->read_model(rec).tensors, "", "checkpoint '" + r.path + "'");
+  adopt_alpha(m, rec);
   if (!r.optimizer) {
     m.state->restore(params, nullptr);
   } else {
@@ -768,6 +778,7 @@ TrainingResult TrainerService::do_load_adapter(Model& m, const LoadAdapterReques
   m.state->restore(arrange_like(m.state->model().params(), store_->read_model(rec).tensors, "",
                                 "adapter '" + r.adapter_path + "'"),
                    nullptr);
+  adopt_alpha(m, rec);
   return LoadAdapterResult{m.info.model_id, r.adapter_path};
 }
 

@@ -250,6 +250,7 @@ class TrainerService {
   TrainingResult execute(Model& m, const TrainingRequest& req);
   TrainingResult do_save_weights(Model& m, const SaveWeightsRequest& r);
   TrainingResult do_load_weights(Model& m, const LoadWeightsRequest& r);
+  void adopt_alpha(Model& m, const CheckpointRecord& rec);
   TrainingResult do_save_sampler(Model& m, const SaveSamplerRequest& r);
   TrainingResult do_load_adapter(Model& m, const LoadAdapterRequest& r);
   std::shared_ptr<const model::Transformer<float>> sampler_weights(const CheckpointRecord& rec) const;
