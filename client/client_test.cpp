@@ -218,6 +218,37 @@ TEST_F(ClientTest, CustomLossMatchesTheBuiltInLossItLinearises) {
   EXPECT_NEAR(a, b, 1e-5);
 }
 
+TEST_F(ClientTest, ProtobufTransportGivesTheSameResultsAsJson) {
+  auto o = quick_options();
+  o.wire_format = "protobuf";
+  o.max_chunk_datums = 2;
+  auto proto = http_client(o);
+  auto plain = local_client();
+  auto a = proto.create_lora_training_client("kiln/tiny", {.rank = 4, .seed = 11});
+  auto b = plain.create_lora_training_client("kiln/tiny", {.rank = 4, .seed = 11});
+  const auto data = sentences({"over protobuf", "and zstd", "three datums"});
+  const auto pa = a.forward_backward(data, "cross_entropy").result();
+  const auto pb = b.forward_backward(data, "cross_entropy").result();
+  ASSERT_EQ(pa.loss_fn_outputs.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(pa.loss_fn_outputs[i].at("logprobs").data, pb.loss_fn_outputs[i].at("logprobs").data);
+    EXPECT_EQ(pa.loss_fn_outputs[i].at("logprobs").shape, pb.loss_fn_outputs[i].at("logprobs").shape);
+  }
+  EXPECT_NEAR(pa.metrics.at("loss:sum"), pb.metrics.at("loss:sum"), 1e-9);
+  EXPECT_EQ(pa.metrics.at("response_tokens"), pb.metrics.at("response_tokens"));
+  a.optim_step({.learning_rate = 0.05}).result();
+  b.optim_step({.learning_rate = 0.05}).result();
+  // Chunked accumulation adds the gradients in another order: equal up to rounding.
+  EXPECT_NEAR(a.forward(data).result().metrics.at("loss:sum"), b.forward(data).result().metrics.at("loss:sum"), 1e-4);
+  size_t protobuf_submits = 0;
+  for (const auto& e : journal("/forward_backward"))
+    if (e["request"].value("transport", "") == "protobuf") {
+      EXPECT_TRUE(e["request"]["zstd"].get<bool>());
+      ++protobuf_submits;
+    }
+  EXPECT_EQ(protobuf_submits, 4u);  // 2 chunks of forward_backward, 2 of forward (forward_only)
+}
+
 TEST_F(ClientTest, HeartbeatsKeepTheSessionAlive) {
   auto o = quick_options();
   o.heartbeat_seconds = 0.05;

@@ -46,8 +46,11 @@ Connection::~Connection() {
   if (heartbeat_.joinable()) heartbeat_.join();
 }
 
-Reply Connection::send(const std::string& method, const std::string& path, const std::string& body) {
-  return transport_->send(method, path, {{"X-API-Key", api_key_}, {"Accept", "application/json"}}, body);
+Reply Connection::send(const std::string& method, const std::string& path, const std::string& body, const Headers& extra,
+                       const std::string& accept) {
+  Headers h = {{"X-API-Key", api_key_}, {"Accept", accept}};
+  h.insert(h.end(), extra.begin(), extra.end());
+  return transport_->send(method, path, h, body);
 }
 
 void Connection::sleep_for(double seconds) {
@@ -56,12 +59,16 @@ void Connection::sleep_for(double seconds) {
 }
 
 json Connection::call(const std::string& method, const std::string& path, const json& body, bool retry) {
+  return call_raw(method, path, method == "GET" ? "" : body.dump(), {}, retry);
+}
+
+json Connection::call_raw(const std::string& method, const std::string& path, const std::string& payload,
+                          const Headers& headers, bool retry) {
   const auto start = std::chrono::steady_clock::now();
   const auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
   const auto& p = options_.retry;
-  const std::string payload = method == "GET" ? "" : body.dump();
   for (int attempt = 0;; ++attempt) {
-    const Reply r = send(method, path, payload);
+    const Reply r = send(method, path, payload, headers);
     if (r.status >= 200 && r.status < 300) return r.body.empty() ? json::object() : json::parse(r.body);
     if (r.status == 402 && retry && elapsed() + p.billing_pause_seconds <= p.billing_budget_seconds) {
       sleep_for(p.billing_pause_seconds);  // a billing pause: wait silently
@@ -78,12 +85,27 @@ json Connection::call(const std::string& method, const std::string& path, const 
 }
 
 json Connection::poll(const std::string& request_id, const std::string& what) {
+  return json::parse(poll_reply(request_id, what, "application/json").body);
+}
+
+std::string Connection::poll_protobuf(const std::string& request_id, const std::string& what) {
+  const Reply r = poll_reply(request_id, what, "application/x-protobuf");
+  if (r.content_type.find("application/x-protobuf") == std::string::npos)
+    throw ApiError(200, r.body, "Server returned a JSON payload for " + what + " which this client only accepts as proto");
+  return r.body;
+}
+
+// The polling loop: returns the answer that resolves the future (JSON or protobuf), and throws
+// for failures.
+Reply Connection::poll_reply(const std::string& request_id, const std::string& what, const std::string& accept) {
   const auto& p = options_.retry;
   const std::string where = " for request_id='" + request_id + "' and expected type " + what;
   int bad_requests = 0, backoffs = 0;
   while (true) {
-    const Reply r = send("POST", "/api/v1/retrieve_future", json{{"request_id", request_id}, {"allow_metadata_only", false}}.dump());
+    const Reply r = send("POST", "/api/v1/retrieve_future", json{{"request_id", request_id}, {"allow_metadata_only", false}}.dump(),
+                         {}, accept);
     if (r.status == 200) {
+      if (r.content_type.find("application/x-protobuf") != std::string::npos) return r;
       const json j = json::parse(r.body, nullptr, false);
       if (j.is_discarded()) throw ApiError(200, r.body, "Error retrieving result: unreadable body" + where);
       if (j.is_object() && j.contains("error")) {
@@ -92,7 +114,7 @@ json Connection::poll(const std::string& request_id, const std::string& what) {
                                  cat == "user" || cat == "server" ? cat : "unknown");
       }
       if (j.is_object() && j.value("type", "") == "try_again") continue;  // re-poll at once
-      return j;
+      return r;
     }
     if (r.status == 408) continue;
     if (r.status == 410) throw PromiseExpiredError("Promise expired/broken for request " + request_id);

@@ -31,6 +31,10 @@ struct ClientOptions {
   size_t max_chunk_bytes = 5'000'000;
   bool parallel_chunks = true;         // submit chunks 2..n first, then chunk 1, as the SDKs do
   double poll_timeout_seconds = 45;    // per retrieve_future call
+  // "json" (tinker <= 0.24, Fireworks) or "protobuf": forward / forward_backward go out as
+  // tinker_public.ForwardBackwardRequest and results come back as ForwardBackwardOutput (0.25).
+  std::string wire_format = "json";
+  bool zstd = true;                    // compress protobuf request bodies
   std::string sdk_version = "kiln-cpp-0.1";
 };
 
@@ -46,9 +50,14 @@ class Connection {
   // empty-bodied 400 are retried with backoff within the budget; 402 pauses. Returns the body
   // of the 2xx answer ({} when empty). Throws ApiError otherwise.
   json call(const std::string& method, const std::string& path, const json& body = json::object(), bool retry = true);
+  // The same for a body that is not JSON (protobuf); `headers` adds Content-Type and the like.
+  json call_raw(const std::string& method, const std::string& path, const std::string& body, const Headers& headers,
+                bool retry = true);
   // Polls retrieve_future until the future resolves; returns its JSON result. Throws
   // RequestFailedError, PromiseExpiredError (410) or ApiError ("Error retrieving result: ...").
   json poll(const std::string& request_id, const std::string& what);
+  // Polls with Accept: application/x-protobuf only (tinker 0.25); returns the protobuf bytes.
+  std::string poll_protobuf(const std::string& request_id, const std::string& what);
 
   const ClientOptions& options() const { return options_; }
   const std::string& session_id() const { return session_id_; }
@@ -57,7 +66,9 @@ class Connection {
   int64_t heartbeats() const { return heartbeats_; }
 
  private:
-  Reply send(const std::string& method, const std::string& path, const std::string& body);
+  Reply send(const std::string& method, const std::string& path, const std::string& body, const Headers& extra = {},
+             const std::string& accept = "application/json");
+  Reply poll_reply(const std::string& request_id, const std::string& what, const std::string& accept);
   void sleep_for(double seconds);
   void heartbeat_loop();
 

@@ -5,6 +5,7 @@
 
 #include "client/chunking.hpp"
 #include "client/errors.hpp"
+#include "client/proto_codec.hpp"
 
 namespace kiln::client {
 
@@ -42,18 +43,30 @@ Future<ForwardBackwardOutput> TrainingClient::run_chunks(const std::string& path
   if (data.empty()) throw ClientError("No data provided");
   const auto& o = conn_->options();
   const auto plan = plan_chunks(data, o.max_chunk_datums, o.max_chunk_bytes);
+  const bool proto = o.wire_format == "protobuf";
   std::vector<std::string> ids(plan.size());
   {
     std::lock_guard turn(turns_->mu);  // every chunk of the call takes consecutive seq_ids
     const int64_t first_seq = turns_->seq + 1;
     turns_->seq += static_cast<int64_t>(plan.size());
     auto send = [&](size_t c) {
+      const int64_t seq = first_seq + static_cast<int64_t>(c);
+      if (proto) {  // tinker 0.25: forward is forward_backward with forward_only
+        const std::vector<Datum> part(data.begin() + static_cast<long>(plan[c].first), data.begin() + static_cast<long>(plan[c].second));
+        std::string body = forward_request_to_proto(model_id_, seq, part, loss_fn, config, forward_only);
+        Headers h = {{"Content-Type", "application/x-protobuf"}};
+        if (o.zstd) {
+          body = zstd_compress(body);
+          h.emplace_back("Content-Encoding", "zstd");
+        }
+        ids[c] = conn_->call_raw("POST", "/api/v1/forward_backward", body, h).at("request_id");
+        return;
+      }
       json items = json::array();
       for (size_t i = plan[c].first; i < plan[c].second; ++i) items.push_back(data[i]);
       json body = {{forward_only ? "forward_input" : "forward_backward_input",
                     {{"data", items}, {"loss_fn", loss_fn}, {"loss_fn_config", config}}},
-                   {"model_id", model_id_}, {"seq_id", first_seq + static_cast<int64_t>(c)},
-                   {"type", forward_only ? "forward" : "forward_backward"}};
+                   {"model_id", model_id_}, {"seq_id", seq}, {"type", forward_only ? "forward" : "forward_backward"}};
       ids[c] = conn_->call("POST", path, body).at("request_id");
     };
     if (o.parallel_chunks && plan.size() > 1) {  // chunks 2..n at once, then chunk 1
@@ -66,9 +79,11 @@ Future<ForwardBackwardOutput> TrainingClient::run_chunks(const std::string& path
     }
   }
   auto conn = conn_;
-  return Future<ForwardBackwardOutput>::start([conn, ids] {
+  return Future<ForwardBackwardOutput>::start([conn, ids, proto] {
     std::vector<ForwardBackwardOutput> outs;
-    for (const auto& id : ids) outs.push_back(conn->poll(id, "ForwardBackwardOutput").get<ForwardBackwardOutput>());
+    for (const auto& id : ids)
+      outs.push_back(proto ? forward_output_from_proto(conn->poll_protobuf(id, "ForwardBackwardOutput"))
+                           : conn->poll(id, "ForwardBackwardOutput").get<ForwardBackwardOutput>());
     return merge_chunks(outs);
   });
 }
