@@ -118,7 +118,10 @@ TEST_F(ClientTest, LostResponsesAndRetriesHaveNoDuplicateEffects) {
           {{"endpoint", "retrieve_future"}, {"times", 1}, {"action", {{"kind", "close"}}}},
           {{"endpoint", "retrieve_future"}, {"times", 1}, {"action", {{"kind", "status"}, {"status", 429}}}},
           {{"endpoint", "retrieve_future"}, {"times", 2}, {"action", {{"kind", "status"}, {"status", 500}}}},
-          {{"endpoint", "/api/v1/save_weights"}, {"action", {{"kind", "status"}, {"status", 402}}}}});
+          {{"endpoint", "/api/v1/save_weights"}, {"action", {{"kind", "status"}, {"status", 402}}}},
+          {{"endpoint", "/api/v1/get_info"}, {"action", {{"kind", "status"}, {"status", 429}}}},
+          {{"endpoint", "/api/v1/get_info"}, {"action", {{"kind", "status"}, {"status", 409}}}},
+          {{"endpoint", "/api/v1/get_info"}, {"action", {{"kind", "status"}, {"status", 400}, {"body", ""}}}}});
   const auto out = tc.forward_backward(sentences({"retry me"}), "cross_entropy").result();
   EXPECT_GT(out.metrics.at("loss:sum"), 0);
   // The optim_step ran, but its answer was lost mid-body: the client re-sent the same seq_id,
@@ -127,6 +130,7 @@ TEST_F(ClientTest, LostResponsesAndRetriesHaveNoDuplicateEffects) {
   EXPECT_EQ(model_state(tc.model_id())["optimizer_step"], 1);
   EXPECT_EQ(journal("/optim_step").size(), 2u);
   EXPECT_FALSE(tc.save_state("after-402").result().path.empty());  // a billing pause, then success
+  EXPECT_EQ(tc.get_info().lora_rank, 4);  // 429, 409 and an empty-bodied 400 are retried
   const json rules = get("/_kiln/faults").second;
   for (const auto& rule : rules["rules"]) EXPECT_GE(rule["fired"].get<int>(), 1) << rule;
 }

@@ -17,7 +17,8 @@
 namespace kiln::http {
 
 struct FaultAction {
-  // status: answer `status` with `body` (a JSON {"detail"} when absent) without running the request
+  // status: answer `status` with `body` (a JSON {"detail"} when absent; "" sends an empty body)
+  //         without running the request
   // try_again: answer 408 {"type": "try_again", ...} with queue_state and reason
   // delay: wait `seconds`, then serve normally
   // fail_future: accept the request, but its future fails with category and message

@@ -51,7 +51,7 @@ HttpServer::HttpServer(service::TrainerService& service, ServerOptions options)
   // Statuses httplib produces itself (413, 404 for unknown routes, 400 for unreadable requests)
   // still get a JSON body: an empty 400 reads as a connection reset to the SDK.
   srv_->set_error_handler([](const httplib::Request& req, httplib::Response& res) {
-    if (!res.body.empty()) return;
+    if (!res.body.empty() || res.has_header("X-Kiln-Fault")) return;
     std::string detail = "HTTP " + std::to_string(res.status);
     if (res.status == 413) detail = "request body exceeds the limit (payload too large)";
     if (res.status == 404) detail = "no route for " + req.method + " " + req.path;
@@ -211,7 +211,10 @@ void HttpServer::serve(const Handler& h, bool needs_key, bool control, const htt
   } else {
     if (!control) fault = faults_->match(fault_target(req, key));
     if (fault && fault->kind == "delay") std::this_thread::sleep_for(std::chrono::duration<double>(fault->seconds));
-    if (fault && fault->kind == "status") {
+    if (fault && fault->kind == "status" && fault->body && *fault->body == "") {
+      res.status = fault->status;  // an empty body, as an edge proxy's reset looks (wire.md §1.7)
+      res.set_header("X-Kiln-Fault", "empty-body");  // the error handler leaves this one empty
+    } else if (fault && fault->kind == "status") {
       send_json(res, fault->status, fault->body.value_or(json{{"detail", "kiln: injected fault (HTTP " + std::to_string(fault->status) + ")"}}));
     } else if (fault && fault->kind == "try_again") {
       json b = {{"type", "try_again"}, {"request_id", ""}, {"queue_state", fault->queue_state}};
