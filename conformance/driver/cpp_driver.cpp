@@ -1,0 +1,275 @@
+// The conformance driver for Kiln's C++ client (conformance/DRIVER.md): JSON lines in on stdin,
+// one JSON line out per request on stdout.
+#include <cmath>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "client/errors.hpp"
+#include "client/service_client.hpp"
+
+using nlohmann::json;
+using namespace kiln::client;
+
+namespace {
+
+struct BadRequest : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+struct NotImplemented : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+const json& arg(const json& args, const char* key) {
+  if (!args.contains(key)) throw BadRequest(std::string("missing args field '") + key + "'");
+  return args[key];
+}
+
+std::vector<Datum> data_of(const json& args) {
+  std::vector<Datum> out;
+  for (const auto& d : arg(args, "data")) {
+    Datum datum;
+    datum.model_input = d.at("model_input").get<std::vector<int64_t>>();
+    const json inputs = d.value("loss_fn_inputs", json::object());  // named: items() must not outlive it
+    for (const auto& [k, v] : inputs.items()) datum.loss_fn_inputs[k] = v.get<TensorData>();
+    out.push_back(std::move(datum));
+  }
+  return out;
+}
+
+json output_json(const ForwardBackwardOutput& o) {
+  json outs = json::array();
+  for (const auto& fields : o.loss_fn_outputs) {
+    json f = json::object();
+    for (const auto& [k, v] : fields) f[k] = v;
+    outs.push_back(f);
+  }
+  return {{"loss_fn_output_type", o.loss_fn_output_type}, {"loss_fn_outputs", outs}, {"metrics", o.metrics}};
+}
+
+AdamParams adam_of(const json& a) {
+  AdamParams p;
+  p.learning_rate = a.value("learning_rate", p.learning_rate);
+  p.beta1 = a.value("beta1", p.beta1);
+  p.beta2 = a.value("beta2", p.beta2);
+  p.eps = a.value("eps", p.eps);
+  p.weight_decay = a.value("weight_decay", p.weight_decay);
+  p.grad_clip_norm = a.value("grad_clip_norm", p.grad_clip_norm);
+  return p;
+}
+
+GradAccNormalization normalization_of(const json& args) {
+  const std::string n = args.value("grad_accumulation_normalization", "");
+  if (n.empty()) return GradAccNormalization::unset;
+  if (n == "num_loss_tokens") return GradAccNormalization::num_loss_tokens;
+  if (n == "num_sequences") return GradAccNormalization::num_sequences;
+  if (n == "none") return GradAccNormalization::none;
+  throw ClientError("Unknown grad_accumulation_normalization '" + n + "'; expected one of: num_loss_tokens, num_sequences, none");
+}
+
+// The named custom losses of DRIVER.md.
+CustomLoss custom_loss(const std::string& name) {
+  if (name == "neg_logprob_sum" || name == "logprob_squared")
+    return [name](const std::vector<Datum>& data, const std::vector<std::vector<double>>& lp) {
+      CustomLossOutput o;
+      for (size_t i = 0; i < lp.size(); ++i) {
+        auto w = data[i].loss_fn_inputs.count("weights") ? data[i].loss_fn_inputs.at("weights").data
+                                                         : std::vector<double>(lp[i].size(), 1.0);
+        std::vector<double> g(lp[i].size());
+        for (size_t t = 0; t < lp[i].size(); ++t) {
+          if (name == "neg_logprob_sum") {
+            o.loss -= w[t] * lp[i][t];
+            g[t] = -w[t];
+          } else {
+            o.loss += lp[i][t] * lp[i][t];
+            g[t] = 2 * lp[i][t];
+          }
+        }
+        o.grads.push_back(std::move(g));
+      }
+      o.metrics["custom_loss"] = o.loss;
+      return o;
+    };
+  if (name == "dpo_margin")
+    return [](const std::vector<Datum>&, const std::vector<std::vector<double>>& lp) {
+      if (lp.size() % 2) throw ClientError("dpo_margin needs datums in (chosen, rejected) pairs");
+      const double beta = 0.1;
+      CustomLossOutput o;
+      o.grads.resize(lp.size());
+      for (size_t k = 0; k < lp.size(); k += 2) {
+        double sc = 0, sr = 0;
+        for (double x : lp[k]) sc += x;
+        for (double x : lp[k + 1]) sr += x;
+        const double m = beta * (sc - sr);
+        o.loss += std::log1p(std::exp(-m));             // -log σ(m)
+        const double s = 1.0 / (1.0 + std::exp(m));      // σ(-m)
+        o.grads[k].assign(lp[k].size(), -beta * s);
+        o.grads[k + 1].assign(lp[k + 1].size(), beta * s);
+      }
+      o.metrics["custom_loss"] = o.loss;
+      return o;
+    };
+  throw BadRequest("unknown custom loss '" + name + "'");
+}
+
+class Driver {
+ public:
+  json handle(const std::string& op, const json& args) {
+    if (op == "create_service") {
+      ClientOptions o;
+      const json opt = args.value("options", json::object());
+      o.wire_format = opt.value("wire_format", o.wire_format);
+      o.max_chunk_datums = opt.value("max_chunk_datums", o.max_chunk_datums);
+      o.retry.initial_delay_seconds = opt.value("retry_initial_delay_seconds", o.retry.initial_delay_seconds);
+      o.retry.budget_seconds = opt.value("retry_budget_seconds", o.retry.budget_seconds);
+      o.heartbeat_seconds = opt.value("heartbeat_seconds", o.heartbeat_seconds);
+      auto s = std::make_shared<ServiceClient>(arg(args, "base_url").get<std::string>(), arg(args, "api_key").get<std::string>(), o);
+      const std::string h = "s" + std::to_string(services_.size() + 1);
+      services_[h] = s;
+      return {{"service", h}, {"session_id", s->session_id()}};
+    }
+    if (op == "create_training_client" || op == "create_base_training_client" || op == "create_training_client_from_state") {
+      ServiceClient& s = service(args);
+      auto tc = op == "create_base_training_client"
+                    ? s.create_base_training_client(arg(args, "base_model"))
+                : op == "create_training_client_from_state"
+                    ? (args.value("with_optimizer", false) ? s.create_training_client_from_state_with_optimizer(arg(args, "path"))
+                                                           : s.create_training_client_from_state(arg(args, "path")))
+                    : lora_client(s, args);
+      const std::string h = "t" + std::to_string(clients_.size() + 1);
+      clients_.emplace(h, tc);
+      return {{"client", h}, {"model_id", tc.model_id()}};
+    }
+    if (op == "resolve_checkpoint_path")
+      return {{"path", TrainingClient::resolve_checkpoint_path(arg(args, "name"), args.value("source_job_id", ""))}};
+    if (op == "await") {
+      auto it = futures_.find(arg(args, "future"));
+      if (it == futures_.end()) throw BadRequest("unknown future handle");
+      auto f = it->second;
+      futures_.erase(it);
+      return f();
+    }
+    if (op == "close") return json::object();
+    TrainingClient& tc = client(args);
+    const json config = args.value("loss_fn_config", json::object());
+    if (op == "forward") return output_json(tc.forward(data_of(args), args.value("loss_fn", "cross_entropy"), config).result());
+    if (op == "forward_backward") return output_json(tc.forward_backward(data_of(args), arg(args, "loss_fn"), config).result());
+    if (op == "submit_forward_backward") {
+      auto f = tc.forward_backward(data_of(args), arg(args, "loss_fn"), config);
+      return add_future([f] { return output_json(f.result()); });
+    }
+    if (op == "forward_backward_custom")
+      return output_json(tc.forward_backward_custom(data_of(args), custom_loss(arg(args, "loss"))).result());
+    if (op == "optim_step" || op == "submit_optim_step") {
+      auto f = tc.optim_step(adam_of(args.value("adam_params", json::object())), normalization_of(args));
+      auto get = [f] { return json{{"metrics", f.result().metrics}}; };
+      return op == "optim_step" ? get() : add_future(get);
+    }
+    if (op == "save_state") {
+      std::optional<int64_t> ttl;
+      if (args.contains("ttl_seconds") && !args["ttl_seconds"].is_null()) ttl = args["ttl_seconds"].get<int64_t>();
+      return {{"path", tc.save_state(arg(args, "name"), ttl).result().path}};
+    }
+    if (op == "load_state") return {{"path", tc.load_state(arg(args, "path")).result().path}};
+    if (op == "load_state_with_optimizer") return {{"path", tc.load_state_with_optimizer(arg(args, "path")).result().path}};
+    if (op == "save_weights_for_sampler_ext") {
+      std::optional<int64_t> ttl;
+      if (args.contains("ttl_seconds") && !args["ttl_seconds"].is_null()) ttl = args["ttl_seconds"].get<int64_t>();
+      const auto r = tc.save_weights_for_sampler_ext(arg(args, "name"), args.value("checkpoint_type", ""), ttl);
+      return {{"path", r.path}, {"snapshot_name", r.snapshot_name}};
+    }
+    if (op == "list_checkpoints") return {{"checkpoints", tc.list_checkpoints()}};
+    if (op == "get_info") {
+      const auto i = tc.get_info();
+      return {{"model_id", i.model_id}, {"is_lora", i.is_lora}, {"lora_rank", i.lora_rank}};
+    }
+    throw NotImplemented("operation '" + op + "' is not implemented by this driver");
+  }
+
+ private:
+  TrainingClient lora_client(ServiceClient& s, const json& args) {
+    const json l = args.value("lora", json::object());
+    LoraOptions o;
+    o.rank = arg(args, "lora_rank").get<int64_t>();
+    o.alpha = l.value("alpha", o.alpha);
+    if (l.contains("seed")) o.seed = l["seed"].get<int64_t>();
+    o.train_mlp = l.value("train_mlp", true);
+    o.train_attn = l.value("train_attn", true);
+    o.train_unembed = l.value("train_unembed", true);
+    return s.create_lora_training_client(arg(args, "base_model"), o,
+                                         args.value("user_metadata", std::map<std::string, std::string>{}));
+  }
+  ServiceClient& service(const json& args) {
+    auto it = services_.find(arg(args, "service"));
+    if (it == services_.end()) throw BadRequest("unknown service handle");
+    return *it->second;
+  }
+  TrainingClient& client(const json& args) {
+    auto it = clients_.find(arg(args, "client"));
+    if (it == clients_.end()) throw BadRequest("unknown client handle");
+    return it->second;
+  }
+  json add_future(std::function<json()> f) {
+    const std::string h = "f" + std::to_string(++future_count_);
+    futures_[h] = std::move(f);
+    return {{"future", h}};
+  }
+
+  std::map<std::string, std::shared_ptr<ServiceClient>> services_;
+  std::map<std::string, TrainingClient> clients_;
+  std::map<std::string, std::function<json()>> futures_;
+  int future_count_ = 0;
+};
+
+json error(const std::string& kind, const std::string& message) { return {{"kind", kind}, {"message", message}}; }
+
+}  // namespace
+
+int main() {
+  Driver driver;
+  for (std::string line; std::getline(std::cin, line);) {
+    if (line.empty()) continue;
+    json response = {{"id", nullptr}};
+    bool closing = false;
+    try {
+      const json req = json::parse(line);
+      response["id"] = req.value("id", json());
+      const std::string op = req.at("op");
+      closing = op == "close";
+      response["result"] = driver.handle(op, req.value("args", json::object()));
+      response["ok"] = true;
+    } catch (const RequestFailedError& e) {
+      response["ok"] = false;
+      response["error"] = error("request_failed", e.what());
+      response["error"]["category"] = e.category();
+    } catch (const ApiError& e) {
+      response["ok"] = false;
+      response["error"] = error("api_error", e.what());
+      response["error"]["status"] = e.status();
+    } catch (const PromiseExpiredError& e) {
+      response["ok"] = false;
+      response["error"] = error("promise_expired", e.what());
+    } catch (const ClientError& e) {
+      response["ok"] = false;
+      response["error"] = error("invalid_argument", e.what());
+    } catch (const NotImplemented& e) {
+      response["ok"] = false;
+      response["error"] = error("not_implemented", e.what());
+    } catch (const BadRequest& e) {
+      response["ok"] = false;
+      response["error"] = error("bad_request", e.what());
+    } catch (const json::exception& e) {
+      response["ok"] = false;
+      response["error"] = error("bad_request", e.what());
+    } catch (const std::exception& e) {
+      response["ok"] = false;
+      response["error"] = error("internal", e.what());
+    }
+    std::cout << response.dump() << std::endl;
+    if (closing) return 0;
+  }
+  return 0;
+}
