@@ -125,20 +125,7 @@ TEST_F(HttpTest, ErrorsAreJsonWithTheRightStatus) {
 // answered in protobuf; the same future polled with JSON in Accept answers JSON.
 TEST_F(HttpTest, ProtobufTransportWithZstd) {
   const std::string m = model();
-  tinker_public::ForwardBackwardRequest req;
-  req.set_model_id(m);
-  req.set_seq_id(1);
-  req.set_loss_fn("cross_entropy");
-  auto* d = req.add_data();
-  const int32_t tokens[3] = {5, 6, 7};
-  d->add_model_input()->mutable_encoded_text()->set_tokens(std::string(reinterpret_cast<const char*>(tokens), sizeof tokens));
-  auto& t = (*d->mutable_loss_fn_inputs())["target_tokens"];
-  t.set_dtype(tinker_public::DTYPE_INT64);
-  const int64_t targets[3] = {6, 7, 8};
-  t.set_dense(std::string(reinterpret_cast<const char*>(targets), sizeof targets));
-  const std::string body = req.SerializeAsString();
-  std::string frame(ZSTD_compressBound(body.size()), '\0');
-  frame.resize(ZSTD_compress(frame.data(), frame.size(), body.data(), body.size(), 3));
+  const std::string frame = zstd_forward_backward(m);
   auto r = cli->Post("/api/v1/forward_backward", {{"Content-Encoding", "zstd"}}, frame, "application/x-protobuf");
   ASSERT_EQ(r->status, 200) << r->body;
   const std::string rid = json::parse(r->body)["request_id"];

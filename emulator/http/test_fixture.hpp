@@ -4,6 +4,9 @@
 #include "service/test_util.hpp"  // Eigen before httplib.h (see http/routes.hpp)
 
 #include <httplib.h>
+#include <zstd.h>
+
+#include "tinker_public.pb.h"
 
 #include <memory>
 #include <string>
@@ -92,6 +95,24 @@ class HttpTest : public ::testing::Test {
                                                       {"sdk_version", "0.25.0"}, {"type", "create_session"}});
     EXPECT_EQ(s, 200);
     return body["session_id"];
+  }
+  // A zstd-compressed protobuf forward_backward of tokens 5 6 7 → 6 7 8, seq_id 1 (tinker 0.25's form).
+  static std::string zstd_forward_backward(const std::string& model_id) {
+    tinker_public::ForwardBackwardRequest req;
+    req.set_model_id(model_id);
+    req.set_seq_id(1);
+    req.set_loss_fn("cross_entropy");
+    auto* d = req.add_data();
+    const int32_t tokens[3] = {5, 6, 7};
+    d->add_model_input()->mutable_encoded_text()->set_tokens(std::string(reinterpret_cast<const char*>(tokens), sizeof tokens));
+    auto& t = (*d->mutable_loss_fn_inputs())["target_tokens"];
+    t.set_dtype(tinker_public::DTYPE_INT64);
+    const int64_t targets[3] = {6, 7, 8};
+    t.set_dense(std::string(reinterpret_cast<const char*>(targets), sizeof targets));
+    const std::string body = req.SerializeAsString();
+    std::string frame(ZSTD_compressBound(body.size()), '\0');
+    frame.resize(ZSTD_compress(frame.data(), frame.size(), body.data(), body.size(), 3));
+    return frame;
   }
   std::string model(int rank = 4) {
     auto [s, session] = post("/api/v1/create_session", {{"tags", json::array()}, {"user_metadata", json::object()},
