@@ -172,17 +172,15 @@ Future<SaveResponse> TrainingClient::save_state(const std::string& name, std::op
   return Future<SaveResponse>::start([conn, rid] { return SaveResponse{conn->poll(rid, "SaveWeightsResponse").value("path", "")}; });
 }
 
-Future<LoadResponse> TrainingClient::load_state(const std::string& path) {
-  const std::string rid = submit("/api/v1/load_weights", {{"path", path}, {"optimizer", false}, {"type", "load_weights"}});
+Future<LoadResponse> TrainingClient::load(const std::string& path, bool optimizer) {
+  const std::string rid = submit("/api/v1/load_weights", {{"path", path}, {"optimizer", optimizer}, {"type", "load_weights"}});
   auto conn = conn_;
   return Future<LoadResponse>::start([conn, rid] { return LoadResponse{conn->poll(rid, "LoadWeightsResponse").value("path", "")}; });
 }
 
-Future<LoadResponse> TrainingClient::load_state_with_optimizer(const std::string& path) {
-  const std::string rid = submit("/api/v1/load_weights", {{"path", path}, {"optimizer", true}, {"type", "load_weights"}});
-  auto conn = conn_;
-  return Future<LoadResponse>::start([conn, rid] { return LoadResponse{conn->poll(rid, "LoadWeightsResponse").value("path", "")}; });
-}
+Future<LoadResponse> TrainingClient::load_state(const std::string& path) { return load(path, false); }
+
+Future<LoadResponse> TrainingClient::load_state_with_optimizer(const std::string& path) { return load(path, true); }
 
 SaveSamplerResult TrainingClient::save_weights_for_sampler_ext(const std::string& name, const std::string& checkpoint_type,
                                                                std::optional<int64_t> ttl_seconds) {

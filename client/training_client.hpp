@@ -61,6 +61,7 @@ class TrainingClient {
  private:
   // Submits one request under the next seq_id and returns its request id.
   std::string submit(const std::string& path, json body);
+  Future<LoadResponse> load(const std::string& path, bool optimizer);
   Future<ForwardBackwardOutput> run_chunks(const std::string& path, const std::vector<Datum>& data,
                                            const std::string& loss_fn, const json& config, bool forward_only);
 

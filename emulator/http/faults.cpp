@@ -92,6 +92,11 @@ json FaultInjector::get() const {
   return {{"seed", seed_}, {"rules", rules}};
 }
 
+bool FaultInjector::empty() const {
+  std::lock_guard lock(mu_);
+  return rules_.empty();
+}
+
 std::optional<FaultAction> FaultInjector::match(const FaultTarget& t) {
   std::lock_guard lock(mu_);
   for (auto& r : rules_) {

@@ -53,6 +53,7 @@ class FaultInjector {
   void clear();
   nlohmann::json get() const;
   std::optional<FaultAction> match(const FaultTarget& t);
+  bool empty() const;  // no rules: callers can skip building a target
 
  private:
   mutable std::mutex mu_;

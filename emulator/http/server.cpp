@@ -209,7 +209,8 @@ void HttpServer::serve(const Handler& h, bool needs_key, bool control, const htt
   if (needs_key && key.empty()) {
     send_json(res, 401, {{"detail", "missing or expired credential: send X-API-Key or Authorization: Bearer <key>"}});
   } else {
-    if (!control) fault = faults_->match(fault_target(req, key));
+    // Building a target parses the body and may look the model up: only when rules are set.
+    if (!control && !faults_->empty()) fault = faults_->match(fault_target(req, key));
     if (fault && fault->kind == "delay") std::this_thread::sleep_for(std::chrono::duration<double>(fault->seconds));
     if (fault && fault->kind == "status" && fault->body && *fault->body == "") {
       res.status = fault->status;  // an empty body, as an edge proxy's reset looks (wire.md §1.7)
