@@ -10,9 +10,13 @@
 
 #include "client/errors.hpp"
 #include "client/service_client.hpp"
+#include "conformance/custom_losses.hpp"
+#include "conformance/driver/mutants.hpp"
 
 using nlohmann::json;
 using namespace kiln::client;
+using kiln::conformance::CustomLossValue;
+using kiln::conformance::evaluate_custom_loss;
 
 namespace {
 
@@ -70,53 +74,38 @@ GradAccNormalization normalization_of(const json& args) {
   throw ClientError("Unknown grad_accumulation_normalization '" + n + "'; expected one of: num_loss_tokens, num_sequences, none");
 }
 
-// The named custom losses of DRIVER.md.
-CustomLoss custom_loss(const std::string& name) {
-  if (name == "neg_logprob_sum" || name == "logprob_squared")
-    return [name](const std::vector<Datum>& data, const std::vector<std::vector<double>>& lp) {
-      CustomLossOutput o;
-      for (size_t i = 0; i < lp.size(); ++i) {
-        auto w = data[i].loss_fn_inputs.count("weights") ? data[i].loss_fn_inputs.at("weights").data
-                                                         : std::vector<double>(lp[i].size(), 1.0);
-        std::vector<double> g(lp[i].size());
-        for (size_t t = 0; t < lp[i].size(); ++t) {
-          if (name == "neg_logprob_sum") {
-            o.loss -= w[t] * lp[i][t];
-            g[t] = -w[t];
-          } else {
-            o.loss += lp[i][t] * lp[i][t];
-            g[t] = 2 * lp[i][t];
-          }
-        }
-        o.grads.push_back(std::move(g));
-      }
-      o.metrics["custom_loss"] = o.loss;
-      return o;
-    };
-  if (name == "dpo_margin")
-    return [](const std::vector<Datum>&, const std::vector<std::vector<double>>& lp) {
-      if (lp.size() % 2) throw ClientError("dpo_margin needs datums in (chosen, rejected) pairs");
-      const double beta = 0.1;
-      CustomLossOutput o;
-      o.grads.resize(lp.size());
-      for (size_t k = 0; k < lp.size(); k += 2) {
-        double sc = 0, sr = 0;
-        for (double x : lp[k]) sc += x;
-        for (double x : lp[k + 1]) sr += x;
-        const double m = beta * (sc - sr);
-        o.loss += std::log1p(std::exp(-m));             // -log σ(m)
-        const double s = 1.0 / (1.0 + std::exp(m));      // σ(-m)
-        o.grads[k].assign(lp[k].size(), -beta * s);
-        o.grads[k + 1].assign(lp[k + 1].size(), beta * s);
-      }
-      o.metrics["custom_loss"] = o.loss;
-      return o;
-    };
-  throw BadRequest("unknown custom loss '" + name + "'");
+// The named custom losses of DRIVER.md. The mutant custom_loss_wrong_sign hands the client the
+// negated gradient, so the weights it sends are +dL/dlp.
+CustomLoss custom_loss(const std::string& name, bool wrong_sign) {
+  if (name != "neg_logprob_sum" && name != "logprob_squared" && name != "dpo_margin")
+    throw BadRequest("unknown custom loss '" + name + "'");
+  return [name, wrong_sign](const std::vector<Datum>& data, const std::vector<std::vector<double>>& lp) {
+    std::vector<std::vector<double>> weights;
+    for (const auto& d : data) {
+      auto w = d.loss_fn_inputs.find("weights");
+      weights.push_back(w == d.loss_fn_inputs.end() ? std::vector<double>{} : w->second.data);
+    }
+    CustomLossValue v;
+    try {
+      v = evaluate_custom_loss(name, weights, lp);
+    } catch (const std::invalid_argument& e) {
+      throw ClientError(e.what());
+    }
+    CustomLossOutput o;
+    o.loss = v.loss;
+    o.grads = std::move(v.grads);
+    if (wrong_sign)
+      for (auto& g : o.grads)
+        for (double& x : g) x = -x;
+    o.metrics["custom_loss"] = v.loss;
+    return o;
+  };
 }
 
 class Driver {
  public:
+  explicit Driver(std::string mutant) : mutant_(std::move(mutant)) {}
+
   json handle(const std::string& op, const json& args) {
     if (op == "create_service") {
       ClientOptions o;
@@ -126,7 +115,8 @@ class Driver {
       o.retry.initial_delay_seconds = opt.value("retry_initial_delay_seconds", o.retry.initial_delay_seconds);
       o.retry.budget_seconds = opt.value("retry_budget_seconds", o.retry.budget_seconds);
       o.heartbeat_seconds = opt.value("heartbeat_seconds", o.heartbeat_seconds);
-      auto s = std::make_shared<ServiceClient>(arg(args, "base_url").get<std::string>(), arg(args, "api_key").get<std::string>(), o);
+      auto transport = kiln::conformance::mutant_transport(mutant_, http_transport(arg(args, "base_url").get<std::string>()));
+      auto s = std::make_shared<ServiceClient>(transport, arg(args, "api_key").get<std::string>(), o);
       const std::string h = "s" + std::to_string(services_.size() + 1);
       services_[h] = s;
       return {{"service", h}, {"session_id", s->session_id()}};
@@ -162,7 +152,7 @@ class Driver {
       return add_future([f] { return output_json(f.result()); });
     }
     if (op == "forward_backward_custom")
-      return output_json(tc.forward_backward_custom(data_of(args), custom_loss(arg(args, "loss"))).result());
+      return output_json(tc.forward_backward_custom(data_of(args), custom_loss(arg(args, "loss"), mutant_ == "custom_loss_wrong_sign")).result());
     if (op == "optim_step" || op == "submit_optim_step") {
       auto f = tc.optim_step(adam_of(args.value("adam_params", json::object())), normalization_of(args));
       auto get = [f] { return json{{"metrics", f.result().metrics}}; };
@@ -218,6 +208,7 @@ class Driver {
     return {{"future", h}};
   }
 
+  std::string mutant_;  // "" for the correct client
   std::map<std::string, std::shared_ptr<ServiceClient>> services_;
   std::map<std::string, TrainingClient> clients_;
   std::map<std::string, std::function<json()>> futures_;
@@ -228,8 +219,25 @@ json error(const std::string& kind, const std::string& message) { return {{"kind
 
 }  // namespace
 
-int main() {
-  Driver driver;
+// kiln_cpp_driver [--mutant NAME]: with a mutant, the client has that bug (driver/mutants.hpp).
+int main(int argc, char** argv) {
+  std::string mutant;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--mutant" && i + 1 < argc) {
+      mutant = argv[++i];
+    } else {
+      std::cerr << "usage: kiln_cpp_driver [--mutant NAME]\n";
+      return 2;
+    }
+  }
+  try {
+    kiln::conformance::mutant_transport(mutant, nullptr);
+  } catch (const std::invalid_argument& e) {
+    std::cerr << e.what() << "\n";
+    return 2;
+  }
+  Driver driver(mutant);
   for (std::string line; std::getline(std::cin, line);) {
     if (line.empty()) continue;
     json response = {{"id", nullptr}};

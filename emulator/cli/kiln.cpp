@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "conformance/conform_cli.hpp"
 #include "http/server.hpp"
 #include "model/registry.hpp"
 #include "model/threads.hpp"
@@ -16,6 +17,7 @@
 namespace {
 
 const char* kUsage = R"(usage: kiln serve [options]
+       kiln conform --driver "CMD ARGS" [options]   (kiln conform --help)
 
 Runs the Tinker / Fireworks training API emulator.
 
@@ -58,6 +60,7 @@ int fail(const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::string(argv[1]) == "conform") return kiln::conformance::conform_main(argc - 1, argv + 1);
   if (argc < 2 || std::string(argv[1]) != "serve") {
     std::cerr << kUsage;
     return argc >= 2 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") ? 0 : 2;

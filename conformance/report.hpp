@@ -1,0 +1,20 @@
+#pragma once
+// The three forms of a conformance run's results: a table for people, JUnit XML for CI systems
+// and JSON for programs.
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "conformance/runner.hpp"
+
+namespace kiln::conformance {
+
+// One line per property (status, suite, name, cases, seconds), then each failure in full:
+// message, minimal failing sequence, how to reproduce it; then a summary line.
+void print_table(std::ostream& os, const std::vector<PropertyResult>& results, const std::string& reproduce_command);
+std::string junit_xml(const std::vector<PropertyResult>& results);
+nlohmann::json json_report(const std::vector<PropertyResult>& results, const std::string& driver_command);
+
+}  // namespace kiln::conformance

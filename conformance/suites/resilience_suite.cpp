@@ -1,0 +1,132 @@
+// Resilience: with faults injected on the server, a client survives every retry branch of
+// wire.md §1.7 / §3.3 (semantics.md §9.5) and its calls take effect exactly once.
+#include <rapidcheck.h>
+
+#include "conformance/oracle.hpp"
+#include "conformance/property.hpp"
+
+namespace kiln::conformance {
+namespace {
+
+struct Fault {
+  std::string where;  // submit or poll
+  std::string kind;   // see fault_doc
+};
+void showValue(const Fault& f, std::ostream& os) { os << f.kind << " on the next " << f.where; }
+
+const std::vector<std::string> kSubmitFaults = {"503", "500", "429", "408", "409", "empty 400", "close"};
+const std::vector<std::string> kPollFaults = {"try_again 408", "try_again 200", "429", "500", "503", "400", "close", "held 3 polls"};
+
+rc::Gen<Fault> gen_fault(bool lost_answers_only) {
+  if (lost_answers_only)
+    return rc::gen::build<Fault>(rc::gen::set(&Fault::where, rc::gen::element<std::string>("submit", "poll")),
+                                 rc::gen::set(&Fault::kind, rc::gen::just<std::string>("close")));
+  return rc::gen::oneOf(
+      rc::gen::build<Fault>(rc::gen::set(&Fault::where, rc::gen::just<std::string>("submit")),
+                            rc::gen::set(&Fault::kind, rc::gen::elementOf(kSubmitFaults))),
+      rc::gen::build<Fault>(rc::gen::set(&Fault::where, rc::gen::just<std::string>("poll")),
+                            rc::gen::set(&Fault::kind, rc::gen::elementOf(kPollFaults))));
+}
+
+// Arms one fault for the next request of its kind to this model.
+void arm(KilnServer& server, const Fault& f, const std::string& model_id) {
+  if (f.kind == "held 3 polls") {  // the result waits 3 polls, queue paused for capacity
+    service::Progression p;
+    p.mode = service::Progression::Mode::after_polls;
+    p.polls = 3;
+    p.queue_state = "paused_capacity";
+    p.reason = "conformance: held";
+    server.set_progression(p);
+    return;
+  }
+  json action;
+  if (f.kind == "close") action = {{"kind", "close"}};
+  else if (f.kind == "empty 400") action = {{"kind", "status"}, {"status", 400}, {"body", ""}};
+  else if (f.kind == "try_again 408") action = {{"kind", "try_again"}};
+  else if (f.kind == "try_again 200")
+    action = {{"kind", "status"}, {"status", 200}, {"body", {{"type", "try_again"}, {"request_id", ""}, {"queue_state", "active"}}}};
+  else action = {{"kind", "status"}, {"status", std::stoi(f.kind)}};
+  json rules = json::array();
+  if (f.where == "poll") {
+    rules.push_back({{"endpoint", "/api/v1/retrieve_future"}, {"model", model_id}, {"times", 1}, {"action", action}});
+  } else {
+    for (const char* ep : {"/api/v1/forward", "/api/v1/forward_backward", "/api/v1/optim_step"})
+      rules.push_back({{"endpoint", ep}, {"model", model_id}, {"times", 1}, {"action", action}});
+  }
+  server.set_faults({{"seed", 1}, {"rules", rules}});
+}
+
+void disarm(KilnServer& server) {
+  server.clear_faults();
+  server.set_progression(service::Progression{});
+}
+
+struct Step {
+  enum Kind { forward, forward_backward, optim_step } kind;
+  std::vector<Example> batch;
+  Adam adam;
+  Fault fault;
+};
+void showValue(const Step& s, std::ostream& os) {
+  static const char* names[] = {"forward", "forward_backward", "optim_step"};
+  os << names[s.kind] << (s.kind == Step::optim_step ? "(" + describe(s.adam) + ")" : "(" + describe(s.batch) + ")") << " with ";
+  showValue(s.fault, os);
+}
+
+// Runs the steps, each under its fault, against the driver and the oracle; every answer must
+// match, and the model must have taken as many optimizer steps as the oracle that ran each call once.
+void faulty_training(Case& c, bool lost_answers_only) {
+  const auto steps = *rc::gen::container<std::vector<Step>>(
+      *rc::gen::inRange<size_t>(1, 6),
+      rc::gen::build<Step>(rc::gen::set(&Step::kind, rc::gen::element(Step::forward, Step::forward_backward, Step::optim_step)),
+                           rc::gen::set(&Step::batch, gen_batch(2)), rc::gen::set(&Step::adam, gen_adam()),
+                           rc::gen::set(&Step::fault, gen_fault(lost_answers_only))));
+  ScratchDir dir("kiln-oracle");
+  Oracle oracle(dir.path());
+  const std::string service = c.service();
+  const std::string client = c.training_client(service, 4, 1);
+  const std::string model = c.model_id(client);
+  oracle.create(client, c.server.model_info(model).lora);
+  for (const auto& s : steps) {
+    std::ostringstream what;
+    showValue(s, what);
+    arm(c.server, s.fault, model);
+    json got, want;
+    if (s.kind == Step::optim_step) {
+      json args = to_driver(s.adam);
+      args["client"] = client;
+      got = {{"loss_fn_outputs", json::array()}, {"metrics", c.ok("optim_step", args).value("metrics", json::object())}};
+      want = {{"loss_fn_outputs", json::array()}, {"metrics", oracle.optim_step(client, s.adam).value("metrics", json::object())}};
+    } else {
+      const bool backward = s.kind == Step::forward_backward;
+      got = c.ok(backward ? "forward_backward" : "forward", {{"client", client}, {"data", to_driver(s.batch)}, {"loss_fn", "cross_entropy"}});
+      want = oracle.forward(client, s.batch, backward);
+    }
+    disarm(c.server);
+    expect_output_close(got, want, what.str());
+    const int64_t taken = c.server.model_info(model).optimizer_step, once = oracle.optimizer_step(client);
+    if (taken != once)
+      throw Failure("after " + what.str() + " the model has taken " + std::to_string(taken) + " optimizer steps; running each "
+                    "call once takes " + std::to_string(once) + ": a call took effect " + (taken > once ? "twice" : "not at all"));
+  }
+  // A last forward sees every effect.
+  const auto probe = std::vector<Example>{Example{{72, 105, 33}, {105, 33, 10}, std::nullopt}};
+  expect_output_close(c.ok("forward", {{"client", client}, {"data", to_driver(probe)}, {"loss_fn", "cross_entropy"}}),
+                      oracle.forward(client, probe, false), "the final forward");
+}
+
+}  // namespace
+
+void add_resilience_properties(std::vector<Property>& out) {
+  out.push_back({"resilience", "resilience.retry_branches",
+                 "forward, forward_backward and optim_step succeed with the oracle's answers when their submit meets 503, "
+                 "500, 429, 408, 409, an empty 400 or a dropped connection, or their polls meet try_again (408 and 200), "
+                 "429, 500, 503, one 400, a dropped connection or a paused queue (wire.md §1.7, §3.3)",
+                 [](Case& c) { faulty_training(c, false); }});
+  out.push_back({"resilience", "resilience.exactly_once",
+                 "when the answer to a submit or a poll is lost after the server acted (dropped connection), the client's "
+                 "retries change nothing more: one optimizer step per optim_step call, gradients counted once",
+                 [](Case& c) { faulty_training(c, true); }});
+}
+
+}  // namespace kiln::conformance
