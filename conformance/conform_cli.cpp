@@ -28,6 +28,7 @@ options:
   --max-size N        longest generated operation sequence (default 12)
   --seed N            rapidcheck seed (default 1)
   --timeout SECONDS   longest wait for one driver answer (default 30)
+  --shrink-seconds S  time spent shrinking a failure to a smaller case (default 30)
   --junit FILE        also write JUnit XML
   --json FILE         also write a JSON report
   --list              list the properties and exit
@@ -61,6 +62,7 @@ int conform_main(int argc, char** argv) {
       else if (a == "--max-size") o.max_size = std::stoi(value());
       else if (a == "--seed") o.seed = std::stoull(value());
       else if (a == "--timeout") o.timeout_seconds = std::stod(value());
+      else if (a == "--shrink-seconds") o.shrink_seconds = std::stod(value());
       else if (a == "--junit") junit = value();
       else if (a == "--json") json_file = value();
       else if (a == "--list") list = true;

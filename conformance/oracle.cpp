@@ -87,9 +87,7 @@ json Oracle::forward_backward_custom(const std::string& client, const std::vecto
   return out;
 }
 
-int64_t Oracle::optimizer_step(const std::string& client) const {
-  return svc_->get_info(kKey, models_.at(client).id).optimizer_step;
-}
+service::ModelInfo Oracle::model_info(const std::string& client) const { return svc_->get_info(kKey, models_.at(client).id); }
 
 std::string Oracle::save_state(const std::string& client, const std::string& name) {
   const auto r = run(client, service::SaveWeightsRequest{name, std::nullopt, false});

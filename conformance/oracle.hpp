@@ -29,7 +29,8 @@ class Oracle {
   // The two requests of the linearisation, and the custom_loss metric merged in.
   nlohmann::json forward_backward_custom(const std::string& client, const std::vector<Example>& batch,
                                          const std::string& loss);
-  int64_t optimizer_step(const std::string& client) const;  // steps that moved weights (D6)
+  // The model as the trainer holds it: optimizer steps taken, losses of its forward_backward calls.
+  service::ModelInfo model_info(const std::string& client) const;
   std::string save_state(const std::string& client, const std::string& name);  // the oracle's own path
   void load_state(const std::string& client, const std::string& path, bool with_optimizer);
 

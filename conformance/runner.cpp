@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 
@@ -48,17 +49,29 @@ PropertyResult run_one(const Property& p, const RunOptions& options) {
   const auto start = std::chrono::steady_clock::now();
   PropertyResult r{p.suite, p.name, p.doc};
   KilnServer server;  // this property's own server
-  std::string skipped, failing_stderr;
+  std::string skipped, failing_stderr, failing_message;
+  std::optional<std::chrono::steady_clock::time_point> first_failure;
   const CaseOptions case_options{options.driver_command, options.timeout_seconds};
   auto body = [&] {
+    // Past the shrinking budget, every smaller candidate "passes": rapidcheck keeps the smallest
+    // failure found so far.
+    if (first_failure && std::chrono::steady_clock::now() - *first_failure > std::chrono::duration<double>(options.shrink_seconds))
+      return;
     server.reset();
     Case c(server, case_options);
     try {
       p.test_case(c);
     } catch (const Unsupported& e) {
       skipped = e.what();
-    } catch (...) {
+    } catch (const std::exception& e) {
+      failing_message = e.what();
       failing_stderr = c.driver_stderr();
+      if (!first_failure) first_failure = std::chrono::steady_clock::now();
+      throw;
+    } catch (...) {
+      failing_message = "an exception that is not a std::exception";
+      failing_stderr = c.driver_stderr();
+      if (!first_failure) first_failure = std::chrono::steady_clock::now();
       throw;
     }
   };
@@ -82,9 +95,12 @@ PropertyResult run_one(const Property& p, const RunOptions& options) {
     const auto& f = result.get<rc::detail::FailureResult>();
     r.status = PropertyResult::Status::fail;
     r.cases = f.numSuccess;
-    r.message = f.description;
+    // The last failing evaluation is the minimal case (shrinking only keeps failing candidates);
+    // rapidcheck's own description may come from a re-run past the shrinking budget.
+    r.message = failing_message.empty() ? f.description : failing_message;
     r.counterexample = lines_of(f.counterExample);
     rc::detail::Configuration config;
+    config.testParams.seed = options.seed;
     config.reproduce[p.name] = f.reproduce;
     r.rc_params = rc::detail::configToMinimalString(config);
     r.driver_stderr = failing_stderr;

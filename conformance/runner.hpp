@@ -15,6 +15,7 @@ struct RunOptions {
   int max_size = 12;                    // longest generated operation sequence
   uint64_t seed = 1;                    // rapidcheck seed: the same seed generates the same cases
   double timeout_seconds = 30;          // per driver request
+  double shrink_seconds = 30;           // then shrinking stops at the smallest failure found so far
 };
 
 struct PropertyResult {

@@ -45,7 +45,7 @@ std::string describe(const std::vector<Example>& batch) {
 
 rc::Gen<std::vector<Example>> gen_batch(int max_datums) {
   const auto example = rc::gen::exec([] {
-    const auto text = *rc::gen::container<std::vector<int64_t>>(*rc::gen::inRange<size_t>(3, 14), rc::gen::inRange<int64_t>(32, 127));
+    const auto text = *rc::gen::container<std::vector<int64_t>>(*gen_count(3, 13), rc::gen::resize(100, rc::gen::inRange<int64_t>(32, 127)));
     Example e;
     e.tokens.assign(text.begin(), text.end() - 1);
     e.targets.assign(text.begin() + 1, text.end());
@@ -55,8 +55,8 @@ rc::Gen<std::vector<Example>> gen_batch(int max_datums) {
       e.weights = *rc::gen::container<std::vector<double>>(e.targets.size(), rc::gen::element(0.0, 0.5, 1.0, 1.0, 2.0));
     return e;
   });
-  return rc::gen::mapcat(rc::gen::inRange(1, max_datums + 1),
-                         [example](int n) { return rc::gen::container<std::vector<Example>>(static_cast<size_t>(n), example); });
+  return rc::gen::mapcat(gen_count(1, static_cast<size_t>(max_datums)),
+                         [example](size_t n) { return rc::gen::container<std::vector<Example>>(n, example); });
 }
 
 std::vector<Example> many_examples(size_t n, uint64_t seed) {

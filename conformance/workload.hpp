@@ -3,6 +3,7 @@
 // and their two spellings: a DRIVER.md datum for the client and a train::Datum for the oracle.
 #include <cstdint>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,26 @@ nlohmann::json to_driver(const std::vector<Example>& batch);
 std::vector<train::Datum> to_train(const std::vector<Example>& batch);
 // One line for a failing sequence: "2 datums, 5+3 tokens, weighted".
 std::string describe(const std::vector<Example>& batch);
+
+// A generated value shown with a label in a failing case ("LoRA rank: 4" rather than "4").
+template <typename T>
+struct Labelled {
+  std::string label;
+  T value;
+};
+template <typename T>
+void showValue(const Labelled<T>& l, std::ostream& os) {
+  os << l.label << ": ";
+  rc::show(l.value, os);
+}
+template <typename T>
+T pick(const std::string& label, rc::Gen<T> gen) {
+  return (*rc::gen::map(std::move(gen), [label](T v) { return Labelled<T>{label, std::move(v)}; })).value;
+}
+
+// How many of something a case has, lo..hi, uniformly: rapidcheck's inRange leans on lo at
+// small sizes, which would leave most cases with one call. Shrinks towards lo.
+inline rc::Gen<size_t> gen_count(size_t lo, size_t hi) { return rc::gen::resize(100, rc::gen::inRange<size_t>(lo, hi + 1)); }
 
 // 1..max_datums examples of 2..12 byte tokens; weights in [0, 1] on some.
 rc::Gen<std::vector<Example>> gen_batch(int max_datums = 3);

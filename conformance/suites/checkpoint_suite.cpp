@@ -5,6 +5,7 @@
 #include <rapidcheck.h>
 
 #include "conformance/property.hpp"
+#include "conformance/workload.hpp"
 
 namespace kiln::conformance {
 namespace {
@@ -15,7 +16,7 @@ bool listed(Case& c, const std::string& client, const std::string& name) {
 }
 
 void ttl_expiry(Case& c) {
-  const auto ttl = *rc::gen::element<int64_t>(60, 600, 86400);
+  const auto ttl = pick("ttl_seconds", rc::gen::element<int64_t>(60, 600, 86400));
   const std::string service = c.service();
   const std::string client = c.training_client(service, 4, 1);
   const std::string kept = c.ok("save_state", {{"client", client}, {"name", "kept"}}).value("path", "");

@@ -9,6 +9,7 @@
 #include <rapidcheck.h>
 
 #include "conformance/property.hpp"
+#include "conformance/workload.hpp"
 
 namespace kiln::conformance {
 namespace {
@@ -21,8 +22,10 @@ rc::Gen<std::string> gen_name() {
 void sampler_suffix(Case& c) {
   const std::string service = c.service();
   const std::string first = c.training_client(service, 4, 1), second = c.training_client(service, 4, 2);
-  const auto saves = *rc::gen::container<std::vector<std::pair<bool, std::string>>>(
-      *rc::gen::inRange<size_t>(1, 5), rc::gen::pair(rc::gen::arbitrary<bool>(), gen_name()));
+  const auto saves = pick("saves (on the second client?, name)",
+                          rc::gen::mapcat(gen_count(1, 4), [](size_t n) {
+                            return rc::gen::container<std::vector<std::pair<bool, std::string>>>(n, rc::gen::pair(rc::gen::arbitrary<bool>(), gen_name()));
+                          }));
   std::map<std::string, std::string> suffix_of;  // client → its suffix
   std::set<std::string> snapshots;
   for (const auto& [on_second, name] : saves) {
@@ -77,13 +80,13 @@ std::pair<bool, std::string> expected_resolution(const ResolveCase& r) {
 }
 
 void resolve_checkpoint_path(Case& c) {
-  const auto cases = *rc::gen::container<std::vector<ResolveCase>>(
-      *rc::gen::inRange<size_t>(1, 6),
+  const auto cases = pick("calls", rc::gen::mapcat(gen_count(1, 5), [](size_t n) { return rc::gen::container<std::vector<ResolveCase>>(
+      n,
       rc::gen::build<ResolveCase>(
           rc::gen::set(&ResolveCase::name, rc::gen::element<std::string>("step-2", " step-4 ", "", "  ", "gs://bucket/run/step-2",
                                                                          "/mnt/ckpt/step-2", "run-1/step-9", "cross_job://j/x")),
           rc::gen::set(&ResolveCase::job, rc::gen::element<std::optional<std::string>>(std::nullopt, std::string(""), std::string("job-7"),
-                                                                                       std::string(" job-7 "), std::string("   ")))));
+                                                                                       std::string(" job-7 "), std::string("   "))))); }));
   for (const auto& r : cases) {
     json args = {{"name", r.name}};
     if (r.job) args["source_job_id"] = *r.job;
@@ -103,8 +106,8 @@ void resolve_checkpoint_path(Case& c) {
 
 void duplicate_client(Case& c) {
   const std::string service = c.service();
-  const int64_t rank = *rc::gen::element<int64_t>(0, 4, 8);
-  const auto seed = *rc::gen::inRange<uint64_t>(1, 100);
+  const int64_t rank = pick("LoRA rank", rc::gen::element<int64_t>(0, 4, 8));
+  const auto seed = pick("LoRA seed", rc::gen::inRange<uint64_t>(1, 100));
   c.training_client(service, rank, seed);
   const json args = {{"service", service}, {"base_model", "kiln/tiny"}, {"lora_rank", rank}, {"lora", {{"seed", seed}}}};
   const json e = c.error("create_training_client", args);

@@ -124,7 +124,7 @@ struct Await : Command {
   size_t index;
   explicit Await(const Model& m) {
     RC_PRE(m.pending > 0);
-    index = *rc::gen::inRange<size_t>(0, m.pending);
+    index = *gen_count(0, m.pending - 1);
   }
   void checkPreconditions(const Model& m) const override { RC_PRE(index < m.pending); }
   void apply(Model& m) const override { --m.pending; }
@@ -170,7 +170,7 @@ struct Resume : Command {
   bool from_state;
   explicit Resume(const Model& m) {
     RC_PRE(m.saved > 0 && m.pending == 0);
-    index = *rc::gen::inRange<size_t>(0, m.saved);
+    index = *gen_count(0, m.saved - 1);
     from_state = *rc::gen::arbitrary<bool>();
   }
   void checkPreconditions(const Model& m) const override { RC_PRE(index < m.saved && m.pending == 0); }
@@ -197,8 +197,8 @@ struct Resume : Command {
 template <typename... Commands>
 std::function<void(Case&)> machine() {
   return [](Case& c) {
-    const int64_t rank = *rc::gen::element<int64_t>(0, 4);
-    const auto seed = *rc::gen::inRange<uint64_t>(1, 1000);
+    const int64_t rank = pick("LoRA rank (0: full parameter)", rc::gen::element<int64_t>(0, 4));
+    const auto seed = pick("LoRA seed", rc::gen::inRange<uint64_t>(1, 1000));
     Sut sut(c, rank, seed);
     rc::state::check(Model{}, sut, rc::state::gen::execOneOfWithArgs<Commands...>());
   };

@@ -38,6 +38,10 @@ rc::Gen<WireOp> gen_op() {
   });
 }
 
+rc::Gen<std::vector<WireOp>> gen_ops(size_t most) {
+  return rc::gen::mapcat(gen_count(1, most), [](size_t n) { return rc::gen::container<std::vector<WireOp>>(n, gen_op()); });
+}
+
 // One call as the server must see it: a request type and, for forward / forward_backward, the
 // datums' tokens in order (the chunks of one call together).
 struct ExpectedCall {
@@ -168,9 +172,9 @@ void check_seq_order(const std::map<int64_t, Submit>& submits, const std::vector
 }
 
 void request_fields(Case& c) {
-  const auto ops = *rc::gen::container<std::vector<WireOp>>(*rc::gen::inRange<size_t>(1, 6), gen_op());
+  const auto ops = pick("calls", gen_ops(5));
   const std::string service = c.service();
-  const std::string client = c.training_client(service, *rc::gen::element<int64_t>(0, 4), 1);
+  const std::string client = c.training_client(service, pick("LoRA rank", rc::gen::element<int64_t>(0, 4)), 1);
   run_workload(c, client, ops);
   c.ok("get_info", {{"client", client}});
   c.ok("list_checkpoints", {{"client", client}});
@@ -193,7 +197,10 @@ void request_fields(Case& c) {
 }
 
 void seq_id_order(Case& c) {
-  const auto ops = *rc::gen::container<std::vector<WireOp>>(*rc::gen::inRange<size_t>(1, 6), gen_op());
+  auto ops = pick("calls", gen_ops(5));
+  // Always one call big enough to be chunked, somewhere among the others.
+  const auto at = pick("position of a 1030-datum forward_backward", rc::gen::inRange<size_t>(0, ops.size() + 1));
+  ops.insert(ops.begin() + static_cast<long>(at), WireOp{WireOp::chunked_forward_backward, many_examples(1030, 7), Adam{}});
   const std::string service = c.service();
   const std::string client = c.training_client(service, 4, 1);
   const auto calls = run_workload(c, client, ops);
@@ -217,11 +224,11 @@ json fault_rule(const SubmitFault& f, const std::string& model_id) {
 }
 
 void idempotent_resubmission(Case& c) {
-  const auto ops = *rc::gen::container<std::vector<WireOp>>(*rc::gen::inRange<size_t>(1, 5), gen_op());
-  const auto faults = *rc::gen::container<std::vector<SubmitFault>>(
-      *rc::gen::inRange<size_t>(1, 3), rc::gen::build<SubmitFault>(rc::gen::set(&SubmitFault::skip, rc::gen::inRange(0, 4)),
+  const auto ops = pick("calls", gen_ops(4));
+  const auto faults = pick("faults", rc::gen::mapcat(gen_count(1, 2), [](size_t n) { return rc::gen::container<std::vector<SubmitFault>>(
+      n, rc::gen::build<SubmitFault>(rc::gen::set(&SubmitFault::skip, rc::gen::inRange(0, 4)),
                                                                   rc::gen::set(&SubmitFault::kind, rc::gen::element<std::string>(
-                                                                                                       "close", "close", "503", "500", "429", "408", "empty 400"))));
+                                                                                                       "close", "close", "503", "500", "429", "408", "empty 400")))); }));
   const std::string service = c.service();
   const std::string client = c.training_client(service, 4, 1);
   const std::string model = c.model_id(client);

@@ -20,9 +20,11 @@ FaultAction action_from_json(const json& j, const std::string& f) {
   if (std::find(std::begin(kinds), std::end(kinds), a.kind) == std::end(kinds))
     throw InvalidRequest("field '" + f + ".kind' must be one of status, try_again, delay, fail_future, close, slow_body; got '" +
                          a.kind + "'");
-  a.status = j.value("status", a.kind == "status" ? 500 : 200);
+  a.status = j.value("status", a.kind == "status" ? 500 : a.kind == "try_again" ? 408 : 200);
   if (a.kind == "status" && (a.status < 400 || a.status > 599))
     throw InvalidRequest("field '" + f + ".status' must be an HTTP error status (400-599), got " + std::to_string(a.status));
+  if (a.kind == "try_again" && a.status != 408 && a.status != 200)  // both forms clients accept (A1)
+    throw InvalidRequest("field '" + f + ".status' of a try_again must be 408 or 200, got " + std::to_string(a.status));
   if (j.contains("body")) a.body = j["body"];
   a.seconds = j.value("seconds", 0.0);
   if (!(a.seconds >= 0) || !std::isfinite(a.seconds) || a.seconds > 600)
@@ -38,7 +40,7 @@ FaultAction action_from_json(const json& j, const std::string& f) {
 
 json action_to_json(const FaultAction& a) {
   json j = {{"kind", a.kind}};
-  if (a.kind == "status") j["status"] = a.status;
+  if (a.kind == "status" || a.kind == "try_again") j["status"] = a.status;
   if (a.body) j["body"] = *a.body;
   if (a.kind == "delay" || a.kind == "slow_body") j["seconds"] = a.seconds;
   if (a.kind == "fail_future") j.update({{"category", a.category}, {"message", a.message}});

@@ -19,7 +19,8 @@ namespace kiln::http {
 struct FaultAction {
   // status: answer `status` with `body` (a JSON {"detail"} when absent; "" sends an empty body)
   //         without running the request
-  // try_again: answer 408 {"type": "try_again", ...} with queue_state and reason
+  // try_again: answer `status` (408, or 200 as some servers do) {"type": "try_again", ...} with
+  //            queue_state and reason
   // delay: wait `seconds`, then serve normally
   // fail_future: accept the request, but its future fails with category and message
   // close: serve, then drop the connection halfway through the response body

@@ -222,7 +222,7 @@ void HttpServer::serve(const Handler& h, bool needs_key, bool control, const htt
       if (!fault->reason.empty()) b["queue_state_reason"] = fault->reason;
       if (auto body = json::parse(req.body, nullptr, false); body.is_object() && body.contains("request_id"))
         b["request_id"] = body["request_id"];
-      send_json(res, 408, b);
+      send_json(res, fault->status, b);
     } else {
       std::optional<service::TrainerService::ScopedFailure> injected;
       if (fault && fault->kind == "fail_future") injected.emplace(service::InjectedFailure{category_of(fault->category), fault->message});

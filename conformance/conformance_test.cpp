@@ -1,0 +1,118 @@
+// The harness passes Kiln's own C++ client, fails each mutant on the property that names its bug,
+// and `kiln conform` reports as documented: a table, JUnit XML, JSON, and an RC_PARAMS string
+// that reproduces the failure.
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "conformance/driver/mutants.hpp"
+#include "conformance/kiln_server.hpp"
+#include "conformance/runner.hpp"
+
+namespace kiln::conformance {
+namespace {
+
+std::string describe(const PropertyResult& r) {
+  std::string out = std::string(status_name(r.status)) + " " + r.name + ": " + r.message;
+  for (const auto& line : r.counterexample) out += "\n  " + line;
+  return out;
+}
+
+TEST(ConformanceTest, TheCppDriverPassesEveryProperty) {
+  RunOptions o;
+  o.driver_command = KILN_CPP_DRIVER;
+  const auto results = run_properties(o);
+  EXPECT_GE(results.size(), 15u);
+  for (const auto& r : results) {
+    EXPECT_EQ(r.status, PropertyResult::Status::pass) << describe(r);
+    EXPECT_EQ(r.cases, o.cases) << r.name;
+  }
+}
+
+class MutantTest : public ::testing::TestWithParam<Mutant> {};
+
+TEST_P(MutantTest, FailsTheNamedProperty) {
+  const Mutant& m = GetParam();
+  RunOptions o;
+  o.driver_command = std::string(KILN_CPP_DRIVER) + " --mutant " + m.name;
+  o.properties = {m.property};
+  o.shrink_seconds = 5;
+  const auto results = run_properties(o);
+  ASSERT_EQ(results.size(), 1u);
+  const auto& r = results[0];
+  EXPECT_EQ(r.status, PropertyResult::Status::fail) << m.name << " (" << m.bug << ") was not caught by " << m.property;
+  EXPECT_FALSE(r.message.empty());
+  EXPECT_FALSE(r.counterexample.empty());
+  EXPECT_EQ(r.rc_params.rfind("reproduce=", 0), 0u) << r.rc_params;
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryMutant, MutantTest, ::testing::ValuesIn(mutants()),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+// Runs `kiln conform ARGS` with the environment prefix `env`; returns (exit status, stdout).
+std::pair<int, std::string> conform(const std::string& env, const std::string& args) {
+  const std::string cmd = env + " " + KILN_BINARY + " conform " + args + " 2>/dev/null";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+  const int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+TEST(ConformCliTest, ReportsAFailureThreeWaysAndReproducesIt) {
+  ScratchDir dir;
+  const std::string junit = dir.path() + "/r.xml", json_file = dir.path() + "/r.json";
+  const std::string driver = std::string("'") + KILN_CPP_DRIVER + " --mutant no_ttl'";
+  const auto [status, out] = conform("", "--driver " + driver + " --suite checkpoints --property checkpoints.ttl_expiry --junit " +
+                                             junit + " --json " + json_file);
+  EXPECT_EQ(status, 1) << out;
+  EXPECT_NE(out.find("fail    checkpoints.ttl_expiry"), std::string::npos) << out;
+  EXPECT_NE(out.find("still listed 1 s after it expired"), std::string::npos) << out;
+  EXPECT_NE(out.find("minimal failing case"), std::string::npos) << out;
+  EXPECT_NE(out.find("1 properties: 0 passed, 1 failed, 0 skipped"), std::string::npos) << out;
+
+  std::stringstream xml;
+  xml << std::ifstream(junit).rdbuf();
+  EXPECT_NE(xml.str().find("<testcase classname=\"checkpoints\" name=\"checkpoints.ttl_expiry\""), std::string::npos) << xml.str();
+  EXPECT_NE(xml.str().find("<failure message="), std::string::npos) << xml.str();
+
+  const auto report = nlohmann::json::parse(std::ifstream(json_file));
+  EXPECT_EQ(report["summary"]["failed"], 1);
+  const auto& p = report["properties"][0];
+  EXPECT_EQ(p["name"], "checkpoints.ttl_expiry");
+  EXPECT_EQ(p["status"], "fail");
+  ASSERT_TRUE(p["rc_params"].is_string());
+
+  // The reproduce string re-runs exactly the minimal case: it fails at once, with the same message.
+  const auto [again, out2] = conform("RC_PARAMS='" + p["rc_params"].get<std::string>() + "'",
+                                     "--driver " + driver + " --property checkpoints.ttl_expiry");
+  EXPECT_EQ(again, 1) << out2;
+  EXPECT_NE(out2.find(p["message"].get<std::string>()), std::string::npos) << out2;
+}
+
+TEST(ConformCliTest, PassesAndRefusesBadUsage) {
+  const auto [status, out] = conform("", std::string("--driver ") + KILN_CPP_DRIVER + " --suite naming --cases 3");
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_NE(out.find("3 properties: 3 passed, 0 failed, 0 skipped"), std::string::npos) << out;
+  EXPECT_EQ(conform("", std::string("--driver ") + KILN_CPP_DRIVER + " --suite nosuch").first, 2);
+  EXPECT_EQ(conform("", "--suite naming").first, 2);  // no --driver
+  const auto [listed, names] = conform("", "--list");
+  EXPECT_EQ(listed, 0);
+  EXPECT_NE(names.find("resilience.exactly_once"), std::string::npos);
+}
+
+TEST(ConformCliTest, ABrokenDriverFailsWithItsStderr) {
+  const auto [status, out] = conform("", "--driver 'echo not json; echo oops >&2' --property naming.duplicate_client --cases 1");
+  EXPECT_EQ(status, 1) << out;
+  EXPECT_NE(out.find("not a JSON object"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace kiln::conformance
