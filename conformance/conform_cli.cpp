@@ -1,6 +1,8 @@
 #include "conformance/conform_cli.hpp"
 
 #include <fstream>
+
+#include <nlohmann/json.hpp>
 #include <iostream>
 #include <sstream>
 #include <string>
@@ -29,6 +31,8 @@ options:
   --seed N            rapidcheck seed (default 1)
   --timeout SECONDS   longest wait for one driver answer (default 30)
   --shrink-seconds S  time spent shrinking a failure to a smaller case (default 30)
+  --client-options J  a JSON object added to every create_service's options, e.g.
+                      '{"wire_format": "protobuf"}' (DRIVER.md lists the ones drivers know)
   --junit FILE        also write JUnit XML
   --json FILE         also write a JSON report
   --list              list the properties and exit
@@ -63,6 +67,10 @@ int conform_main(int argc, char** argv) {
       else if (a == "--seed") o.seed = std::stoull(value());
       else if (a == "--timeout") o.timeout_seconds = std::stod(value());
       else if (a == "--shrink-seconds") o.shrink_seconds = std::stod(value());
+      else if (a == "--client-options") {
+        o.client_options = nlohmann::json::parse(value(), nullptr, false);
+        if (!o.client_options.is_object()) throw std::invalid_argument("--client-options must be a JSON object");
+      }
       else if (a == "--junit") junit = value();
       else if (a == "--json") json_file = value();
       else if (a == "--list") list = true;
@@ -101,6 +109,7 @@ int conform_main(int argc, char** argv) {
   std::ostringstream again;
   again << "kiln conform --driver " << shell_quote(o.driver_command) << " --seed " << o.seed << " --cases " << o.cases
         << " --max-size " << o.max_size;
+  if (!o.client_options.empty()) again << " --client-options " << shell_quote(o.client_options.dump());
   print_table(std::cout, results, again.str());
   if (!junit.empty()) std::ofstream(junit) << junit_xml(results);
   if (!json_file.empty()) std::ofstream(json_file) << json_report(results, o.driver_command).dump(2) << "\n";

@@ -35,6 +35,14 @@ TEST(ConformanceTest, TheCppDriverPassesEveryProperty) {
   }
 }
 
+TEST(ConformanceTest, TheCppDriverOverProtobufPassesEveryProperty) {
+  RunOptions o;
+  o.driver_command = KILN_CPP_DRIVER;
+  o.client_options = {{"wire_format", "protobuf"}};  // tinker 0.25's transport, zstd included
+  o.cases = 5;
+  for (const auto& r : run_properties(o)) EXPECT_EQ(r.status, PropertyResult::Status::pass) << describe(r);
+}
+
 class MutantTest : public ::testing::TestWithParam<Mutant> {};
 
 TEST_P(MutantTest, FailsTheNamedProperty) {

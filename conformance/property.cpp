@@ -5,7 +5,8 @@
 
 namespace kiln::conformance {
 
-Case::Case(KilnServer& s, const CaseOptions& options) : server(s), driver_(options.driver_command, options.timeout_seconds) {}
+Case::Case(KilnServer& s, const CaseOptions& options)
+    : server(s), driver_(options.driver_command, options.timeout_seconds), client_options_(options.client_options) {}
 
 json Case::call(const std::string& op, const json& args) {
   try {
@@ -36,9 +37,9 @@ json Case::error(const std::string& op, const json& args) {
   return e;
 }
 
-std::string Case::service(const json& extra_options) {
+std::string Case::service() {
   json options = {{"retry_initial_delay_seconds", 0.01}, {"heartbeat_seconds", 0}};
-  options.update(extra_options);
+  options.update(client_options_);
   return ok("create_service", {{"base_url", server.base_url()}, {"api_key", KilnServer::kApiKey}, {"options", options}})["service"];
 }
 

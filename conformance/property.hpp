@@ -32,6 +32,7 @@ class Unsupported : public std::runtime_error {
 struct CaseOptions {
   std::string driver_command;
   double timeout_seconds = 30;  // per driver request
+  json client_options = json::object();  // added to create_service's options (DRIVER.md)
 };
 
 class Case {
@@ -47,8 +48,9 @@ class Case {
   // The error of a request that must fail (Failure if it succeeds).
   json error(const std::string& op, const json& args);
 
-  // create_service against the server, with quick retries; returns the service handle.
-  std::string service(const json& extra_options = json::object());
+  // create_service against the server, with quick retries and the run's client options;
+  // returns the service handle.
+  std::string service();
   // create_training_client on `service` (kiln/tiny); returns the client handle.
   std::string training_client(const std::string& service, int64_t lora_rank, uint64_t seed);
   // The model id the driver reported for a training-client handle.
@@ -57,6 +59,7 @@ class Case {
 
  private:
   DriverProcess driver_;
+  json client_options_;
   std::map<std::string, std::string> model_ids_;
 };
 

@@ -51,7 +51,7 @@ PropertyResult run_one(const Property& p, const RunOptions& options) {
   KilnServer server;  // this property's own server
   std::string skipped, failing_stderr, failing_message;
   std::optional<std::chrono::steady_clock::time_point> first_failure;
-  const CaseOptions case_options{options.driver_command, options.timeout_seconds};
+  const CaseOptions case_options{options.driver_command, options.timeout_seconds, options.client_options};
   auto body = [&] {
     // Past the shrinking budget, every smaller candidate "passes": rapidcheck keeps the smallest
     // failure found so far.

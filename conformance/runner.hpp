@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 namespace kiln::conformance {
 
 struct RunOptions {
@@ -15,6 +17,7 @@ struct RunOptions {
   int max_size = 12;                    // longest generated operation sequence
   uint64_t seed = 1;                    // rapidcheck seed: the same seed generates the same cases
   double timeout_seconds = 30;          // per driver request
+  nlohmann::json client_options = nlohmann::json::object();  // added to every create_service's options
   double shrink_seconds = 30;           // then shrinking stops at the smallest failure found so far
 };
 

@@ -132,6 +132,11 @@ std::vector<std::string> request_problems(const std::string& path, const json& r
   if (body.value("transport", "") == "protobuf") {  // decoded by the journal: its own annotations
     body.erase("transport");
     body.erase("zstd");
+    // tinker_public.ForwardBackwardRequest has forward_only (0.25 sends forward this way); the
+    // protobuf decoder always fills it and loss_fn_config.
+    if (body.contains("forward_only") && !body["forward_only"].is_boolean())
+      problems.push_back(path + ": field 'forward_only' is " + body["forward_only"].dump() + ", expected bool");
+    body.erase("forward_only");
   }
   check_object(body, s->second, path, problems);
   if (body.contains("forward_input")) check_datums(body["forward_input"], path + ".forward_input", problems);

@@ -102,7 +102,7 @@ struct Submit {
 
 std::vector<std::vector<int64_t>> datum_tokens(const json& request, const std::string& path) {
   std::vector<std::vector<int64_t>> out;
-  const json input = request.value(path == "/api/v1/forward" ? "forward_input" : "forward_backward_input", json::object());
+  const json input = request.contains("forward_input") ? request["forward_input"] : request.value("forward_backward_input", json::object());
   const json data = input.value("data", json::array());
   for (const auto& d : data) {
     std::vector<int64_t> t;
@@ -125,7 +125,8 @@ std::map<int64_t, Submit> submits_by_seq(const json& journal, const std::string&
     if (!req.is_object() || req.value("model_id", "") != model_id || !req.contains("seq_id") || !req["seq_id"].is_number_integer())
       continue;
     const int64_t seq = req["seq_id"];
-    const std::string path = e["path"];
+    // tinker 0.25 sends forward as a protobuf forward_backward with forward_only.
+    const std::string path = req.value("forward_only", false) ? "/api/v1/forward" : e["path"].get<std::string>();
     json body = req;
     body.erase("transport");  // journal annotations of a protobuf body
     body.erase("zstd");
