@@ -60,6 +60,17 @@ TEST_P(MutantTest, FailsTheNamedProperty) {
   EXPECT_EQ(r.rc_params.rfind("reproduce=", 0), 0u) << r.rc_params;
 }
 
+TEST(ConformanceTest, TheSameSeedFindsTheSameMinimalCase) {
+  RunOptions o;
+  o.driver_command = std::string(KILN_CPP_DRIVER) + " --mutant custom_loss_wrong_sign";
+  o.properties = {"custom_loss.linearisation"};
+  const auto a = run_properties(o), b = run_properties(o);
+  ASSERT_EQ(a[0].status, PropertyResult::Status::fail);
+  EXPECT_EQ(a[0].counterexample, b[0].counterexample);
+  EXPECT_EQ(a[0].rc_params, b[0].rc_params);
+  EXPECT_EQ(a[0].message, b[0].message);
+}
+
 INSTANTIATE_TEST_SUITE_P(EveryMutant, MutantTest, ::testing::ValuesIn(mutants()),
                          [](const auto& info) { return std::string(info.param.name); });
 

@@ -77,6 +77,12 @@ json to_driver(const Adam& a) {
   return j;
 }
 
+json optim_args(const std::string& client, const Adam& a) {
+  json j = to_driver(a);
+  j["client"] = client;
+  return j;
+}
+
 std::string describe(const Adam& a) {
   std::ostringstream os;
   os << "lr=" << a.learning_rate;

@@ -58,6 +58,7 @@ struct Adam {
   std::string normalization;  // "" (omitted), num_loss_tokens, num_sequences or none
 };
 nlohmann::json to_driver(const Adam& a);  // the DRIVER.md args: adam_params (+ normalization)
+nlohmann::json optim_args(const std::string& client, const Adam& a);  // the same, for this client
 std::string describe(const Adam& a);
 rc::Gen<Adam> gen_adam();
 

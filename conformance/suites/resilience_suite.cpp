@@ -93,8 +93,7 @@ void faulty_training(Case& c, bool lost_answers_only) {
     arm(c.server, s.fault, model);
     json got, want;
     if (s.kind == Step::optim_step) {
-      json args = to_driver(s.adam);
-      args["client"] = client;
+      const json args = optim_args(client, s.adam);
       got = {{"loss_fn_outputs", json::array()}, {"metrics", c.ok("optim_step", args).value("metrics", json::object())}};
       want = {{"loss_fn_outputs", json::array()}, {"metrics", oracle.optim_step(client, s.adam).value("metrics", json::object())}};
     } else {

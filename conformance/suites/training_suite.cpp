@@ -69,8 +69,7 @@ struct ForwardBackward : Command {
 struct OptimStep : Command {
   Adam adam = *gen_adam();
   void run(const Model&, Sut& s) const override {
-    json args = to_driver(adam);
-    args["client"] = s.client;
+    const json args = optim_args(s.client, adam);
     const json got = s.c.ok("optim_step", args);
     const json want = s.oracle.optim_step(s.client, adam);
     expect_output_close({{"loss_fn_outputs", json::array()}, {"metrics", got.value("metrics", json::object())}},
@@ -109,8 +108,7 @@ struct SubmitOptimStep : Command {
   Adam adam = *gen_adam();
   void apply(Model& m) const override { ++m.pending; }
   void run(const Model&, Sut& s) const override {
-    json args = to_driver(adam);
-    args["client"] = s.client;
+    const json args = optim_args(s.client, adam);
     const json f = s.c.ok("submit_optim_step", args);
     const json want = s.oracle.optim_step(s.client, adam);
     s.pending.push_back({f.value("future", ""), "submitted optim_step(" + describe(adam) + ")",

@@ -75,8 +75,7 @@ std::vector<ExpectedCall> run_workload(Case& c, const std::string& client, const
         calls.push_back({"/api/v1/forward_backward", tokens_of(op.batch)});
         break;
       case WireOp::optim_step: {
-        json args = to_driver(op.adam);
-        args["client"] = client;
+        const json args = optim_args(client, op.adam);
         c.ok("optim_step", args);
         calls.push_back({"/api/v1/optim_step", {}});
         break;
