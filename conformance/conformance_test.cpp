@@ -127,6 +127,20 @@ TEST(ConformCliTest, PassesAndRefusesBadUsage) {
   EXPECT_NE(names.find("resilience.exactly_once"), std::string::npos);
 }
 
+// A client in another language: a stdlib-only Python client (driver/python_driver.py) that
+// implements part of the protocol. What it implements passes; the rest is skipped, not failed.
+TEST(ConformCliTest, APythonDriverPassesWhatItImplementsAndSkipsTheRest) {
+  const auto [status, out] = conform("", std::string("--driver 'python3 ") + KILN_SOURCE_DIR +
+                                             "/conformance/driver/python_driver.py' --cases 3");
+  EXPECT_EQ(status, 0) << out;
+  for (const char* passes : {"numbers.oracle_agreement", "accumulation.until_optim_step", "naming.resolve_checkpoint_path",
+                             "naming.duplicate_client", "wire.request_fields", "wire.seq_id_order",
+                             "wire.idempotent_resubmission", "resilience.retry_branches", "resilience.exactly_once"})
+    EXPECT_NE(out.find(std::string("pass    ") + passes), std::string::npos) << passes << "\n" << out;
+  EXPECT_NE(out.find("skip    custom_loss.linearisation"), std::string::npos) << out;
+  EXPECT_NE(out.find("the driver does not implement 'forward_backward_custom'"), std::string::npos) << out;
+}
+
 TEST(ConformCliTest, ABrokenDriverFailsWithItsStderr) {
   const auto [status, out] = conform("", "--driver 'echo not json; echo oops >&2' --property naming.duplicate_client --cases 1");
   EXPECT_EQ(status, 1) << out;

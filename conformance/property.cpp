@@ -29,6 +29,14 @@ json Case::ok(const std::string& op, const json& args) {
   throw Failure(op + " failed: " + e.dump());
 }
 
+std::optional<json> Case::ok_if_implemented(const std::string& op, const json& args) {
+  try {
+    return ok(op, args);
+  } catch (const Unsupported&) {
+    return std::nullopt;
+  }
+}
+
 json Case::error(const std::string& op, const json& args) {
   const json r = call(op, args);
   if (r.value("ok", false)) throw Failure(op + " succeeded (" + r.value("result", json()).dump() + ") but must fail");

@@ -4,6 +4,7 @@
 // freshly reset Kiln server.
 #include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -45,6 +46,8 @@ class Case {
   json call(const std::string& op, const json& args);
   // The result of a request that must succeed (Failure otherwise; Unsupported on not_implemented).
   json ok(const std::string& op, const json& args);
+  // The same, or nothing when the driver does not implement `op`.
+  std::optional<json> ok_if_implemented(const std::string& op, const json& args);
   // The error of a request that must fail (Failure if it succeeds).
   json error(const std::string& op, const json& args);
 

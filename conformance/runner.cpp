@@ -50,6 +50,7 @@ PropertyResult run_one(const Property& p, const RunOptions& options) {
   PropertyResult r{p.suite, p.name, p.doc};
   KilnServer server;  // this property's own server
   std::string skipped, failing_stderr, failing_message;
+  int completed = 0;  // cases run to the end before any skip
   std::optional<std::chrono::steady_clock::time_point> first_failure;
   const CaseOptions case_options{options.driver_command, options.timeout_seconds, options.client_options};
   auto body = [&] {
@@ -57,10 +58,12 @@ PropertyResult run_one(const Property& p, const RunOptions& options) {
     // failure found so far.
     if (first_failure && std::chrono::steady_clock::now() - *first_failure > std::chrono::duration<double>(options.shrink_seconds))
       return;
+    if (!skipped.empty()) return;  // the driver lacks an operation this property needs: no use asking again
     server.reset();
     Case c(server, case_options);
     try {
       p.test_case(c);
+      ++completed;
     } catch (const Unsupported& e) {
       skipped = e.what();
     } catch (const std::exception& e) {
@@ -88,6 +91,7 @@ PropertyResult run_one(const Property& p, const RunOptions& options) {
   if (result.is<rc::detail::SuccessResult>()) {
     r.cases = result.get<rc::detail::SuccessResult>().numSuccess;
     if (!skipped.empty()) {
+      r.cases = completed;
       r.status = PropertyResult::Status::skip;
       r.message = skipped;
     }
