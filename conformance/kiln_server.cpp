@@ -50,6 +50,13 @@ void KilnServer::reset() {
 
 service::ModelInfo KilnServer::model_info(const std::string& model_id) const { return svc_->get_info(kApiKey, model_id); }
 
+int64_t KilnServer::faults_fired() const {
+  int64_t fired = 0;
+  const nlohmann::json rules = http_->faults().get()["rules"];
+  for (const auto& r : rules) fired += r.value("fired", int64_t{0});
+  return fired;
+}
+
 nlohmann::json KilnServer::journal() const { return http_->journal().read(0, 1u << 30)["entries"]; }
 
 }  // namespace kiln::conformance

@@ -38,6 +38,7 @@ class KilnServer {
   void reset();
   void set_faults(const nlohmann::json& rules_doc) { http_->faults().set(rules_doc); }
   void clear_faults() { http_->faults().clear(); }
+  int64_t faults_fired() const;  // by the rules set now
   void set_progression(const service::Progression& p) { svc_->set_progression(p); }
   void advance_clock(double seconds) { svc_->advance_clock(seconds); }
   // A model as the server holds it: the LoRA layout it was given (the client's request with its

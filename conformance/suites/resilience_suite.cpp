@@ -101,7 +101,9 @@ void faulty_training(Case& c, bool lost_answers_only) {
       got = c.ok(backward ? "forward_backward" : "forward", {{"client", client}, {"data", to_driver(s.batch)}, {"loss_fn", "cross_entropy"}});
       want = oracle.forward(client, s.batch, backward);
     }
+    const bool fired = s.fault.kind == "held 3 polls" || c.server.faults_fired() > 0;
     disarm(c.server);
+    if (!fired) throw Failure("the fault of " + what.str() + " never fired: the client sent no such request");
     expect_output_close(got, want, what.str());
     // Exactly once: as many optimizer steps, and forward_backward calls, as the oracle ran (the
     // trainer keeps the last 16 losses; a case has at most 5 steps).
@@ -119,6 +121,34 @@ void faulty_training(Case& c, bool lost_answers_only) {
                       oracle.forward(client, probe, false), "the final forward");
 }
 
+// HTTP 410 on a training future's poll: the client surfaces it (promise_expired) and does not
+// re-run the call, which the server has already executed (semantics.md §9.5).
+void expired_promise(Case& c) {
+  const auto batch = pick("forward_backward batch", gen_batch(2));
+  const auto adam = pick("then optim_step", gen_adam());
+  ScratchDir dir("kiln-oracle");
+  Oracle oracle(dir.path());
+  const std::string client = c.training_client(c.service(), 4, 1);
+  const std::string model = c.model_id(client);
+  oracle.create(client, c.server.model_info(model).lora);
+  c.server.set_faults({{"rules", {{{"endpoint", "/api/v1/retrieve_future"}, {"model", model}, {"times", 1},
+                                    {"action", {{"kind", "status"}, {"status", 410}, {"body", {{"detail", "Promise expired"}}}}}}}}});
+  const json e = c.error("forward_backward", {{"client", client}, {"data", to_driver(batch)}, {"loss_fn", "cross_entropy"}});
+  c.server.clear_faults();
+  if (e.value("kind", "") != "promise_expired")
+    throw Failure("a 410 on the poll of a forward_backward came back as " + e.dump() + "; expected kind promise_expired");
+  oracle.forward(client, batch, true);  // the server did run it
+  if (c.server.model_info(model).recent_losses.size() != oracle.model_info(client).recent_losses.size())
+    throw Failure("after the 410 the server has run " + std::to_string(c.server.model_info(model).recent_losses.size()) +
+                  " forward_backward requests; the call was executed once and must not be re-run");
+  // Training goes on from there.
+  expect_output_close({{"loss_fn_outputs", json::array()}, {"metrics", c.ok("optim_step", optim_args(client, adam)).value("metrics", json::object())}},
+                      {{"loss_fn_outputs", json::array()}, {"metrics", oracle.optim_step(client, adam).value("metrics", json::object())}},
+                      "the optim_step after the 410");
+  expect_output_close(c.ok("forward", {{"client", client}, {"data", to_driver(batch)}, {"loss_fn", "cross_entropy"}}),
+                      oracle.forward(client, batch, false), "the forward after the 410");
+}
+
 }  // namespace
 
 void add_resilience_properties(std::vector<Property>& out) {
@@ -131,6 +161,10 @@ void add_resilience_properties(std::vector<Property>& out) {
                  "when the answer to a submit or a poll is lost after the server acted (dropped connection), the client's "
                  "retries change nothing more: one optimizer step per optim_step call, gradients counted once",
                  [](Case& c) { faulty_training(c, true); }});
+  out.push_back({"resilience", "resilience.expired_promise",
+                 "HTTP 410 on the poll of a training future surfaces as promise_expired, without re-running the call the "
+                 "server already executed; training goes on from the server's state (semantics.md §9.5)",
+                 expired_promise});
 }
 
 }  // namespace kiln::conformance

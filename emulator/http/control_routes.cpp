@@ -63,12 +63,22 @@ FaultTarget HttpServer::fault_target(const httplib::Request& req, const std::str
   FaultTarget t;
   t.path = req.path;
   t.request_type = req.path.substr(req.path.rfind('/') + 1);
-  if (req.get_header_value("Content-Type").find("application/x-protobuf") != std::string::npos) return t;
-  const json b = json::parse(req.body.empty() ? "{}" : req.body, nullptr, false);
+  // A protobuf forward_backward is decoded (as the journal shows it) for its model_id.
+  const bool proto = req.get_header_value("Content-Type").find("application/x-protobuf") != std::string::npos;
+  const json b = proto ? describe_body(req, opts_.max_body_bytes) : json::parse(req.body.empty() ? "{}" : req.body, nullptr, false);
   if (!b.is_object()) return t;
   if (b.contains("type") && b["type"].is_string()) t.request_type = b["type"];
   for (const char* k : {"model_id", "sampling_session_id", "base_model"})
     if (b.contains(k) && b[k].is_string()) t.models.push_back(b[k]);
+  // A poll matches the model (or sampler) its future belongs to.
+  if (b.contains("request_id") && b["request_id"].is_string())
+    if (std::string owner = svc_.future_owner(key, b["request_id"]); !owner.empty()) {
+      t.models.push_back(owner);
+      try {
+        t.models.push_back(svc_.get_info(key, owner).base_model);
+      } catch (const std::exception&) {  // a sampler, or gone
+      }
+    }
   if (b.contains("model_id") && b["model_id"].is_string()) try {
       t.models.push_back(svc_.get_info(key, b["model_id"]).base_model);
     } catch (const std::exception&) {

@@ -159,6 +159,26 @@ TEST_F(ControlTest, FaultsFireAsRuledAndChangeNothingWhenTheyFail) {
   EXPECT_NE(why.dump().find("must be 408 or 200"), std::string::npos) << why;
 }
 
+TEST_F(ControlTest, FaultsMatchPollsAndProtobufSubmitsByTheirModel) {
+  const std::string a = model(), b = model();
+  post("/_kiln/faults", {{"rules", {{{"endpoint", "retrieve_future"}, {"model", b}, {"times", 1}, {"action", {{"kind", "status"}, {"status", 503}}}},
+                                    {{"endpoint", "/api/v1/forward_backward"}, {"model", b}, {"times", 1},
+                                     {"action", {{"kind", "status"}, {"status", 429}}}}}}});
+  const std::string fa = post("/api/v1/forward_backward", fb_body(a, 1)).second["request_id"];
+  EXPECT_EQ(post("/api/v1/retrieve_future", {{"request_id", fa}}).first, 200);  // a's poll: no match
+  httplib::Client proto(server->base_url());
+  proto.set_default_headers({{"X-API-Key", "tml-test"}, {"Content-Encoding", "zstd"}});
+  auto refused = proto.Post("/api/v1/forward_backward", zstd_forward_backward(b), "application/x-protobuf");
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 429);  // b's protobuf submit: decoded, matched by its model
+  auto accepted = proto.Post("/api/v1/forward_backward", zstd_forward_backward(b), "application/x-protobuf");
+  ASSERT_TRUE(accepted);
+  ASSERT_EQ(accepted->status, 200) << accepted->body;
+  const std::string fb = json::parse(accepted->body)["request_id"];
+  EXPECT_EQ(post("/api/v1/retrieve_future", {{"request_id", fb}}).first, 503);  // b's poll: its future's model
+  EXPECT_EQ(post("/api/v1/retrieve_future", {{"request_id", fb}}).first, 200);
+}
+
 TEST_F(ControlTest, TheSameSeedGivesTheSameFaults) {
   const auto pattern = [&](uint64_t seed) {
     post("/_kiln/faults", {{"seed", seed}, {"rules", {{{"endpoint", "healthz"}, {"probability", 0.5},

@@ -184,6 +184,7 @@ std::pair<std::string, std::string> TrainerService::create_model_from_state(cons
   const std::string rid = new_id("req-");
   auto f = std::make_unique<Future>();
   f->tenant = m.tenant;
+  f->owner = model_id;
   f->submitted = clock_->now();
   futures_[rid] = std::move(f);
   m.next_seq = 0;  // the load is the model's seq 0; the client's own requests start at 1
@@ -317,6 +318,7 @@ std::string TrainerService::submit(const std::string& api_key, const std::string
   const std::string rid = new_id("req-");
   auto f = std::make_unique<Future>();
   f->tenant = tenant;
+  f->owner = model_id;
   f->submitted = clock_->now();
   f->forced = take_injected_failure();
   futures_[rid] = std::move(f);
@@ -357,6 +359,12 @@ std::string TrainerService::fail_future(const std::string& tenant, const Injecte
   st.error = failure.message;
   st.category = failure.category;
   return rid;
+}
+
+std::string TrainerService::future_owner(const std::string& api_key, const std::string& request_id) const {
+  std::lock_guard lock(mu_);
+  auto it = futures_.find(request_id);
+  return it != futures_.end() && it->second->tenant == tenant_key(api_key) ? it->second->owner : "";
 }
 
 RetrieveResult TrainerService::retrieve(const std::string& api_key, const std::string& request_id,
@@ -906,6 +914,7 @@ std::string TrainerService::submit_sample(const std::string& api_key, const std:
   const std::string rid = new_id("req-");
   auto f = std::make_unique<Future>();
   f->tenant = tenant;
+  f->owner = sampler_id;
   f->submitted = clock_->now();
   futures_[rid] = std::move(f);
   sampler.seen[seq_id] = {fp, rid};

@@ -176,6 +176,8 @@ class TrainerService {
 
   // Queues a request; executes per model in seq_id order (seq 1 first). Returns the request id.
   std::string submit(const std::string& api_key, const std::string& model_id, int64_t seq_id, TrainingRequest req);
+  // The model or sampler a future belongs to; "" when unknown or it has none (fault matching).
+  std::string future_owner(const std::string& api_key, const std::string& request_id) const;
   // Waits up to `wait` for the result. Throws NotFound for an unknown (or another tenant's) id.
   RetrieveResult retrieve(const std::string& api_key, const std::string& request_id,
                           std::chrono::milliseconds wait = std::chrono::milliseconds(0));

@@ -13,6 +13,7 @@ namespace kiln::service {
 
 struct TrainerService::Future {
   std::string tenant;
+  std::string owner;  // the model or sampler it belongs to ("" for create_model's)
   RetrieveResult state;
   TimePoint submitted;
   std::optional<TimePoint> completed, first_delivered;
