@@ -33,6 +33,7 @@ options:
   --shrink-seconds S  time spent shrinking a failure to a smaller case (default 30)
   --client-options J  a JSON object added to every create_service's options, e.g.
                       '{"wire_format": "protobuf"}' (DRIVER.md lists the ones drivers know)
+  --jobs N            properties run at once, each in its own process and server (default 1)
   --junit FILE        also write JUnit XML
   --json FILE         also write a JSON report
   --list              list the properties and exit
@@ -67,6 +68,7 @@ int conform_main(int argc, char** argv) {
       else if (a == "--seed") o.seed = std::stoull(value());
       else if (a == "--timeout") o.timeout_seconds = std::stod(value());
       else if (a == "--shrink-seconds") o.shrink_seconds = std::stod(value());
+      else if (a == "--jobs") o.jobs = std::stoi(value());
       else if (a == "--client-options") {
         o.client_options = nlohmann::json::parse(value(), nullptr, false);
         if (!o.client_options.is_object()) throw std::invalid_argument("--client-options must be a JSON object");
@@ -93,8 +95,8 @@ int conform_main(int argc, char** argv) {
     std::cerr << "kiln conform: --driver is required\n\n" << kUsage;
     return 2;
   }
-  if (o.cases < 1 || o.max_size < 1 || o.timeout_seconds <= 0) {
-    std::cerr << "kiln conform: --cases and --max-size must be at least 1, --timeout positive\n";
+  if (o.cases < 1 || o.max_size < 1 || o.jobs < 1 || o.timeout_seconds <= 0) {
+    std::cerr << "kiln conform: --cases, --max-size and --jobs must be at least 1, --timeout positive\n";
     return 2;
   }
   std::vector<PropertyResult> results;

@@ -133,6 +133,24 @@ TEST(ConformCliTest, PassesAndRefusesBadUsage) {
   EXPECT_NE(names.find("resilience.exactly_once"), std::string::npos);
 }
 
+TEST(ConformCliTest, WorkerProcessesReportTheSameAsOneProcess) {
+  const std::string args = std::string("--driver '") + KILN_CPP_DRIVER + " --mutant no_ttl' --suite checkpoints --cases 4";
+  const auto [one_status, one] = conform("", args);
+  const auto [two_status, two] = conform("", args + " --jobs 2");
+  EXPECT_EQ(one_status, 1) << one;
+  EXPECT_EQ(two_status, 1) << two;
+  auto without_times = [](const std::string& table) {  // the SECONDS column differs
+    std::string out;
+    std::istringstream in(table);
+    for (std::string line; std::getline(in, line);) out += line.substr(0, line.find_last_of(' ')) + "\n";
+    return out;
+  };
+  EXPECT_EQ(without_times(one), without_times(two));
+  EXPECT_NE(two.find("fail    checkpoints.ttl_expiry"), std::string::npos) << two;
+  EXPECT_NE(two.find("pass    checkpoints.resume_with_optimizer"), std::string::npos) << two;
+  EXPECT_NE(two.find("reproduce: RC_PARAMS="), std::string::npos) << two;
+}
+
 // A client in another language: a stdlib-only Python client (driver/python_driver.py) that
 // implements part of the protocol. What it implements passes; the rest is skipped, not failed.
 TEST(ConformCliTest, APythonDriverPassesWhatItImplementsAndSkipsTheRest) {

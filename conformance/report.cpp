@@ -109,16 +109,7 @@ nlohmann::json json_report(const std::vector<PropertyResult>& results, const std
     failed += r.status == PropertyResult::Status::fail;
     passed += r.status == PropertyResult::Status::pass;
     skipped += r.status == PropertyResult::Status::skip;
-    nlohmann::json p = {{"suite", r.suite}, {"name", r.name}, {"doc", r.doc}, {"status", status_name(r.status)},
-                        {"cases", r.cases}, {"seconds", r.seconds}};
-    if (r.status != PropertyResult::Status::pass) p["message"] = r.message;
-    if (r.status == PropertyResult::Status::fail) {
-      p["minimal_failing_case"] = r.counterexample;
-      p["shrinks"] = r.shrinks;
-      p["rc_params"] = r.rc_params;
-      if (!r.driver_stderr.empty()) p["driver_stderr"] = r.driver_stderr;
-    }
-    props.push_back(p);
+    props.push_back(r);  // to_json (runner.cpp)
   }
   return {{"driver", driver_command},
           {"summary", {{"properties", results.size()}, {"passed", passed}, {"failed", failed}, {"skipped", skipped}}},

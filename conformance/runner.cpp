@@ -1,5 +1,9 @@
 #include "conformance/runner.hpp"
 
+#include <poll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <optional>
@@ -19,6 +23,33 @@ const char* status_name(PropertyResult::Status s) {
     case PropertyResult::Status::skip: return "skip";
   }
   return "?";
+}
+
+void to_json(nlohmann::json& j, const PropertyResult& r) {
+  j = {{"suite", r.suite}, {"name", r.name}, {"doc", r.doc}, {"status", status_name(r.status)}, {"cases", r.cases},
+       {"seconds", r.seconds}};
+  if (r.status != PropertyResult::Status::pass) j["message"] = r.message;
+  if (r.status == PropertyResult::Status::fail) {
+    j["minimal_failing_case"] = r.counterexample;
+    j["shrinks"] = r.shrinks;
+    j["rc_params"] = r.rc_params;
+    if (!r.driver_stderr.empty()) j["driver_stderr"] = r.driver_stderr;
+  }
+}
+
+void from_json(const nlohmann::json& j, PropertyResult& r) {
+  r.suite = j.at("suite");
+  r.name = j.at("name");
+  r.doc = j.at("doc");
+  const std::string status = j.at("status");
+  r.status = status == "fail" ? PropertyResult::Status::fail : status == "skip" ? PropertyResult::Status::skip : PropertyResult::Status::pass;
+  r.cases = j.at("cases");
+  r.seconds = j.at("seconds");
+  r.message = j.value("message", "");
+  r.counterexample = j.value("minimal_failing_case", std::vector<std::string>{});
+  r.shrinks = j.value("shrinks", 0);
+  r.rc_params = j.value("rc_params", "");
+  r.driver_stderr = j.value("driver_stderr", "");
 }
 
 namespace {
@@ -117,6 +148,71 @@ PropertyResult run_one(const Property& p, const RunOptions& options) {
   return r;
 }
 
+// Worker k runs properties k, k + jobs, …, writing each result as a JSON line to its pipe.
+std::vector<PropertyResult> run_in_workers(const std::vector<const Property*>& chosen, const RunOptions& options,
+                                           const std::function<void(const PropertyResult&)>& on_result) {
+  const size_t jobs = std::min(chosen.size(), static_cast<size_t>(options.jobs));
+  std::vector<pid_t> pids;
+  std::vector<int> fds;
+  for (size_t k = 0; k < jobs; ++k) {
+    int fd[2];
+    if (pipe(fd) != 0) throw std::runtime_error("pipe() failed");
+    const pid_t pid = fork();
+    if (pid < 0) throw std::runtime_error("fork() failed");
+    if (pid == 0) {
+      close(fd[0]);
+      for (size_t i = k; i < chosen.size(); i += jobs) {
+        nlohmann::json line = run_one(*chosen[i], options);
+        line["index"] = i;
+        const std::string text = line.dump() + "\n";
+        if (write(fd[1], text.data(), text.size()) != static_cast<ssize_t>(text.size())) _exit(1);
+      }
+      _exit(0);
+    }
+    close(fd[1]);
+    pids.push_back(pid);
+    fds.push_back(fd[0]);
+  }
+  std::vector<std::optional<PropertyResult>> results(chosen.size());
+  std::vector<std::string> pending(jobs);
+  for (size_t open = jobs; open > 0;) {
+    std::vector<pollfd> watch;
+    for (int fd : fds) watch.push_back({fd, POLLIN, 0});
+    ::poll(watch.data(), watch.size(), -1);
+    for (size_t k = 0; k < jobs; ++k) {
+      if (fds[k] < 0 || !(watch[k].revents & (POLLIN | POLLHUP))) continue;
+      char buf[65536];
+      const ssize_t n = read(fds[k], buf, sizeof buf);
+      if (n <= 0) {
+        close(fds[k]);
+        fds[k] = -1;
+        --open;
+        continue;
+      }
+      pending[k].append(buf, static_cast<size_t>(n));
+      for (size_t eol; (eol = pending[k].find('\n')) != std::string::npos; pending[k].erase(0, eol + 1)) {
+        const auto line = nlohmann::json::parse(pending[k].substr(0, eol));
+        auto& slot = results.at(line.at("index").get<size_t>());
+        slot = line.get<PropertyResult>();
+        if (on_result) on_result(*slot);
+      }
+    }
+  }
+  for (pid_t pid : pids) waitpid(pid, nullptr, 0);
+  std::vector<PropertyResult> out;
+  for (size_t i = 0; i < chosen.size(); ++i) {
+    if (results[i]) {
+      out.push_back(*results[i]);
+    } else {  // the worker died before reporting it
+      PropertyResult r{chosen[i]->suite, chosen[i]->name, chosen[i]->doc};
+      r.status = PropertyResult::Status::fail;
+      r.message = "the harness worker running this property exited without a result";
+      out.push_back(r);
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 std::vector<PropertyResult> run_properties(const RunOptions& options, const std::function<void(const PropertyResult&)>& on_result) {
@@ -124,12 +220,15 @@ std::vector<PropertyResult> run_properties(const RunOptions& options, const std:
   for (const auto& p : all_properties())
     if (selected(options.suites, p.suite) && selected(options.properties, p.name)) chosen.push_back(&p);
   if (chosen.empty()) throw std::invalid_argument("no property matches the --suite / --property filters (see kiln conform --list)");
-  std::vector<PropertyResult> out;
-  for (const Property* p : chosen) {
-    out.push_back(run_one(*p, options));
-    if (on_result) on_result(out.back());
+  if (options.jobs <= 1 || chosen.size() < 2) {
+    std::vector<PropertyResult> out;
+    for (const Property* p : chosen) {
+      out.push_back(run_one(*p, options));
+      if (on_result) on_result(out.back());
+    }
+    return out;
   }
-  return out;
+  return run_in_workers(chosen, options, on_result);
 }
 
 }  // namespace kiln::conformance

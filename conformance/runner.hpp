@@ -18,7 +18,10 @@ struct RunOptions {
   uint64_t seed = 1;                    // rapidcheck seed: the same seed generates the same cases
   double timeout_seconds = 30;          // per driver request
   nlohmann::json client_options = nlohmann::json::object();  // added to every create_service's options
-  double shrink_seconds = 30;           // then shrinking stops at the smallest failure found so far
+  double shrink_seconds = 30;
+  // Properties run at once, each in a forked worker process with its own server (rapidcheck keeps
+  // global state, so not threads). Call with jobs > 1 only from a process with no other threads.
+  int jobs = 1;           // then shrinking stops at the smallest failure found so far
 };
 
 struct PropertyResult {
@@ -34,6 +37,9 @@ struct PropertyResult {
   double seconds = 0;
 };
 const char* status_name(PropertyResult::Status s);
+// The JSON report's form of one result (also how --jobs workers hand results back).
+void to_json(nlohmann::json& j, const PropertyResult& r);
+void from_json(const nlohmann::json& j, PropertyResult& r);
 
 // Throws std::invalid_argument when a suite or property filter matches nothing.
 std::vector<PropertyResult> run_properties(const RunOptions& options,
