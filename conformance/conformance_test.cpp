@@ -70,6 +70,7 @@ TEST(ConformanceTest, TheSameSeedFindsTheSameMinimalCase) {
   RunOptions o;
   o.driver_command = std::string(KILN_CPP_DRIVER) + " --mutant custom_loss_wrong_sign";
   o.properties = {"custom_loss.linearisation"};
+  o.shrink_seconds = 600;  // no time budget cutting shrinking short at a load-dependent point
   const auto a = run_properties(o), b = run_properties(o);
   ASSERT_EQ(a[0].status, PropertyResult::Status::fail);
   EXPECT_EQ(a[0].counterexample, b[0].counterexample);
