@@ -28,7 +28,7 @@ TEST(ConformanceTest, TheCppDriverPassesEveryProperty) {
   RunOptions o;
   o.driver_command = KILN_CPP_DRIVER;
   const auto results = run_properties(o);
-  EXPECT_GE(results.size(), 16u);
+  EXPECT_GE(results.size(), 17u);
   for (const auto& r : results) {
     EXPECT_EQ(r.status, PropertyResult::Status::pass) << describe(r);
     EXPECT_EQ(r.cases, o.cases) << r.name;
@@ -156,10 +156,10 @@ TEST(ConformCliTest, WorkerProcessesReportTheSameAsOneProcess) {
 // implements part of the protocol. What it implements passes; the rest is skipped, not failed.
 TEST(ConformCliTest, APythonDriverPassesWhatItImplementsAndSkipsTheRest) {
   const auto [status, out] = conform("", std::string("--driver 'python3 ") + KILN_SOURCE_DIR +
-                                             "/conformance/driver/python_driver.py' --cases 3");
+                                             "/conformance/driver/python_driver.py' --cases 3 --jobs 2");
   EXPECT_EQ(status, 0) << out;
   for (const char* passes : {"numbers.oracle_agreement", "accumulation.until_optim_step", "naming.resolve_checkpoint_path",
-                             "naming.duplicate_client", "wire.request_fields", "wire.seq_id_order",
+                             "naming.duplicate_client", "wire.request_fields", "wire.seq_id_order", "wire.chunk_limits",
                              "wire.idempotent_resubmission", "resilience.retry_branches", "resilience.exactly_once",
                              "resilience.expired_promise"})
     EXPECT_NE(out.find(std::string("pass    ") + passes), std::string::npos) << passes << "\n" << out;

@@ -55,8 +55,13 @@ service::TrainingResult Oracle::run(const std::string& client, service::Training
   return r.result;
 }
 
-json Oracle::forward(const std::string& client, const std::vector<Example>& batch, bool backward) {
-  return wire::result_to_json(run(client, service::ForwardRequest{to_train(batch), "cross_entropy", {}, backward}));
+json Oracle::forward(const std::string& client, const std::vector<Example>& batch, bool backward, const LossChoice& loss) {
+  // Read as the server reads a request body: the same codec turns the config into the loss's.
+  json data = json::array();
+  for (const auto& d : to_train(batch)) data.push_back(wire::datum_to_json(d));
+  const char* key = backward ? "forward_backward_input" : "forward_input";
+  const json body = {{key, {{"data", data}, {"loss_fn", loss.loss_fn}, {"loss_fn_config", loss.config}}}};
+  return wire::result_to_json(run(client, wire::forward_from_json(body, backward)));
 }
 
 json Oracle::optim_step(const std::string& client, const Adam& adam) {

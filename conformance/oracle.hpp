@@ -24,7 +24,8 @@ class Oracle {
   void create_from_state(const std::string& client, const std::string& path, bool with_optimizer);
 
   // ForwardBackwardOutput JSON (DRIVER.md), as the server returns it.
-  nlohmann::json forward(const std::string& client, const std::vector<Example>& batch, bool backward);
+  nlohmann::json forward(const std::string& client, const std::vector<Example>& batch, bool backward,
+                         const LossChoice& loss = {});
   nlohmann::json optim_step(const std::string& client, const Adam& adam);
   // The two requests of the linearisation, and the custom_loss metric merged in.
   nlohmann::json forward_backward_custom(const std::string& client, const std::vector<Example>& batch,

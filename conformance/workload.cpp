@@ -14,6 +14,8 @@ json to_driver(const std::vector<Example>& batch) {
     const auto n = static_cast<int64_t>(e.targets.size());
     json inputs = {{"target_tokens", {{"data", e.targets}, {"dtype", "int64"}, {"shape", {n}}}}};
     if (e.weights) inputs["weights"] = {{"data", *e.weights}, {"dtype", "float32"}, {"shape", {n}}};
+    if (e.sampling_logprobs) inputs["logprobs"] = {{"data", *e.sampling_logprobs}, {"dtype", "float32"}, {"shape", {n}}};
+    if (e.advantages) inputs["advantages"] = {{"data", *e.advantages}, {"dtype", "float32"}, {"shape", {n}}};
     out.push_back({{"model_input", e.tokens}, {"loss_fn_inputs", inputs}});
   }
   return out;
@@ -26,6 +28,8 @@ std::vector<train::Datum> to_train(const std::vector<Example>& batch) {
     d.model_input = e.tokens;
     d.loss_fn_inputs["target_tokens"] = train::TensorData::ints(e.targets);
     if (e.weights) d.loss_fn_inputs["weights"] = train::TensorData::floats(*e.weights);
+    if (e.sampling_logprobs) d.loss_fn_inputs["logprobs"] = train::TensorData::floats(*e.sampling_logprobs);
+    if (e.advantages) d.loss_fn_inputs["advantages"] = train::TensorData::floats(*e.advantages);
     out.push_back(std::move(d));
   }
   return out;
@@ -43,8 +47,8 @@ std::string describe(const std::vector<Example>& batch) {
   return os.str();
 }
 
-rc::Gen<std::vector<Example>> gen_batch(int max_datums) {
-  const auto example = rc::gen::exec([] {
+rc::Gen<std::vector<Example>> gen_batch(int max_datums, bool rl) {
+  const auto example = rc::gen::exec([rl] {
     const auto text = *rc::gen::container<std::vector<int64_t>>(*gen_count(3, 13), rc::gen::resize(100, rc::gen::inRange<int64_t>(32, 127)));
     Example e;
     e.tokens.assign(text.begin(), text.end() - 1);
@@ -53,10 +57,13 @@ rc::Gen<std::vector<Example>> gen_batch(int max_datums) {
     // all-zero weights would train nothing.
     if (*rc::gen::element(false, false, true))
       e.weights = *rc::gen::container<std::vector<double>>(e.targets.size(), rc::gen::element(0.0, 0.5, 1.0, 1.0, 2.0));
+    if (rl) {  // float32 values, so that both sides read the same numbers
+      e.sampling_logprobs = *rc::gen::container<std::vector<double>>(e.targets.size(), rc::gen::element(-6.0, -5.5, -4.0, -1.0, -0.25));
+      e.advantages = *rc::gen::container<std::vector<double>>(e.targets.size(), rc::gen::element(-1.0, -0.5, 0.0, 0.5, 1.0));
+    }
     return e;
   });
-  return rc::gen::mapcat(gen_count(1, static_cast<size_t>(max_datums)),
-                         [example](size_t n) { return rc::gen::container<std::vector<Example>>(n, example); });
+  return gen_list(example, static_cast<size_t>(max_datums));
 }
 
 std::vector<Example> many_examples(size_t n, uint64_t seed) {
@@ -67,6 +74,17 @@ std::vector<Example> many_examples(size_t n, uint64_t seed) {
     e.targets = {e.tokens[1], static_cast<int64_t>(32 + rng.next() % 95)};
   }
   return out;
+}
+
+void showValue(const LossChoice& l, std::ostream& os) {
+  os << l.loss_fn;
+  if (!l.config.empty()) os << " " << l.config.dump();
+}
+
+rc::Gen<LossChoice> gen_rl_loss() {
+  return rc::gen::element(LossChoice{"importance_sampling"}, LossChoice{"ppo"},
+                          LossChoice{"ppo", {{"clip_low_threshold", 0.9}, {"clip_high_threshold", 1.1}}}, LossChoice{"cispo"},
+                          LossChoice{"dro", {{"beta", 0.1}}});
 }
 
 json to_driver(const Adam& a) {

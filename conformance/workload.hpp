@@ -20,6 +20,9 @@ struct Example {
   std::vector<int64_t> tokens;                 // model input
   std::vector<int64_t> targets;                // next tokens, one per input token
   std::optional<std::vector<double>> weights;  // absent: the loss counts every token
+  // The RL losses' inputs (importance_sampling, ppo, cispo, dro): the sampler's logprobs of the
+  // targets and the advantages.
+  std::optional<std::vector<double>> sampling_logprobs, advantages;
 };
 
 nlohmann::json to_driver(const std::vector<Example>& batch);
@@ -47,8 +50,23 @@ T pick(const std::string& label, rc::Gen<T> gen) {
 // small sizes, which would leave most cases with one call. Shrinks towards lo.
 inline rc::Gen<size_t> gen_count(size_t lo, size_t hi) { return rc::gen::resize(100, rc::gen::inRange<size_t>(lo, hi + 1)); }
 
-// 1..max_datums examples of 2..12 byte tokens; weights in [0, 1] on some.
-rc::Gen<std::vector<Example>> gen_batch(int max_datums = 3);
+// 1..most elements, about uniformly; shrinks by dropping any element, then by shrinking elements.
+template <typename T>
+rc::Gen<std::vector<T>> gen_list(rc::Gen<T> element, size_t most) {
+  return rc::gen::nonEmpty(rc::gen::resize(static_cast<int>(most), rc::gen::container<std::vector<T>>(std::move(element))));
+}
+
+// 1..max_datums examples of 2..12 byte tokens; weights on some. With `rl`, every example has
+// sampling logprobs and advantages too.
+rc::Gen<std::vector<Example>> gen_batch(int max_datums = 3, bool rl = false);
+
+// A loss for forward_backward with its loss_fn_config (an object, maybe empty).
+struct LossChoice {
+  std::string loss_fn = "cross_entropy";
+  nlohmann::json config = nlohmann::json::object();
+};
+void showValue(const LossChoice& l, std::ostream& os);
+rc::Gen<LossChoice> gen_rl_loss();  // importance_sampling, ppo, cispo or dro, some with a config
 // n examples of 2 tokens each: enough of them to make a client split a call into chunks.
 std::vector<Example> many_examples(size_t n, uint64_t seed);
 

@@ -112,6 +112,7 @@ class Driver {
       const json opt = args.value("options", json::object());
       o.wire_format = opt.value("wire_format", o.wire_format);
       o.max_chunk_datums = opt.value("max_chunk_datums", o.max_chunk_datums);
+      if (mutant_ == "no_chunking") o.max_chunk_datums = o.max_chunk_bytes = size_t{1} << 40;
       o.retry.initial_delay_seconds = opt.value("retry_initial_delay_seconds", o.retry.initial_delay_seconds);
       o.retry.budget_seconds = opt.value("retry_budget_seconds", o.retry.budget_seconds);
       o.heartbeat_seconds = opt.value("heartbeat_seconds", o.heartbeat_seconds);
@@ -133,8 +134,13 @@ class Driver {
       clients_.emplace(h, tc);
       return {{"client", h}, {"model_id", tc.model_id()}};
     }
-    if (op == "resolve_checkpoint_path")
-      return {{"path", TrainingClient::resolve_checkpoint_path(arg(args, "name"), args.value("source_job_id", ""))}};
+    if (op == "resolve_checkpoint_path") {
+      const std::string name = arg(args, "name"), job = args.value("source_job_id", "");
+      if (mutant_ == "resolve_no_strip" && !job.empty() && job.find_first_not_of(' ') != std::string::npos &&
+          name.rfind("gs://", 0) != 0 && name.rfind('/', 0) != 0 && name.find_first_not_of(' ') != std::string::npos)
+        return {{"path", "cross_job://" + job + "/" + name}};
+      return {{"path", TrainingClient::resolve_checkpoint_path(name, job)}};
+    }
     if (op == "await") {
       auto it = futures_.find(arg(args, "future"));
       if (it == futures_.end()) throw BadRequest("unknown future handle");

@@ -104,12 +104,15 @@ const std::vector<Mutant>& mutants() {
       {"forward_accumulates", "sends forward as forward_backward", "accumulation.until_optim_step"},
       {"invented_field", "adds a field the API does not define to every request", "wire.request_fields"},
       {"no_ttl", "drops ttl_seconds from save_state", "checkpoints.ttl_expiry"},
+      {"no_chunking", "sends every forward_backward in one request, however many datums", "wire.chunk_limits"},
+      {"resolve_no_strip", "does not strip the job and name in resolve_checkpoint_path", "naming.resolve_checkpoint_path"},
   };
   return all;
 }
 
 std::shared_ptr<client::Transport> mutant_transport(const std::string& name, std::shared_ptr<client::Transport> real) {
-  if (name.empty() || name == "custom_loss_wrong_sign") return real;
+  if (name.empty() || name == "custom_loss_wrong_sign" || name == "no_chunking" || name == "resolve_no_strip")
+    return real;  // bugs made in the driver itself
   for (const auto& m : mutants())
     if (name == m.name) return std::make_shared<MutatingTransport>(name, std::move(real));
   throw std::invalid_argument("unknown mutant '" + name + "'");

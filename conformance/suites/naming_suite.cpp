@@ -23,9 +23,7 @@ void sampler_suffix(Case& c) {
   const std::string service = c.service();
   const std::string first = c.training_client(service, 4, 1), second = c.training_client(service, 4, 2);
   const auto saves = pick("saves (on the second client?, name)",
-                          rc::gen::mapcat(gen_count(1, 4), [](size_t n) {
-                            return rc::gen::container<std::vector<std::pair<bool, std::string>>>(n, rc::gen::pair(rc::gen::arbitrary<bool>(), gen_name()));
-                          }));
+                          gen_list(rc::gen::pair(rc::gen::arbitrary<bool>(), gen_name()), 4));
   std::map<std::string, std::string> suffix_of;  // client → its suffix
   std::set<std::string> snapshots;
   for (const auto& [on_second, name] : saves) {
@@ -80,13 +78,12 @@ std::pair<bool, std::string> expected_resolution(const ResolveCase& r) {
 }
 
 void resolve_checkpoint_path(Case& c) {
-  const auto cases = pick("calls", rc::gen::mapcat(gen_count(1, 5), [](size_t n) { return rc::gen::container<std::vector<ResolveCase>>(
-      n,
+  const auto cases = pick("calls", gen_list(
       rc::gen::build<ResolveCase>(
           rc::gen::set(&ResolveCase::name, rc::gen::element<std::string>("step-2", " step-4 ", "", "  ", "gs://bucket/run/step-2",
                                                                          "/mnt/ckpt/step-2", "run-1/step-9", "cross_job://j/x")),
           rc::gen::set(&ResolveCase::job, rc::gen::element<std::optional<std::string>>(std::nullopt, std::string(""), std::string("job-7"),
-                                                                                       std::string(" job-7 "), std::string("   "))))); }));
+                                                                                       std::string(" job-7 "), std::string("   ")))), 5));
   for (const auto& r : cases) {
     json args = {{"name", r.name}};
     if (r.job) args["source_job_id"] = *r.job;

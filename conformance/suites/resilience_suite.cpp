@@ -77,10 +77,10 @@ void showValue(const Step& s, std::ostream& os) {
 // match, and the server must have run as many forward_backward requests and optimizer steps as the oracle
 // that ran each call once.
 void faulty_training(Case& c, bool lost_answers_only) {
-  const auto steps = pick("steps", rc::gen::mapcat(gen_count(1, 5), [lost_answers_only](size_t n) { return rc::gen::container<std::vector<Step>>(
-      n, rc::gen::build<Step>(rc::gen::set(&Step::kind, rc::gen::element(Step::forward, Step::forward_backward, Step::optim_step)),
+  const auto steps = pick("steps", gen_list(
+      rc::gen::build<Step>(rc::gen::set(&Step::kind, rc::gen::element(Step::forward, Step::forward_backward, Step::optim_step)),
                            rc::gen::set(&Step::batch, gen_batch(2)), rc::gen::set(&Step::adam, gen_adam()),
-                           rc::gen::set(&Step::fault, gen_fault(lost_answers_only)))); }));
+                           rc::gen::set(&Step::fault, gen_fault(lost_answers_only))), 5));
   ScratchDir dir("kiln-oracle");
   Oracle oracle(dir.path());
   const std::string service = c.service();

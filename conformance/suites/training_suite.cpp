@@ -66,6 +66,22 @@ struct ForwardBackward : Command {
   void show(std::ostream& os) const override { os << "forward_backward(" << describe(batch) << ")"; }
 };
 
+// forward_backward with an RL loss (importance_sampling, ppo, cispo, dro) and its inputs.
+struct RlForwardBackward : Command {
+  std::vector<Example> batch = *gen_batch(3, true);
+  LossChoice loss = *gen_rl_loss();
+  void run(const Model&, Sut& s) const override {
+    expect_output_close(s.c.ok("forward_backward", {{"client", s.client}, {"data", to_driver(batch)}, {"loss_fn", loss.loss_fn},
+                                                    {"loss_fn_config", loss.config}}),
+                        s.oracle.forward(s.client, batch, true, loss), "forward_backward(" + loss.loss_fn + ")");
+  }
+  void show(std::ostream& os) const override {
+    os << "forward_backward(";
+    showValue(loss, os);
+    os << ", " << describe(batch) << ")";
+  }
+};
+
 struct OptimStep : Command {
   Adam adam = *gen_adam();
   void run(const Model&, Sut& s) const override {
@@ -205,9 +221,10 @@ std::function<void(Case&)> machine() {
 
 void add_training_properties(std::vector<Property>& out) {
   out.push_back({"numbers", "numbers.oracle_agreement",
-                 "forward and forward_backward return, for every datum, logprobs and metrics within 2e-5·(1+|x|) of "
-                 "Kiln's in-process oracle run on the same inputs, across training steps, for LoRA and full-parameter clients",
-                 machine<Forward, ForwardBackward, OptimStep>()});
+                 "forward and forward_backward (cross_entropy and the RL losses with their inputs and configs) return, for "
+                 "every datum, logprobs and metrics within 2e-5·(1+|x|) of Kiln's in-process oracle run on the same inputs, "
+                 "across training steps, for LoRA and full-parameter clients",
+                 machine<Forward, ForwardBackward, RlForwardBackward, OptimStep>()});
   out.push_back({"ordering", "ordering.pipelined_submission_order",
                  "with several forward_backward and optim_step futures in flight and awaited in any order, each result is "
                  "the one of executing the calls in the order they were submitted",

@@ -39,7 +39,7 @@ rc::Gen<WireOp> gen_op() {
 }
 
 rc::Gen<std::vector<WireOp>> gen_ops(size_t most) {
-  return rc::gen::mapcat(gen_count(1, most), [](size_t n) { return rc::gen::container<std::vector<WireOp>>(n, gen_op()); });
+  return gen_list(gen_op(), most);
 }
 
 // One call as the server must see it: a request type and, for forward / forward_backward, the
@@ -195,15 +195,37 @@ void request_fields(Case& c) {
   }
 }
 
-void seq_id_order(Case& c) {
+// Generated calls with, somewhere among them, one forward_backward big enough to be chunked.
+std::vector<WireOp> ops_with_a_chunked_call() {
   auto ops = pick("calls", gen_ops(5));
-  // Always one call big enough to be chunked, somewhere among the others.
   const auto at = pick("position of a 1030-datum forward_backward", rc::gen::inRange<size_t>(0, ops.size() + 1));
   ops.insert(ops.begin() + static_cast<long>(at), WireOp{WireOp::chunked_forward_backward, many_examples(1030, 7), Adam{}});
+  return ops;
+}
+
+void seq_id_order(Case& c) {
+  const auto ops = ops_with_a_chunked_call();
   const std::string service = c.service();
   const std::string client = c.training_client(service, 4, 1);
   const auto calls = run_workload(c, client, ops);
   check_seq_order(submits_by_seq(c.server.journal(), c.model_id(client), nullptr), calls);
+}
+
+void chunk_limits(Case& c) {
+  const auto ops = ops_with_a_chunked_call();
+  const std::string client = c.training_client(c.service(), 4, 1);
+  run_workload(c, client, ops);
+  for (const auto& e : c.server.journal()) {
+    const json& req = e["request"];
+    if (!req.is_object()) continue;
+    for (const char* key : {"forward_input", "forward_backward_input"}) {
+      if (!req.contains(key) || !req[key].is_object()) continue;
+      const size_t n = req[key].value("data", json::array()).size();
+      if (n > 1024)
+        throw Failure(e["path"].get<std::string>() + " carried " + std::to_string(n) +
+                      " datums in one request; a client splits calls into chunks of at most 1024 (wire.md §4.2)");
+    }
+  }
 }
 
 // A fault on the n-th submit of the workload: refused before the server saw it, or accepted with
@@ -224,10 +246,9 @@ json fault_rule(const SubmitFault& f, const std::string& model_id) {
 
 void idempotent_resubmission(Case& c) {
   const auto ops = pick("calls", gen_ops(4));
-  const auto faults = pick("faults", rc::gen::mapcat(gen_count(1, 2), [](size_t n) { return rc::gen::container<std::vector<SubmitFault>>(
-      n, rc::gen::build<SubmitFault>(rc::gen::set(&SubmitFault::skip, rc::gen::inRange(0, 4)),
+  const auto faults = pick("faults", gen_list(rc::gen::build<SubmitFault>(rc::gen::set(&SubmitFault::skip, rc::gen::inRange(0, 4)),
                                                                   rc::gen::set(&SubmitFault::kind, rc::gen::element<std::string>(
-                                                                                                       "close", "close", "503", "500", "429", "408", "empty 400")))); }));
+                                                                                                       "close", "close", "503", "500", "429", "408", "empty 400"))), 2));
   const std::string service = c.service();
   const std::string client = c.training_client(service, 4, 1);
   const std::string model = c.model_id(client);
@@ -258,6 +279,10 @@ void add_wire_properties(std::vector<Property>& out) {
                  "a training client numbers its submits 1, 2, 3, … in call order; the chunks of one call take consecutive "
                  "seq_ids in the order of their datums, whatever order they are sent in (wire.md §4.1–4.2)",
                  seq_id_order});
+  out.push_back({"wire", "wire.chunk_limits",
+                 "a forward / forward_backward call of more than 1024 datums is split into requests of at most 1024 "
+                 "(wire.md §4.2; the 5 MB estimate is not reached by these workloads)",
+                 chunk_limits});
   out.push_back({"wire", "wire.idempotent_resubmission",
                  "a submit refused (503, 500, 429, 408, empty 400) or whose answer is lost (connection dropped) is re-sent "
                  "with the same body and seq_id, never as a new seq_id (wire.md §4.4)",
