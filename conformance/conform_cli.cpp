@@ -1,5 +1,6 @@
 #include "conformance/conform_cli.hpp"
 
+#include <cstdlib>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -99,6 +100,12 @@ int conform_main(int argc, char** argv) {
     std::cerr << "kiln conform: --cases, --max-size and --jobs must be at least 1, --timeout positive\n";
     return 2;
   }
+  // rapidcheck prints its configuration when it first reads RC_PARAMS: make it show the seed
+  // this run uses (the runner passes it explicitly) rather than a random one it would not.
+  const char* rc_params = std::getenv("RC_PARAMS");
+  const std::string params = rc_params ? rc_params : "";
+  if (params.find("seed=") == std::string::npos)
+    setenv("RC_PARAMS", ("seed=" + std::to_string(o.seed) + (params.empty() ? "" : " " + params)).c_str(), 1);
   std::vector<PropertyResult> results;
   try {
     results = run_properties(o, [](const PropertyResult& r) {
