@@ -10,7 +10,7 @@ namespace {
 
 struct Fault {
   std::string where;  // submit or poll
-  std::string kind;   // see fault_doc
+  std::string kind;   // one of kSubmitFaults / kPollFaults; arm() turns it into a rule
 };
 void showValue(const Fault& f, std::ostream& os) { os << f.kind << " on the next " << f.where; }
 
