@@ -218,6 +218,9 @@ void chunk_limits(Case& c) {
   for (const auto& e : c.server.journal()) {
     const json& req = e["request"];
     if (!req.is_object()) continue;
+    if (req.contains("summary") && req["summary"].value("num_datums", 0) > 1024)  // a body the journal kept short
+      throw Failure(e["path"].get<std::string>() + " carried " + req["summary"]["num_datums"].dump() +
+                    " datums in one request; a client splits calls into chunks of at most 1024 (wire.md §4.2)");
     for (const char* key : {"forward_input", "forward_backward_input"}) {
       if (!req.contains(key) || !req[key].is_object()) continue;
       const size_t n = req[key].value("data", json::array()).size();

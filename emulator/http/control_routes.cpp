@@ -51,7 +51,8 @@ json describe_body(const httplib::Request& req, size_t max_body_bytes) {
     json summary = {{"bytes", req.body.size()}};
     for (const char* k : {"type", "model_id", "seq_id"})
       if (j.contains(k)) summary[k] = j[k];
-    if (j.contains("forward_backward_input")) summary["num_datums"] = j["forward_backward_input"].value("data", json::array()).size();
+    for (const char* input : {"forward_input", "forward_backward_input"})
+      if (j.contains(input) && j[input].is_object()) summary["num_datums"] = j[input].value("data", json::array()).size();
     return {{"summary", summary}};
   }
   return j;
