@@ -278,9 +278,15 @@ TEST_F(HttpTest, SamplingOverJsonAndProtobuf) {
                      {"prompt_logprobs", true}, {"topk_prompt_logprobs", 2}, {"type", "sample"}};
   auto [ss, fut] = post("/api/v1/asample", body);
   ASSERT_EQ(ss, 200) << fut;
+  // tinker >= 0.26 asserts one sequence id per requested sample on the promise.
+  ASSERT_TRUE(fut["sample_sequence_ids"].is_array()) << fut;
+  ASSERT_EQ(fut["sample_sequence_ids"].size(), 2u);
+  EXPECT_NE(fut["sample_sequence_ids"][0], fut["sample_sequence_ids"][1]);
   const json out = result(fut["request_id"]);
   EXPECT_EQ(out["type"], "sample");
   ASSERT_EQ(out["sequences"].size(), 2u);
+  EXPECT_EQ(out["sequences"][0]["sequence_id"], fut["sample_sequence_ids"][0]);
+  EXPECT_EQ(out["sequences"][1]["sequence_id"], fut["sample_sequence_ids"][1]);
   for (const auto& seq : out["sequences"]) {
     EXPECT_EQ(seq["tokens"].size(), seq["logprobs"].size());
     EXPECT_TRUE(seq["stop_reason"] == "length" || seq["stop_reason"] == "stop") << seq;

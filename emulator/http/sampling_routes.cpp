@@ -17,8 +17,8 @@ void HttpServer::register_sampling_routes() {
                                   "create_sampling_session (or save_weights_for_sampler) first");
     const std::string sampler = wire::require_string(b, "sampling_session_id", "");
     const int64_t seq_id = b.contains("seq_id") && !b["seq_id"].is_null() ? wire::require_int(b, "seq_id", "") : -1;
-    const std::string rid = svc_.submit_sample(key, sampler, seq_id, wire::sample_from_json(b));
-    send_json(res, 200, {{"request_id", rid}});
+    const auto sub = svc_.submit_sample(key, sampler, seq_id, wire::sample_from_json(b));
+    send_json(res, 200, {{"request_id", sub.request_id}, {"sample_sequence_ids", sub.sequence_ids}});
   });
   route("GET", R"(/api/v1/samplers/([^/]+))", [this](auto& req, auto& res, auto& key) {
     const auto s = svc_.get_sampler(key, req.matches[1]);

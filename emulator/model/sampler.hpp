@@ -34,6 +34,7 @@ struct SampledSequence {
   std::vector<int64_t> tokens;  // generated tokens only
   std::vector<float> logprobs;  // of each token, under the tempered distribution (F3)
   bool stopped = false;         // "stop" (stop token/string/end of sequence); else "length"
+  std::string sequence_id;      // the service's id, fixed when the request was submitted
 };
 
 struct SampleOutput {

@@ -1,4 +1,5 @@
 // Sampling sessions on the service: where a sampler's weights come from, and asample futures.
+#include <algorithm>
 #include <cmath>
 
 #include <gtest/gtest.h>
@@ -51,7 +52,7 @@ class SamplingTest : public ::testing::Test {
     spec.prompt = {kText.begin(), kText.end()};
     spec.params.max_tokens = 1;
     spec.prompt_logprobs = true;
-    const auto r = wait_for(*svc, kKey, svc->submit_sample(kKey, sampler, seq, spec));
+    const auto r = wait_for(*svc, kKey, svc->submit_sample(kKey, sampler, seq, spec).request_id);
     EXPECT_EQ(r.status, Status::done) << r.error;
     if (r.status != Status::done) return {};
     return *std::get<model::SampleOutput>(r.result).prompt_logprobs;
@@ -147,17 +148,27 @@ TEST_F(SamplingTest, AsampleValidatesAtSubmitAndDedupesResubmissions) {
   spec.params.max_tokens = 5;
   spec.params.seed = 42;
   spec.num_samples = 2;
-  const auto rid = svc->submit_sample(kKey, sampler, 1, spec);
-  EXPECT_EQ(svc->submit_sample(kKey, sampler, 1, spec), rid);  // the SDK's resubmission after a 429
-  const auto r = wait_for(*svc, kKey, rid);
+  const auto sub = svc->submit_sample(kKey, sampler, 1, spec);
+  // One id per requested sample, distinct, fixed at submission (tinker >= 0.26 asserts them).
+  ASSERT_EQ(sub.sequence_ids.size(), 2u);
+  EXPECT_NE(sub.sequence_ids[0], sub.sequence_ids[1]);
+  const auto resubmitted = svc->submit_sample(kKey, sampler, 1, spec);  // the SDK's resubmission after a 429
+  EXPECT_EQ(resubmitted.request_id, sub.request_id);
+  EXPECT_EQ(resubmitted.sequence_ids, sub.sequence_ids);
+  const auto r = wait_for(*svc, kKey, sub.request_id);
   ASSERT_EQ(r.status, Status::done) << r.error;
   const auto& out = std::get<model::SampleOutput>(r.result);
   ASSERT_EQ(out.sequences.size(), 2u);
+  EXPECT_EQ(out.sequences[0].sequence_id, sub.sequence_ids[0]);
+  EXPECT_EQ(out.sequences[1].sequence_id, sub.sequence_ids[1]);
   EXPECT_EQ(out.sequences[0].tokens.size(), 5u);
   EXPECT_FALSE(out.prompt_logprobs);
   // The same seed again (a new seq_id): the same samples.
-  const auto again = wait_for(*svc, kKey, svc->submit_sample(kKey, sampler, 2, spec));
+  const auto resample = svc->submit_sample(kKey, sampler, 2, spec);
+  const auto again = wait_for(*svc, kKey, resample.request_id);
   EXPECT_EQ(std::get<model::SampleOutput>(again.result).sequences[1].tokens, out.sequences[1].tokens);
+  // A new submission (a retry under a new seq_id) gets new sequence ids.
+  for (const auto& id : resample.sequence_ids) EXPECT_EQ(std::count(sub.sequence_ids.begin(), sub.sequence_ids.end(), id), 0);
 }
 
 }  // namespace

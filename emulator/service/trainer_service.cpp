@@ -893,8 +893,8 @@ SamplerInfo TrainerService::get_sampler(const std::string& api_key, const std::s
   return it->second->info;
 }
 
-std::string TrainerService::submit_sample(const std::string& api_key, const std::string& sampler_id, int64_t seq_id,
-                                          model::SampleSpec spec) {
+SampleSubmission TrainerService::submit_sample(const std::string& api_key, const std::string& sampler_id,
+                                               int64_t seq_id, model::SampleSpec spec) {
   const std::string tenant = tenant_key(api_key);
   std::lock_guard lock(mu_);
   auto it = samplers_.find(sampler_id);
@@ -907,26 +907,39 @@ std::string TrainerService::submit_sample(const std::string& api_key, const std:
     throw InvalidRequest(e.message());
   }
   const uint64_t fp = fingerprint(spec);
-  if (auto seen = sampler.seen.find(seq_id); seen != sampler.seen.end() && seen->second.first == fp &&
-                                             futures_.count(seen->second.second))
-    return seen->second.second;  // the SDK re-submits with the same seq_id after a 429
-  if (auto forced = take_injected_failure()) return fail_future(tenant, *forced);
-  const std::string rid = new_id("req-");
-  auto f = std::make_unique<Future>();
-  f->tenant = tenant;
-  f->owner = sampler_id;
-  f->submitted = clock_->now();
-  futures_[rid] = std::move(f);
-  sampler.seen[seq_id] = {fp, rid};
-  sample_jobs_.push_back({rid, sampler.weights, std::move(spec)});
-  work_cv_.notify_one();
-  return rid;
+  if (auto seen = sampler.seen.find(seq_id); seen != sampler.seen.end() && seen->second.first == fp) {
+    // The SDK re-submits with the same seq_id after a 429: the same submission, the same ids.
+    if (auto f = futures_.find(seen->second.second); f != futures_.end())
+      return {f->first, f->second->sequence_ids};
+  }
+  std::string rid;
+  if (auto forced = take_injected_failure()) {
+    rid = fail_future(tenant, *forced);
+  } else {
+    rid = new_id("req-");
+    auto f = std::make_unique<Future>();
+    f->tenant = tenant;
+    f->owner = sampler_id;
+    f->submitted = clock_->now();
+    futures_[rid] = std::move(f);
+    sampler.seen[seq_id] = {fp, rid};
+  }
+  // One id per sequence, derived from the request id, so every submission has fresh ones.
+  auto& ids = futures_[rid]->sequence_ids;
+  for (int64_t i = 0; i < spec.num_samples; ++i) ids.push_back(rid + ":" + std::to_string(i));
+  if (futures_[rid]->state.status == RetrieveResult::Status::pending) {
+    sample_jobs_.push_back({rid, sampler.weights, std::move(spec), ids});
+    work_cv_.notify_one();
+  }
+  return {rid, ids};
 }
 
 void TrainerService::run_sample(const SampleJob& job) {
   RetrieveResult outcome;
   try {
-    outcome.result = model::sample(*job.weights, job.spec);
+    model::SampleOutput out = model::sample(*job.weights, job.spec);
+    for (size_t i = 0; i < out.sequences.size(); ++i) out.sequences[i].sequence_id = job.sequence_ids.at(i);
+    outcome.result = std::move(out);
     outcome.status = RetrieveResult::Status::done;
   } catch (const model::InputError& e) {
     outcome = RetrieveResult::failure(e.message(), ErrorCategory::user);

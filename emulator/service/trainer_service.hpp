@@ -112,6 +112,12 @@ struct CreateSamplerRequest {
   std::string model_path;  // tinker://<run>/sampler_weights/<name>
 };
 
+// An accepted asample: its future and the ids its sequences will carry, in order.
+struct SampleSubmission {
+  std::string request_id;
+  std::vector<std::string> sequence_ids;
+};
+
 struct RetrieveResult {
   enum class Status { pending, done, failed } status = Status::pending;
   TrainingResult result;
@@ -188,7 +194,8 @@ class TrainerService {
   SamplerInfo get_sampler(const std::string& api_key, const std::string& sampler_id) const;
   // Queues num_samples continuations; stateless, so not ordered. Resubmitting the same seq_id and
   // request returns the same future (a retry after 429). Invalid specs throw InvalidRequest.
-  std::string submit_sample(const std::string& api_key, const std::string& sampler_id, int64_t seq_id,
+  // The submission fixes one id per sequence (tinker >= 0.26 asserts them on the promise).
+  SampleSubmission submit_sample(const std::string& api_key, const std::string& sampler_id, int64_t seq_id,
                             model::SampleSpec spec);
 
   // Checkpoint views.
@@ -240,6 +247,7 @@ class TrainerService {
     std::string request_id;
     std::shared_ptr<const model::Transformer<float>> weights;
     model::SampleSpec spec;
+    std::vector<std::string> sequence_ids;
   };
 
   std::string new_id(const char* prefix);

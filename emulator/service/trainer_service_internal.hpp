@@ -19,6 +19,7 @@ struct TrainerService::Future {
   std::optional<TimePoint> completed, first_delivered;
   int64_t polls = 0;
   std::optional<InjectedFailure> forced;  // fault injection: fail instead of executing
+  std::vector<std::string> sequence_ids;  // asample futures: one per requested sample
 };
 
 struct TrainerService::Sampler {

@@ -312,8 +312,11 @@ service::CreateModelRequest create_model_from_json(const json& body, bool needs_
 
 json sample_output_to_json(const model::SampleOutput& r) {
   json seqs = json::array();
-  for (const auto& q : r.sequences)
-    seqs.push_back({{"stop_reason", q.stopped ? "stop" : "length"}, {"tokens", q.tokens}, {"logprobs", q.logprobs}});
+  for (const auto& q : r.sequences) {
+    json seq = {{"stop_reason", q.stopped ? "stop" : "length"}, {"tokens", q.tokens}, {"logprobs", q.logprobs}};
+    if (!q.sequence_id.empty()) seq["sequence_id"] = q.sequence_id;
+    seqs.push_back(std::move(seq));
+  }
   json j = {{"sequences", std::move(seqs)}, {"type", "sample"}, {"prompt_cache_hit_tokens", 0}};
   if (r.prompt_logprobs) {
     json lp = json::array();
