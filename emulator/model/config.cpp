@@ -43,6 +43,7 @@ void to_json(nlohmann::json& j, const ModelConfig& c) {
        {"n_heads", c.n_heads},       {"d_ff", c.d_ff},           {"max_context", c.max_context},
        {"rope_theta", c.rope_theta}, {"norm_eps", c.norm_eps}};
   if (!c.eos_token_ids.empty()) j["eos_token_ids"] = c.eos_token_ids;
+  if (c.factored_head()) j["head"] = "factored";
 }
 
 void from_json(const nlohmann::json& j, ModelConfig& c) {
@@ -55,6 +56,10 @@ void from_json(const nlohmann::json& j, ModelConfig& c) {
   j.at("rope_theta").get_to(c.rope_theta);
   j.at("norm_eps").get_to(c.norm_eps);
   c.eos_token_ids = j.value("eos_token_ids", std::vector<int64_t>{});
+  const std::string head = j.value("head", std::string("dense"));
+  if (head != "dense" && head != "factored")
+    throw InputError("head", "must be \"dense\" or \"factored\", got \"" + head + "\"");
+  c.head = head == "factored" ? HeadKind::factored : HeadKind::dense;
 }
 
 void LoraConfig::validate() const {

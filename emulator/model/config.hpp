@@ -8,6 +8,11 @@
 
 namespace kiln::model {
 
+// How token ids map to embeddings and logits. dense: one row per id (a V×d embedding and head).
+// factored: id t = hi·m + lo with m = ceil(sqrt(V)); embedding E_hi[hi] + E_lo[lo], logits
+// α[hi] + β[lo] — exact over all V ids at O(sqrt(V)·d) per token (see FactoredVocab, layers.hpp).
+enum class HeadKind { dense, factored };
+
 struct ModelConfig {
   int64_t vocab_size = 256;
   int64_t d_model = 64;
@@ -18,8 +23,10 @@ struct ModelConfig {
   double rope_theta = 10000.0;
   double norm_eps = 1e-5;
   std::vector<int64_t> eos_token_ids;  // end a sampled sequence (stop_reason "stop"); may be empty
+  HeadKind head = HeadKind::dense;
 
   int64_t head_dim() const { return d_model / n_heads; }
+  bool factored_head() const { return head == HeadKind::factored; }
   // Throws InputError naming the first field that is out of its range.
   void validate() const;
   bool operator==(const ModelConfig&) const = default;

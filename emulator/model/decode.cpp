@@ -76,7 +76,7 @@ Mat<T> Transformer<T>::extend(KvCache<T>& cache, std::span<const int64_t> tokens
   for (int64_t t = 0; t < m; ++t) pos[t] = p0 + t;
 
   Mat<T> x, xn, q, k, v, att, gate, up, h, u, y;
-  embedding_forward(x, std::vector<int64_t>(tokens.begin(), tokens.end()), ptr(embed_), d);
+  embed(x, std::vector<int64_t>(tokens.begin(), tokens.end()));
   Vec<T> rstd;
   for (size_t l = 0; l < layers_.size(); ++l) {
     const LayerSpec& S = layers_[l];
@@ -113,15 +113,26 @@ Mat<T> Transformer<T>::extend(KvCache<T>& cache, std::span<const int64_t> tokens
 }
 
 template <typename T>
-Mat<T> Transformer<T>::vocab_logits(const Mat<T>& hidden) const {
-  Mat<T> z(hidden.rows(), config_.vocab_size), u;
-  linear_forward<T>(z, u, hidden, resolve(head_, nullptr));
-  return z;
+HeadScores<T> Transformer<T>::head_scores(const Mat<T>& hidden) const {
+  HeadScores<T> s;
+  Mat<T> u;
+  if (config_.factored_head()) {
+    s.factored = true;
+    s.fv = fv_;
+    s.hi.resize(hidden.rows(), fv_.A);
+    s.lo.resize(hidden.rows(), fv_.m);
+    linear_forward<T>(s.hi, u, hidden, resolve(head_hi_, nullptr));
+    linear_forward<T>(s.lo, u, hidden, resolve(head_lo_, nullptr));
+  } else {
+    s.logits.resize(hidden.rows(), config_.vocab_size);
+    linear_forward<T>(s.logits, u, hidden, resolve(head_, nullptr));
+  }
+  return s;
 }
 
 template Mat<float> Transformer<float>::extend(KvCache<float>&, std::span<const int64_t>) const;
 template Mat<double> Transformer<double>::extend(KvCache<double>&, std::span<const int64_t>) const;
-template Mat<float> Transformer<float>::vocab_logits(const Mat<float>&) const;
-template Mat<double> Transformer<double>::vocab_logits(const Mat<double>&) const;
+template HeadScores<float> Transformer<float>::head_scores(const Mat<float>&) const;
+template HeadScores<double> Transformer<double>::head_scores(const Mat<double>&) const;
 
 }  // namespace kiln::model

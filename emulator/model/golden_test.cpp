@@ -1,12 +1,14 @@
 // Logprobs and gradients against golden values from an independent PyTorch implementation
 // (fixtures/golden/gen_model_golden.py, autograd in float64).
 #include <cmath>
+#include <map>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "model/golden_util.hpp"
 #include "model/init.hpp"
+#include "model/sampler.hpp"
 #include "model/transformer.hpp"
 
 namespace kiln::model {
@@ -64,14 +66,22 @@ void compare(const json& c, const GoldenRun<T>& run, double lp_tol, double grad_
   }
 }
 
-class Golden : public ::testing::TestWithParam<int> {};
+// A golden file (dense or factored head) and one of its cases.
+struct GoldenCase {
+  const char* file;
+  int index;
+  const char* name;
+};
+void PrintTo(const GoldenCase& c, std::ostream* os) { *os << c.file << " " << c.name; }
+
+class Golden : public ::testing::TestWithParam<GoldenCase> {};
 
 // Double precision: both sides are float64, so only summation order differs.
 // Tolerances: logprobs 1e-12 absolute; gradients 1e-10 of the tensor's largest entry.
 TEST_P(Golden, DoubleMatchesPyTorchReference) {
-  const json doc = load_fixture("golden/model_golden.json");
-  const json& c = doc["cases"][GetParam()];
-  SCOPED_TRACE(c["name"].get<std::string>());
+  const json doc = load_fixture(std::string("golden/") + GetParam().file);
+  const json& c = doc["cases"][GetParam().index];
+  ASSERT_EQ(c["name"], GetParam().name);
   compare(c, run_case<double>(doc, c), 1e-12, 1e-10);
 }
 
@@ -79,17 +89,60 @@ TEST_P(Golden, DoubleMatchesPyTorchReference) {
 // gradients in fp32; this model is small enough for far less):
 // logprobs 2e-5 absolute; gradients 2e-4 of the tensor's largest entry.
 TEST_P(Golden, FloatMatchesPyTorchReference) {
-  const json doc = load_fixture("golden/model_golden.json");
-  const json& c = doc["cases"][GetParam()];
-  SCOPED_TRACE(c["name"].get<std::string>());
+  const json doc = load_fixture(std::string("golden/") + GetParam().file);
+  const json& c = doc["cases"][GetParam().index];
+  ASSERT_EQ(c["name"], GetParam().name);
   compare(c, run_case<float>(doc, c), 2e-5, 2e-4);
 }
 
-std::string case_name(const ::testing::TestParamInfo<int>& info) {
-  static const char* names[] = {"full_parameter", "lora_all", "lora_mlp_only"};
-  return names[info.param];
+std::string case_name(const ::testing::TestParamInfo<GoldenCase>& info) {
+  const bool factored = std::string(info.param.file).find("factored") != std::string::npos;
+  return std::string(factored ? "factored_" : "dense_") + info.param.name;
 }
-INSTANTIATE_TEST_SUITE_P(Cases, Golden, ::testing::Values(0, 1, 2), case_name);
+INSTANTIATE_TEST_SUITE_P(Cases, Golden,
+                         ::testing::Values(GoldenCase{"model_golden.json", 0, "full_parameter"},
+                                           GoldenCase{"model_golden.json", 1, "lora_all"},
+                                           GoldenCase{"model_golden.json", 2, "lora_mlp_only"},
+                                           GoldenCase{"model_golden_factored.json", 0, "full_parameter"},
+                                           GoldenCase{"model_golden_factored.json", 1, "lora_all"}),
+                         case_name);
+
+// Next-token draws of the factored model follow the reference's distributions under temperature,
+// top-k and top-p: every drawn id is in the kept set, its reported logprob is the reference's
+// tempered logprob (2e-5), and with 4 × 1000 draws (four seeds) each id's frequency is within 4.5
+// standard deviations (+ 1/N) of its probability.
+TEST(Golden, FactoredSamplingFollowsTheReferenceDistributions) {
+  const json doc = load_fixture("golden/model_golden_factored.json");
+  const auto model = golden_model<float>(doc, LoraConfig{});
+  for (const auto& c : doc["sampling"]["cases"]) {
+    SCOPED_TRACE(c.dump().substr(0, 80));
+    SampleSpec spec;
+    spec.prompt = doc["sampling"]["prompt"].get<std::vector<int64_t>>();
+    spec.num_samples = 1000;
+    spec.params.max_tokens = 1;
+    spec.params.temperature = c["temperature"];
+    spec.params.top_k = c["top_k"];
+    spec.params.top_p = c["top_p"];
+    std::vector<SampledSequence> draws;
+    for (uint64_t seed : {1, 2, 3, 4}) {
+      spec.params.seed = seed;
+      auto out = sample(model, spec);
+      draws.insert(draws.end(), out.sequences.begin(), out.sequences.end());
+    }
+    std::map<int64_t, int> counts;
+    for (const auto& seq : draws) {
+      const int64_t tok = seq.tokens.at(0);
+      ASSERT_TRUE(c["probs"].contains(std::to_string(tok))) << "drew " << tok << ", outside the kept set";
+      EXPECT_NEAR(seq.logprobs.at(0), c["tempered_logprobs"][tok].get<double>(), 2e-5);
+      ++counts[tok];
+    }
+    const double n = static_cast<double>(draws.size());
+    for (const auto& [id, p] : c["probs"].items()) {
+      const double prob = p.get<double>(), freq = counts[std::stoll(id)] / n;
+      EXPECT_NEAR(freq, prob, 4.5 * std::sqrt(prob * (1 - prob) / n) + 1 / n) << "id " << id;
+    }
+  }
+}
 
 }  // namespace
 }  // namespace kiln::model

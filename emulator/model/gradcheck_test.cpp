@@ -1,5 +1,6 @@
 // Finite-difference gradient checks in double precision for every trainable tensor, on random
-// small configurations, for (N) and (N, K) targets, full-parameter and LoRA models.
+// small configurations, for (N) and (N, K) targets, full-parameter and LoRA models, dense and
+// factored vocabulary heads (vocabularies of 3..39 ids: full and partial last rows).
 #include <cmath>
 
 #include <gtest/gtest.h>
@@ -68,7 +69,8 @@ Case random_case() {
                          // A large eps keeps RMSNorm well-conditioned where a tiny residual vector
                          // would otherwise make finite differences meaningless; the formulas under
                          // test do not depend on its size.
-                         .norm_eps = 0.1, .eos_token_ids = {}};
+                         .norm_eps = 0.1, .eos_token_ids = {},
+                         .head = *rc::gen::element(HeadKind::dense, HeadKind::factored)};
   c.lengths = *rc::gen::container<std::vector<int64_t>>(*rc::gen::inRange<size_t>(1, 4),
                                                         rc::gen::inRange<int64_t>(1, 7));
   c.k = *rc::gen::inRange<int64_t>(0, 4);

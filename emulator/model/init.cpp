@@ -5,6 +5,7 @@
 #include <mutex>
 #include <tuple>
 
+#include "model/layers.hpp"
 #include "model/rng.hpp"
 
 namespace kiln::model {
@@ -44,7 +45,13 @@ ParamSet<T> init_base_weights(const ModelConfig& c, const std::string& base_name
   const double std = 0.02;
   const double resid_std = 0.02 / std::sqrt(2.0 * static_cast<double>(c.n_layers));
   ParamSet<T> p;
-  fill_normal(p[p.add(kEmbedName, {c.vocab_size, c.d_model})], base_name, seed, std);
+  const FactoredVocab fv(c.vocab_size);
+  if (c.factored_head()) {
+    fill_normal(p[p.add(kEmbedHiName, {fv.A, c.d_model})], base_name, seed, std);
+    fill_normal(p[p.add(kEmbedLoName, {fv.m, c.d_model})], base_name, seed, std);
+  } else {
+    fill_normal(p[p.add(kEmbedName, {c.vocab_size, c.d_model})], base_name, seed, std);
+  }
   for (int l = 0; l < c.n_layers; ++l) {
     auto& n1 = p[p.add(input_norm_name(l), {c.d_model})];
     std::fill(n1.data.begin(), n1.data.end(), T(1));
@@ -61,7 +68,12 @@ ParamSet<T> init_base_weights(const ModelConfig& c, const std::string& base_name
   }
   auto& nf = p[p.add(kFinalNormName, {c.d_model})];
   std::fill(nf.data.begin(), nf.data.end(), T(1));
-  fill_normal(p[p.add(kLmHeadName, {c.vocab_size, c.d_model})], base_name, seed, std);
+  if (c.factored_head()) {
+    fill_normal(p[p.add(std::string(kLmHeadHiModule) + ".weight", {fv.A, c.d_model})], base_name, seed, std);
+    fill_normal(p[p.add(std::string(kLmHeadLoModule) + ".weight", {fv.m, c.d_model})], base_name, seed, std);
+  } else {
+    fill_normal(p[p.add(kLmHeadName, {c.vocab_size, c.d_model})], base_name, seed, std);
+  }
   return p;
 }
 
@@ -69,11 +81,11 @@ template <typename T>
 std::shared_ptr<const ParamSet<T>> shared_base_weights(const ModelConfig& c,
                                                        const std::string& base_name, uint64_t seed) {
   using Key = std::tuple<std::string, uint64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-                         int64_t, double, double>;
+                         int64_t, double, double, HeadKind>;
   static std::mutex mu;
   static std::map<Key, std::weak_ptr<const ParamSet<T>>> cache;
   const Key key{base_name,  seed,      c.vocab_size, c.d_model,    c.n_layers,
-                c.n_heads,  c.d_ff,    c.max_context, c.rope_theta, c.norm_eps};
+                c.n_heads,  c.d_ff,    c.max_context, c.rope_theta, c.norm_eps, c.head};
   std::lock_guard lock(mu);
   if (auto hit = cache[key].lock()) return hit;
   auto made = std::make_shared<const ParamSet<T>>(init_base_weights<T>(c, base_name, seed));
@@ -102,7 +114,15 @@ ParamSet<T> init_lora_adapters(const ModelConfig& c, const LoraConfig& lora) {
       add_adapter(proj_name(l, Proj::down), c.d_model, c.d_ff);
     }
   }
-  if (lora.train_unembed) add_adapter("lm_head", c.vocab_size, c.d_model);
+  if (lora.train_unembed) {
+    if (c.factored_head()) {
+      const FactoredVocab fv(c.vocab_size);
+      add_adapter(kLmHeadHiModule, fv.A, c.d_model);
+      add_adapter(kLmHeadLoModule, fv.m, c.d_model);
+    } else {
+      add_adapter("lm_head", c.vocab_size, c.d_model);
+    }
+  }
   return p;
 }
 

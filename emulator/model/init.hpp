@@ -19,13 +19,19 @@ std::string proj_name(int layer, Proj p);  // "model.layers.3.self_attn.q_proj"
 inline const char* kEmbedName = "model.embed_tokens.weight";
 inline const char* kFinalNormName = "model.norm.weight";
 inline const char* kLmHeadName = "lm_head.weight";
+// A factored head (HeadKind::factored) replaces the two V-row tensors with two pairs: the
+// embedding and head rows of an id's high part hi = t / m and low part lo = t % m.
+inline const char* kEmbedHiName = "model.embed_tokens_hi.weight";  // [A, d]
+inline const char* kEmbedLoName = "model.embed_tokens_lo.weight";  // [m, d]
+inline const char* kLmHeadHiModule = "lm_head_hi";                 // weight [A, d]
+inline const char* kLmHeadLoModule = "lm_head_lo";                 // weight [m, d]
 std::string input_norm_name(int layer);
 std::string post_attn_norm_name(int layer);
 // PEFT adapter names: "base_model.model.<module>.lora_A.weight".
 std::string lora_a_name(const std::string& module);
 std::string lora_b_name(const std::string& module);
 
-// Base weights for (base model name, seed): N(0, 0.02) for embeddings and projections,
+// Base weights for (base model name, seed): N(0, 0.02) for embeddings, heads and projections,
 // N(0, 0.02/sqrt(2·n_layers)) for the residual-output projections (o_proj, down_proj), ones for
 // norms. Values are drawn in double and rounded to T, so float and double models agree.
 template <typename T>

@@ -48,6 +48,45 @@ void embedding_backward(T* dwte, const Mat<T>& dout, const std::vector<int64_t>&
 }
 
 // ---------------------------------------------------------------------------------------------
+// Factored vocabulary (large vocabularies). Token t is the pair (hi, lo) = (t / m, t % m) with
+// m = ceil(sqrt(V)): hi takes A = ceil(V/m) values, and the last row hi = A−1 holds only
+// r = V − (A−1)·m valid lo values, so the ids ≥ V that the grid would add do not exist.
+struct FactoredVocab {
+  int64_t V = 0, m = 0, A = 0, r = 0;
+  FactoredVocab() = default;
+  explicit FactoredVocab(int64_t vocab) : V(vocab) {
+    m = static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(vocab))));
+    while (m * m < vocab) ++m;  // guard against sqrt rounding down
+    while (m > 1 && (m - 1) * (m - 1) >= vocab) --m;
+    A = (vocab + m - 1) / m;
+    r = vocab - (A - 1) * m;
+  }
+  int64_t hi(int64_t t) const { return t / m; }
+  int64_t lo(int64_t t) const { return t % m; }
+  int64_t lo_count(int64_t hi_value) const { return hi_value == A - 1 ? r : m; }  // valid lo values
+};
+
+// Factored token embedding. out[T,d] = E_hi[hi(t)] + E_lo[lo(t)]
+template <typename T>
+void factored_embedding_forward(Mat<T>& out, const std::vector<int64_t>& tokens, const T* e_hi, const T* e_lo,
+                                const FactoredVocab& fv, int64_t d) {
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  out.resize(n, d);
+  for (int64_t t = 0; t < n; ++t)
+    out.row(t) = CMatMap<T>(e_hi + fv.hi(tokens[t]) * d, 1, d) + CMatMap<T>(e_lo + fv.lo(tokens[t]) * d, 1, d);
+}
+// de_hi, de_lo += scatter of dout by each token's hi and lo (either may be null when frozen).
+template <typename T>
+void factored_embedding_backward(T* de_hi, T* de_lo, const Mat<T>& dout, const std::vector<int64_t>& tokens,
+                                 const FactoredVocab& fv) {
+  const int64_t d = dout.cols();
+  for (size_t t = 0; t < tokens.size(); ++t) {
+    if (de_hi) MatMap<T>(de_hi + fv.hi(tokens[t]) * d, 1, d) += dout.row(static_cast<int64_t>(t));
+    if (de_lo) MatMap<T>(de_lo + fv.lo(tokens[t]) * d, 1, d) += dout.row(static_cast<int64_t>(t));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // RMSNorm. out = x · rstd · g, rstd[t] = 1/sqrt(mean(x[t]²) + eps)
 template <typename T>
 void rmsnorm_forward(Mat<T>& out, Vec<T>& rstd, const Mat<T>& x, const T* g, double eps) {
@@ -354,6 +393,86 @@ void lm_head_backward(Mat<T>& dx, Mat<T>& z, Mat<T>& u, const Mat<T>& x, const V
     }
     linear_backward<T>(dx, true, z, x, u, block);
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Factored LM head and log-softmax: α = x·W_hiᵀ [T,A], β = x·W_loᵀ [T,m], logit(t) = α[hi] + β[lo].
+// The partition function over the V valid ids factors into sums over α and β:
+//   Z = Σ_{a<A−1} e^α[a] · Σ_b e^β[b]  +  e^α[A−1] · Σ_{b<r} e^β[b],   lse = log Z,
+// so log p(t) = α[hi] + β[lo] − lse is exact over the whole vocabulary at O((A+m)·d) per token.
+
+// One token's partition function, from its α and β rows, with the pieces backward needs.
+template <typename T>
+struct FactoredRowStats {
+  T max_a = 0, max_b = 0;  // shifts: every e^ below is e^(x − max)
+  T sa_head = 0, ea_last = 0;  // Σ_{a<A−1} e^α[a], and e^α[A−1]
+  T sb = 0, sb_r = 0;          // Σ_b e^β[b], and Σ_{b<r} e^β[b]
+  T z = 0;                     // sa_head·sb + ea_last·sb_r
+  T lse() const { return max_a + max_b + std::log(z); }
+  // ∂lse/∂α[a] = e^α[a]·(a < A−1 ? sb : sb_r)/z and ∂lse/∂β[b] = e^β[b]·(b < r ? sa_head + ea_last : sa_head)/z.
+};
+template <typename T, typename RowA, typename RowB>
+FactoredRowStats<T> factored_row_stats(const RowA& alpha, const RowB& beta, const FactoredVocab& fv) {
+  FactoredRowStats<T> s;
+  s.max_a = alpha.maxCoeff();
+  s.max_b = beta.maxCoeff();
+  s.sa_head = fv.A > 1 ? (alpha.head(fv.A - 1).array() - s.max_a).exp().sum() : T(0);
+  s.ea_last = std::exp(alpha(fv.A - 1) - s.max_a);
+  s.sb_r = (beta.head(fv.r).array() - s.max_b).exp().sum();
+  s.sb = s.sb_r + (fv.r < fv.m ? (beta.tail(fv.m - fv.r).array() - s.max_b).exp().sum() : T(0));
+  s.z = s.sa_head * s.sb + s.ea_last * s.sb_r;
+  return s;
+}
+
+// lp[j] = α[t, hi(tgt[j])] + β[t, lo(tgt[j])] − lse[t]; alpha, beta [T,A], [T,m] and the LoRA
+// scratch u_hi, u_lo are kept for backward.
+template <typename T>
+void factored_head_forward(T* lp, Vec<T>& lse, Mat<T>& alpha, Mat<T>& beta, Mat<T>& u_hi, Mat<T>& u_lo,
+                           const Mat<T>& x, const LinearW<T>& head_hi, const LinearW<T>& head_lo,
+                           const FactoredVocab& fv, const std::vector<int64_t>& tgt, const std::vector<int64_t>& toff) {
+  const int64_t n = x.rows();
+  alpha.resize(n, fv.A);
+  beta.resize(n, fv.m);
+  linear_forward<T>(alpha, u_hi, x, head_hi);
+  linear_forward<T>(beta, u_lo, x, head_lo);
+  lse.resize(n);
+#pragma omp parallel for num_threads(num_threads()) schedule(static)
+  for (int64_t t = 0; t < n; ++t) {
+    const auto st = factored_row_stats<T>(alpha.row(t), beta.row(t), fv);
+    lse(t) = st.lse();
+    for (int64_t j = toff[t]; j < toff[t + 1]; ++j) lp[j] = alpha(t, fv.hi(tgt[j])) + beta(t, fv.lo(tgt[j])) - lse(t);
+  }
+}
+
+// dx[T,d] (overwritten) and the heads' gradients from dlp: dα = Σ_j dlp_j·onehot(hi_j) − (Σ_j dlp_j)·∂lse/∂α,
+// the same for β. alpha and beta are overwritten with dα and dβ.
+template <typename T>
+void factored_head_backward(Mat<T>& dx, Mat<T>& alpha, Mat<T>& beta, const Mat<T>& u_hi, const Mat<T>& u_lo,
+                            const Mat<T>& x, const LinearW<T>& head_hi, const LinearW<T>& head_lo,
+                            const FactoredVocab& fv, const T* dlp, const std::vector<int64_t>& tgt,
+                            const std::vector<int64_t>& toff) {
+  const int64_t n = x.rows();
+#pragma omp parallel for num_threads(num_threads()) schedule(static)
+  for (int64_t t = 0; t < n; ++t) {
+    T ds = 0;
+    for (int64_t j = toff[t]; j < toff[t + 1]; ++j) ds += dlp[j];
+    auto a = alpha.row(t).array();
+    auto b = beta.row(t).array();
+    const auto st = factored_row_stats<T>(alpha.row(t), beta.row(t), fv);
+    const T ca = -ds / st.z, a_last = a(fv.A - 1);
+    a = (a - st.max_a).exp() * (ca * st.sb);
+    a(fv.A - 1) = std::exp(a_last - st.max_a) * (ca * st.sb_r);
+    const int64_t r = fv.r, rest = fv.m - fv.r;
+    b.head(r) = (b.head(r) - st.max_b).exp() * (ca * (st.sa_head + st.ea_last));
+    if (rest > 0) b.tail(rest) = (b.tail(rest) - st.max_b).exp() * (ca * st.sa_head);
+    for (int64_t j = toff[t]; j < toff[t + 1]; ++j) {
+      a(fv.hi(tgt[j])) += dlp[j];
+      b(fv.lo(tgt[j])) += dlp[j];
+    }
+  }
+  dx.setZero(n, x.cols());
+  linear_backward<T>(dx, true, alpha, x, u_hi, head_hi);
+  linear_backward<T>(dx, true, beta, x, u_lo, head_lo);
 }
 
 }  // namespace kiln::model

@@ -15,84 +15,67 @@ namespace {
 
 std::string str(int64_t v) { return std::to_string(v); }
 
-// log Σ exp(z) in double, so long vocabularies lose no precision.
-double logsumexp(const float* z, int64_t n) {
-  const double m = *std::max_element(z, z + n);
-  double s = 0;
-  for (int64_t i = 0; i < n; ++i) s += std::exp(static_cast<double>(z[i]) - m);
-  return m + std::log(s);
-}
-
-// Indices of the k largest entries, largest first; ties go to the lower token id.
-std::vector<int64_t> top_indices(const float* z, int64_t n, int64_t k) {
-  std::vector<int64_t> idx(static_cast<size_t>(n));
-  std::iota(idx.begin(), idx.end(), 0);
-  const auto before = [&](int64_t a, int64_t b) { return z[a] > z[b] || (z[a] == z[b] && a < b); };
-  k = std::min(k, n);
-  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), before);
-  idx.resize(static_cast<size_t>(k));
-  return idx;
-}
-
-// One draw from the logits `z` [V] under the sampling parameters. Returns the token and its
+// One draw from a position's scores under the sampling parameters. Returns the token and its
 // log-probability under the tempered, untruncated distribution (open question F3).
-std::pair<int64_t, float> draw(const float* z, int64_t V, const SamplingParams& p, SplitMix64& rng) {
+std::pair<int64_t, float> draw(const TokenScores& z, const SamplingParams& p, SplitMix64& rng) {
   if (p.temperature == 0.0) {  // greedy; ties → the lowest id (F4); logprob at temperature 1
-    const int64_t tok = std::max_element(z, z + V) - z;
-    return {tok, static_cast<float>(z[tok] - logsumexp(z, V))};
+    const int64_t tok = z.argmax();
+    return {tok, static_cast<float>(z.logprob(tok))};
   }
-  std::vector<float> s(z, z + V);
-  const float inv_t = static_cast<float>(1.0 / p.temperature);
-  for (auto& x : s) x *= inv_t;
-  const double lse = logsumexp(s.data(), V);
-  // The candidates after top-k and top-p truncation, as token ids.
-  std::vector<int64_t> keep;
+  const double tau = p.temperature, lse = z.lse(tau);
+  const int64_t V = z.vocab();
   const bool top_k = p.top_k > 0 && p.top_k < V;
-  if (top_k || p.top_p < 1.0) {
-    keep = top_indices(s.data(), V, top_k ? p.top_k : V);
-    if (p.top_p < 1.0) {  // the smallest most-likely prefix whose mass reaches top_p
-      double mass = 0;
-      size_t n = 0;
-      while (n < keep.size() && (n == 0 || mass < p.top_p)) mass += std::exp(s[keep[n++]] - lse);
-      keep.resize(n);
-    }
+  if (!top_k && p.top_p >= 1.0) {  // nothing cut: the inverse-CDF draw over all ids in id order
+    const int64_t tok = z.draw(rng.uniform(), tau, lse);
+    return {tok, static_cast<float>(z.logit(tok) / tau - lse)};
   }
-  // Inverse-CDF draw over the kept candidates (all tokens, in id order, when nothing is cut).
-  const size_t n = keep.empty() ? static_cast<size_t>(V) : keep.size();
-  const auto id = [&](size_t i) { return keep.empty() ? static_cast<int64_t>(i) : keep[i]; };
+  // The candidates after top-k and top-p truncation, most likely first: top-k's k best, then
+  // the smallest most-likely prefix whose mass reaches top_p.
+  std::vector<std::pair<int64_t, double>> keep;
+  const int64_t k = top_k ? p.top_k : V;
+  double mass = 0;
+  z.descending([&](int64_t id, double logit) {
+    keep.emplace_back(id, logit);
+    mass += std::exp(logit / tau - lse);
+    return static_cast<int64_t>(keep.size()) < k && (p.top_p >= 1.0 || mass < p.top_p);
+  });
+  // Inverse-CDF draw over the kept candidates in that order.
   double total = 0;
-  for (size_t i = 0; i < n; ++i) total += std::exp(s[id(i)] - lse);
+  for (const auto& [id, logit] : keep) total += std::exp(logit / tau - lse);
   double u = rng.uniform() * total;
-  int64_t tok = id(n - 1);
-  for (size_t i = 0; i < n; ++i) {
-    u -= std::exp(s[id(i)] - lse);
+  int64_t tok = keep.back().first;
+  for (const auto& [id, logit] : keep) {
+    u -= std::exp(logit / tau - lse);
     if (u < 0) {
-      tok = id(i);
+      tok = id;
       break;
     }
   }
-  return {tok, static_cast<float>(s[tok] - lse)};
+  return {tok, static_cast<float>(z.logit(tok) / tau - lse)};
 }
 
 // Prompt logprobs and top-k from the prefill's hidden states, a block of positions at a time so
-// the [n,V] logits never exist at once.
+// a dense head's [n,V] logits never exist at once.
 void prompt_scores(const Transformer<float>& model, const Mat<float>& hidden, const SampleSpec& spec, SampleOutput& out) {
-  const int64_t n = static_cast<int64_t>(spec.prompt.size()), V = model.config().vocab_size;
+  const int64_t n = static_cast<int64_t>(spec.prompt.size());
   const int64_t k = spec.topk_prompt_logprobs;
+  const int64_t width = model.config().factored_head() ? FactoredVocab(model.config().vocab_size).A +
+                                                             FactoredVocab(model.config().vocab_size).m
+                                                       : model.config().vocab_size;
   if (spec.prompt_logprobs) out.prompt_logprobs.emplace(n, std::numeric_limits<float>::quiet_NaN());
   if (k > 0) out.topk_prompt_logprobs.emplace(static_cast<size_t>(n));
-  const int64_t block = std::max<int64_t>(1, (int64_t{4} << 20) / V);
+  const int64_t block = std::max<int64_t>(1, (int64_t{4} << 20) / width);
   for (int64_t t0 = 0; t0 + 1 < n; t0 += block) {
     const int64_t rows = std::min(block, n - 1 - t0);  // position t predicts prompt[t+1]
-    const Mat<float> z = model.vocab_logits(hidden.middleRows(t0, rows));
+    const HeadScores<float> scores = model.head_scores(hidden.middleRows(t0, rows));
     for (int64_t r = 0; r < rows; ++r) {
-      const float* zr = z.row(r).data();
-      const double lse = logsumexp(zr, V);
+      const TokenScores z = TokenScores::of(scores, r);
+      const double lse = z.lse();
       const int64_t t = t0 + r;
-      if (out.prompt_logprobs) (*out.prompt_logprobs)[t + 1] = static_cast<float>(zr[spec.prompt[t + 1]] - lse);
+      if (out.prompt_logprobs) (*out.prompt_logprobs)[t + 1] = static_cast<float>(z.logit(spec.prompt[t + 1]) - lse);
       if (k > 0)
-        for (int64_t tok : top_indices(zr, V, k))
-          (*out.topk_prompt_logprobs)[t + 1].emplace_back(tok, static_cast<float>(zr[tok] - lse));
+        for (const auto& [tok, logit] : z.top(k))
+          (*out.topk_prompt_logprobs)[t + 1].emplace_back(tok, static_cast<float>(logit - lse));
     }
   }
 }
@@ -147,23 +130,23 @@ SampleOutput sample(const Transformer<float>& model, const SampleSpec& spec) {
   const auto& eos = c.eos_token_ids;
   validate_sample(c, spec);
   const auto& p = spec.params;
-  const int64_t V = c.vocab_size, n = static_cast<int64_t>(spec.prompt.size());
+  const int64_t n = static_cast<int64_t>(spec.prompt.size());
   const int64_t limit = std::min(p.max_tokens.value_or(c.max_context - n), c.max_context - n);
 
   SampleOutput out;
   KvCache<float> prefix;
   const Mat<float> hidden = model.extend(prefix, spec.prompt);
   if (spec.prompt_logprobs || spec.topk_prompt_logprobs > 0) prompt_scores(model, hidden, spec, out);
-  const Mat<float> first_logits = model.vocab_logits(hidden.bottomRows(1));
+  const HeadScores<float> first = model.head_scores(hidden.bottomRows(1));
 
   const uint64_t seed = p.seed ? *p.seed : (uint64_t{std::random_device{}()} << 32 | std::random_device{}());
   for (int64_t i = 0; i < spec.num_samples; ++i) {
     SplitMix64 rng(fnv1a64("kiln-sample") ^ seed ^ (static_cast<uint64_t>(i) * 0x9E3779B97F4A7C15ULL));
     KvCache<float> cache = prefix;
-    Mat<float> z = first_logits;
+    HeadScores<float> scores = first;
     SampledSequence seq;
     while (true) {
-      const auto [tok, lp] = draw(z.data(), V, p, rng);
+      const auto [tok, lp] = draw(TokenScores::of(scores, 0), p, rng);
       seq.tokens.push_back(tok);
       seq.logprobs.push_back(lp);
       if (static_cast<int64_t>(seq.tokens.size()) >= limit) break;  // "length" (also at a full context)
@@ -181,7 +164,7 @@ SampleOutput sample(const Transformer<float>& model, const SampleSpec& spec) {
         }
       }
       const int64_t next[1] = {tok};
-      z = model.vocab_logits(model.extend(cache, next));
+      scores = model.head_scores(model.extend(cache, next));
     }
     out.sequences.push_back(std::move(seq));
   }

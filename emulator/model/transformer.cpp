@@ -36,6 +36,7 @@ struct Activations {
   Vec<T> rstdf;
   int64_t vocab_block = 0;  // vocabulary rows per LM-head block
   Vec<T> lse;               // logsumexp of each token's logits
+  Mat<T> alpha, beta, u_lo;  // factored head: α [T,A], β [T,m] (then dα, dβ), LoRA scratch of lm_head_lo
   // Backward scratch, kept with the activations so a recycled workspace reuses it too.
   Mat<T> z, u, dxnf, dx, dh, dgate, dup, dxn, datt, dq, dk, dv;
   std::vector<T> lp, dlp;
@@ -90,7 +91,7 @@ void Transformer<T>::recycle(std::shared_ptr<Activations<T>> ws) const {
 template <typename T>
 Transformer<T>::Transformer(const ModelConfig& config, std::shared_ptr<const ParamSet<T>> base,
                             const LoraConfig& lora)
-    : config_(config), lora_(lora), base_(std::move(base)) {
+    : config_(config), fv_(config.vocab_size), lora_(lora), base_(std::move(base)) {
   config_.validate();
   lora_.validate();
   if (lora_.full_parameter())
@@ -105,6 +106,7 @@ Transformer<T> Transformer<T>::frozen(const ModelConfig& config, std::shared_ptr
   Transformer m;
   m.config_ = config;
   m.config_.validate();
+  m.fv_ = FactoredVocab(config.vocab_size);
   m.frozen_ = true;
   m.base_ = std::move(base);
   m.build_specs();
@@ -133,7 +135,12 @@ void Transformer<T>::build_specs() {
     return s;
   };
   const int64_t d = config_.d_model, f = config_.d_ff;
-  embed_ = ref(kEmbedName);
+  if (config_.factored_head()) {
+    embed_hi_ = ref(kEmbedHiName);
+    embed_lo_ = ref(kEmbedLoName);
+  } else {
+    embed_ = ref(kEmbedName);
+  }
   layers_.resize(static_cast<size_t>(config_.n_layers));
   for (int l = 0; l < config_.n_layers; ++l) {
     auto& L = layers_[static_cast<size_t>(l)];
@@ -145,7 +152,20 @@ void Transformer<T>::build_specs() {
     L.proj[static_cast<int>(Proj::down)] = linear(proj_name(l, Proj::down), d, f);
   }
   final_norm_ = ref(kFinalNormName);
-  head_ = linear("lm_head", config_.vocab_size, d);
+  if (config_.factored_head()) {
+    head_hi_ = linear(kLmHeadHiModule, fv_.A, d);
+    head_lo_ = linear(kLmHeadLoModule, fv_.m, d);
+  } else {
+    head_ = linear("lm_head", config_.vocab_size, d);
+  }
+}
+
+template <typename T>
+void Transformer<T>::embed(Mat<T>& x, const std::vector<int64_t>& tokens) const {
+  if (config_.factored_head())
+    factored_embedding_forward(x, tokens, ptr(embed_hi_), ptr(embed_lo_), fv_, config_.d_model);
+  else
+    embedding_forward(x, tokens, ptr(embed_), config_.d_model);
 }
 
 template <typename T>
@@ -254,7 +274,7 @@ ForwardPass<T> Transformer<T>::forward(std::span<const SequenceInput> batch, boo
   A.rope.build(max_len, config_.head_dim(), config_.rope_theta);
 
   Mat<T> x;
-  embedding_forward(x, A.tokens, ptr(embed_), d);
+  embed(x, A.tokens);
   A.layers.resize(keep ? layers_.size() : 1);
   for (size_t l = 0; l < layers_.size(); ++l) {
     const LayerSpec& S = layers_[l];
@@ -290,9 +310,14 @@ ForwardPass<T> Transformer<T>::forward(std::span<const SequenceInput> batch, boo
 
   // LM head and log-softmax over the whole vocabulary.
   A.lp.resize(A.tgt.size());
-  A.vocab_block = vocab_block_ > 0 ? std::min(vocab_block_, config_.vocab_size)
-                                   : vocab_block_rows<T>(n_tok, config_.vocab_size);
-  lm_head_forward(A.lp.data(), A.lse, A.z, A.u, A.xnf, resolve(head_, nullptr), A.vocab_block, A.tgt, A.toff);
+  if (config_.factored_head()) {
+    factored_head_forward(A.lp.data(), A.lse, A.alpha, A.beta, A.u, A.u_lo, A.xnf, resolve(head_hi_, nullptr),
+                          resolve(head_lo_, nullptr), fv_, A.tgt, A.toff);
+  } else {
+    A.vocab_block = vocab_block_ > 0 ? std::min(vocab_block_, config_.vocab_size)
+                                     : vocab_block_rows<T>(n_tok, config_.vocab_size);
+    lm_head_forward(A.lp.data(), A.lse, A.z, A.u, A.xnf, resolve(head_, nullptr), A.vocab_block, A.tgt, A.toff);
+  }
 
   ForwardPass<T> fp;
   fp.logprobs.resize(static_cast<size_t>(B));
@@ -330,9 +355,13 @@ void Transformer<T>::backward(ForwardPass<T>& fp, const std::vector<std::vector<
     dlp.insert(dlp.end(), dlogprobs[s].begin(), dlogprobs[s].end());
   }
 
-  // LM head: dz = onehot(targets)·dlp − (Σ dlp)·softmax, then through the projection.
-  lm_head_backward(A.dxnf, A.z, A.u, A.xnf, A.lse, resolve(head_, &grads), A.vocab_block, dlp.data(), A.tgt,
-                   A.toff);
+  // LM head: dz = onehot(targets)·dlp − (Σ dlp)·softmax, then through the projection(s).
+  if (config_.factored_head())
+    factored_head_backward(A.dxnf, A.alpha, A.beta, A.u, A.u_lo, A.xnf, resolve(head_hi_, &grads),
+                           resolve(head_lo_, &grads), fv_, dlp.data(), A.tgt, A.toff);
+  else
+    lm_head_backward(A.dxnf, A.z, A.u, A.xnf, A.lse, resolve(head_, &grads), A.vocab_block, dlp.data(), A.tgt,
+                     A.toff);
 
   Mat<T>& dx = A.dx;
   dx.setZero(n_tok, d);
@@ -363,7 +392,10 @@ void Transformer<T>::backward(ForwardPass<T>& fp, const std::vector<std::vector<
     linear_backward<T>(dxn, true, dv, a.xn1, a.u[2], P(Proj::v));
     rmsnorm_backward(dx, grad(S.norm1, &grads), dxn, a.x_in, a.rstd1, ptr(S.norm1));
   }
-  if (T* de = grad(embed_, &grads)) embedding_backward(de, dx, A.tokens);
+  if (config_.factored_head())
+    factored_embedding_backward(grad(embed_hi_, &grads), grad(embed_lo_, &grads), dx, A.tokens, fv_);
+  else if (T* de = grad(embed_, &grads))
+    embedding_backward(de, dx, A.tokens);
   recycle(std::move(fp.acts));
 }
 

@@ -12,6 +12,7 @@
 #include "model/config.hpp"
 #include "model/layers.hpp"
 #include "model/params.hpp"
+#include "model/vocab.hpp"
 
 namespace kiln::model {
 
@@ -75,9 +76,10 @@ class Transformer {
   // returns their final-norm hidden states [m,d]; the same maths as forward(), so logprobs
   // agree with the trainer's to rounding. vocab_logits() maps hidden states to logits [m,V].
   Mat<T> extend(KvCache<T>& cache, std::span<const int64_t> tokens) const;
-  Mat<T> vocab_logits(const Mat<T>& hidden) const;
+  // The head's scores for hidden states [n,d]: logits [n,V], or a factored head's α [n,A], β [n,m].
+  HeadScores<T> head_scores(const Mat<T>& hidden) const;
 
-  // Vocabulary rows per LM-head block; 0 (the default) sizes blocks to about 4 MiB of logits.
+  // Vocabulary rows per (dense) LM-head block; 0 (the default) sizes blocks to about 4 MiB of logits.
   // Results differ only by rounding between block sizes; tests use this to check the blocking.
   void set_vocab_block(int64_t rows) { vocab_block_ = rows; }
   // Forward and backward reuse one spare workspace per model (its last call's buffers), which
@@ -107,14 +109,18 @@ class Transformer {
   std::shared_ptr<Activations<T>> take_workspace() const;
   void recycle(std::shared_ptr<Activations<T>> ws) const;
 
+  // Token ids → the residual stream [n,d] (dense or factored embedding).
+  void embed(Mat<T>& x, const std::vector<int64_t>& tokens) const;
+
   ModelConfig config_;
+  FactoredVocab fv_;
   LoraConfig lora_;
   bool frozen_ = false;
   std::shared_ptr<const ParamSet<T>> base_;
   ParamSet<T> params_;
   std::vector<LayerSpec> layers_;
-  TensorRef embed_, final_norm_;
-  LinearSpec head_;
+  TensorRef embed_, embed_hi_, embed_lo_, final_norm_;
+  LinearSpec head_, head_hi_, head_lo_;  // dense: head_; factored: head_hi_ and head_lo_
   int64_t vocab_block_ = 0;
   std::shared_ptr<WorkspacePool<T>> pool_ = std::make_shared<WorkspacePool<T>>();
 };

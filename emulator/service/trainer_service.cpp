@@ -559,6 +559,7 @@ nlohmann::json hf_config(const ModelInfo& info) {
           {"hidden_act", "silu"},
           {"tie_word_embeddings", false},
           {"torch_dtype", "float32"},
+          {"kiln_head", c.factored_head() ? "factored" : "dense"},
           {"kiln_base_model", info.base_model}};
 }
 
@@ -566,7 +567,12 @@ nlohmann::json peft_config(const ModelInfo& info) {
   std::vector<std::string> targets;
   if (info.lora.train_attn) targets.insert(targets.end(), {"q_proj", "k_proj", "v_proj", "o_proj"});
   if (info.lora.train_mlp) targets.insert(targets.end(), {"gate_proj", "up_proj", "down_proj"});
-  if (info.lora.train_unembed) targets.push_back("lm_head");
+  if (info.lora.train_unembed) {
+    if (info.config.factored_head())
+      targets.insert(targets.end(), {model::kLmHeadHiModule, model::kLmHeadLoModule});
+    else
+      targets.push_back("lm_head");
+  }
   return {{"peft_type", "LORA"}, {"base_model_name_or_path", info.base_model}, {"r", info.lora.rank},
           {"lora_alpha", info.lora.effective_alpha()}, {"target_modules", targets}, {"bias", "none"},
           {"task_type", "CAUSAL_LM"}};
