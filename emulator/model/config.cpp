@@ -32,6 +32,15 @@ void ModelConfig::validate() const {
     throw InputError("rope_theta", "must be a positive finite number");
   if (!(norm_eps > 0.0) || !std::isfinite(norm_eps))
     throw InputError("norm_eps", "must be a positive finite number");
+  if (named) {
+    const auto& n = *named;
+    for (auto [field, v] : {std::pair{"named.hidden_size", n.hidden_size}, {"named.intermediate_size", n.intermediate_size},
+                            {"named.num_hidden_layers", n.n_layers}, {"named.num_attention_heads", n.n_heads},
+                            {"named.num_key_value_heads", n.n_kv_heads}, {"named.head_dim", n.head_dim}})
+      require_positive(field, v);
+    if (n.source.rfind("https://", 0) != 0)
+      throw InputError("named.source", "must be the https:// address of the published configuration");
+  }
   for (int64_t id : eos_token_ids)
     if (id < 0 || id >= vocab_size)
       throw InputError("eos_token_ids", "token id " + std::to_string(id) + " is out of range [0, " +
@@ -44,6 +53,16 @@ void to_json(nlohmann::json& j, const ModelConfig& c) {
        {"rope_theta", c.rope_theta}, {"norm_eps", c.norm_eps}};
   if (!c.eos_token_ids.empty()) j["eos_token_ids"] = c.eos_token_ids;
   if (c.factored_head()) j["head"] = "factored";
+  if (c.named) {
+    const auto& n = *c.named;
+    j["named"] = {{"hidden_size", n.hidden_size},   {"intermediate_size", n.intermediate_size},
+                  {"num_hidden_layers", n.n_layers}, {"num_attention_heads", n.n_heads},
+                  {"num_key_value_heads", n.n_kv_heads}, {"head_dim", n.head_dim}, {"source", n.source}};
+    if (n.experts > 0) {
+      j["named"]["experts"] = n.experts;
+      j["named"]["experts_per_token"] = n.experts_per_token;
+    }
+  }
 }
 
 void from_json(const nlohmann::json& j, ModelConfig& c) {
@@ -60,6 +79,20 @@ void from_json(const nlohmann::json& j, ModelConfig& c) {
   if (head != "dense" && head != "factored")
     throw InputError("head", "must be \"dense\" or \"factored\", got \"" + head + "\"");
   c.head = head == "factored" ? HeadKind::factored : HeadKind::dense;
+  c.named.reset();
+  if (auto it = j.find("named"); it != j.end() && !it->is_null()) {
+    NamedArchitecture n;
+    it->at("hidden_size").get_to(n.hidden_size);
+    it->at("intermediate_size").get_to(n.intermediate_size);
+    it->at("num_hidden_layers").get_to(n.n_layers);
+    it->at("num_attention_heads").get_to(n.n_heads);
+    n.n_kv_heads = it->value("num_key_value_heads", n.n_heads);
+    n.head_dim = it->value("head_dim", n.n_heads > 0 ? n.hidden_size / n.n_heads : 0);
+    n.experts = it->value("experts", int64_t{0});
+    n.experts_per_token = it->value("experts_per_token", int64_t{0});
+    n.source = it->value("source", std::string());
+    c.named = n;
+  }
 }
 
 void LoraConfig::validate() const {

@@ -1,6 +1,7 @@
 #pragma once
 // Architecture of a Llama-style decoder and the LoRA configuration of a trainable model.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,21 @@ namespace kiln::model {
 // α[hi] + β[lo] — exact over all V ids at O(sqrt(V)·d) per token (see FactoredVocab, layers.hpp).
 enum class HeadKind { dense, factored };
 
+// The published architecture of the model a stand-in is named after (its Hugging Face config):
+// what the stand-in's initialisation and update sizes are calibrated against (calibration.hpp).
+// Mixture-of-experts models get dense stand-ins; their experts are recorded, not modelled.
+struct NamedArchitecture {
+  int64_t hidden_size = 0;
+  int64_t intermediate_size = 0;  // the MLP's (for MoE models: one expert's)
+  int64_t n_layers = 0;
+  int64_t n_heads = 0;
+  int64_t n_kv_heads = 0;
+  int64_t head_dim = 0;
+  int64_t experts = 0, experts_per_token = 0;  // 0: dense
+  std::string source;                           // the config's public URL
+  bool operator==(const NamedArchitecture&) const = default;
+};
+
 struct ModelConfig {
   int64_t vocab_size = 256;
   int64_t d_model = 64;
@@ -24,6 +40,7 @@ struct ModelConfig {
   double norm_eps = 1e-5;
   std::vector<int64_t> eos_token_ids;  // end a sampled sequence (stop_reason "stop"); may be empty
   HeadKind head = HeadKind::dense;
+  std::optional<NamedArchitecture> named;  // absent for Kiln's own models (kiln/tiny, kiln/small)
 
   int64_t head_dim() const { return d_model / n_heads; }
   bool factored_head() const { return head == HeadKind::factored; }

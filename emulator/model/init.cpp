@@ -5,6 +5,9 @@
 #include <mutex>
 #include <tuple>
 
+#include <nlohmann/json.hpp>
+
+#include "model/calibration.hpp"
 #include "model/layers.hpp"
 #include "model/rng.hpp"
 
@@ -31,8 +34,10 @@ std::string lora_b_name(const std::string& module) {
 
 namespace {
 
+// N(0, std²) scaled by the stand-in calibration's gain for this tensor (1 for Kiln's own models).
 template <typename T>
-void fill_normal(Tensor<T>& t, const std::string& owner, uint64_t seed, double std) {
+void fill_normal(Tensor<T>& t, const ModelConfig& c, const std::string& owner, uint64_t seed, double std) {
+  std *= init_gain(t.name, c);
   SplitMix64 rng = tensor_stream(owner, t.name, seed);
   for (auto& x : t.data) x = static_cast<T>(std * rng.normal());
 }
@@ -47,32 +52,32 @@ ParamSet<T> init_base_weights(const ModelConfig& c, const std::string& base_name
   ParamSet<T> p;
   const FactoredVocab fv(c.vocab_size);
   if (c.factored_head()) {
-    fill_normal(p[p.add(kEmbedHiName, {fv.A, c.d_model})], base_name, seed, std);
-    fill_normal(p[p.add(kEmbedLoName, {fv.m, c.d_model})], base_name, seed, std);
+    fill_normal(p[p.add(kEmbedHiName, {fv.A, c.d_model})], c, base_name, seed, std);
+    fill_normal(p[p.add(kEmbedLoName, {fv.m, c.d_model})], c, base_name, seed, std);
   } else {
-    fill_normal(p[p.add(kEmbedName, {c.vocab_size, c.d_model})], base_name, seed, std);
+    fill_normal(p[p.add(kEmbedName, {c.vocab_size, c.d_model})], c, base_name, seed, std);
   }
   for (int l = 0; l < c.n_layers; ++l) {
     auto& n1 = p[p.add(input_norm_name(l), {c.d_model})];
     std::fill(n1.data.begin(), n1.data.end(), T(1));
     for (Proj pr : kAttnProjs) {
       const double s = pr == Proj::o ? resid_std : std;
-      fill_normal(p[p.add(proj_name(l, pr) + ".weight", {c.d_model, c.d_model})], base_name, seed, s);
+      fill_normal(p[p.add(proj_name(l, pr) + ".weight", {c.d_model, c.d_model})], c, base_name, seed, s);
     }
     auto& n2 = p[p.add(post_attn_norm_name(l), {c.d_model})];
     std::fill(n2.data.begin(), n2.data.end(), T(1));
-    fill_normal(p[p.add(proj_name(l, Proj::gate) + ".weight", {c.d_ff, c.d_model})], base_name, seed, std);
-    fill_normal(p[p.add(proj_name(l, Proj::up) + ".weight", {c.d_ff, c.d_model})], base_name, seed, std);
-    fill_normal(p[p.add(proj_name(l, Proj::down) + ".weight", {c.d_model, c.d_ff})], base_name, seed,
+    fill_normal(p[p.add(proj_name(l, Proj::gate) + ".weight", {c.d_ff, c.d_model})], c, base_name, seed, std);
+    fill_normal(p[p.add(proj_name(l, Proj::up) + ".weight", {c.d_ff, c.d_model})], c, base_name, seed, std);
+    fill_normal(p[p.add(proj_name(l, Proj::down) + ".weight", {c.d_model, c.d_ff})], c, base_name, seed,
                 resid_std);
   }
   auto& nf = p[p.add(kFinalNormName, {c.d_model})];
   std::fill(nf.data.begin(), nf.data.end(), T(1));
   if (c.factored_head()) {
-    fill_normal(p[p.add(std::string(kLmHeadHiModule) + ".weight", {fv.A, c.d_model})], base_name, seed, std);
-    fill_normal(p[p.add(std::string(kLmHeadLoModule) + ".weight", {fv.m, c.d_model})], base_name, seed, std);
+    fill_normal(p[p.add(std::string(kLmHeadHiModule) + ".weight", {fv.A, c.d_model})], c, base_name, seed, std);
+    fill_normal(p[p.add(std::string(kLmHeadLoModule) + ".weight", {fv.m, c.d_model})], c, base_name, seed, std);
   } else {
-    fill_normal(p[p.add(kLmHeadName, {c.vocab_size, c.d_model})], base_name, seed, std);
+    fill_normal(p[p.add(kLmHeadName, {c.vocab_size, c.d_model})], c, base_name, seed, std);
   }
   return p;
 }
@@ -80,12 +85,10 @@ ParamSet<T> init_base_weights(const ModelConfig& c, const std::string& base_name
 template <typename T>
 std::shared_ptr<const ParamSet<T>> shared_base_weights(const ModelConfig& c,
                                                        const std::string& base_name, uint64_t seed) {
-  using Key = std::tuple<std::string, uint64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-                         int64_t, double, double, HeadKind>;
+  using Key = std::tuple<std::string, uint64_t, std::string>;  // name, seed, the config as JSON
   static std::mutex mu;
   static std::map<Key, std::weak_ptr<const ParamSet<T>>> cache;
-  const Key key{base_name,  seed,      c.vocab_size, c.d_model,    c.n_layers,
-                c.n_heads,  c.d_ff,    c.max_context, c.rope_theta, c.norm_eps, c.head};
+  const Key key{base_name, seed, nlohmann::json(c).dump()};
   std::lock_guard lock(mu);
   if (auto hit = cache[key].lock()) return hit;
   auto made = std::make_shared<const ParamSet<T>>(init_base_weights<T>(c, base_name, seed));

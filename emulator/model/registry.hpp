@@ -14,6 +14,7 @@ struct BaseModelEntry {
   std::string name;
   std::string description;
   ModelConfig config;
+  std::string alias_of;  // another entry's name when this one is an alias of it (e.g. a Fireworks id)
 };
 
 class ModelRegistry {
@@ -29,6 +30,9 @@ class ModelRegistry {
   const BaseModelEntry* find(const std::string& name) const;
   const std::vector<BaseModelEntry>& entries() const { return entries_; }
   std::string known_names() const;  // "a, b, c"
+  // The name base weights are derived from: an alias shares its entry's weights; an unknown name
+  // (a checkpoint of a model no longer registered) is its own.
+  const std::string& weights_owner(const std::string& name) const;
 
  private:
   std::vector<BaseModelEntry> entries_;

@@ -153,9 +153,10 @@ TEST(Transformer, RealVocabularyIdsAreAccepted) {
   auto model = Transformer<float>::frozen(cfg, shared_base_weights<float>(cfg, "Qwen/Qwen3-8B", 0));
   const auto lp = model.forward(std::vector<SequenceInput>{
       {.tokens = {151935, 0, 151643}, .targets = {0, 151643, 151935}, .target_shape = {3}}}).logprobs;
+  // The calibrated stand-in starts with the named model's logit scale, not uniform (calibration.hpp).
   for (float x : lp[0]) {
     EXPECT_LT(x, 0.0f);
-    EXPECT_NEAR(x, -std::log(151936.0f), 1.0f);  // an untrained model is close to uniform
+    EXPECT_GT(x, -3.0f * std::log(151936.0f));
   }
   EXPECT_NE(error_of([&] {
               model.forward(std::vector<SequenceInput>{{.tokens = {151936}, .targets = {0}, .target_shape = {1}}});

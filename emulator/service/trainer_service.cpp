@@ -140,7 +140,7 @@ std::string TrainerService::create_model(const std::string& api_key, const Creat
     // Without a seed, a deterministic one chosen here and kept with the model (C3).
     if (!req.lora_seed_given) lora.seed = model::fnv1a64(model_id) ^ id_seed_;
   }
-  auto base = model::shared_base_weights<float>(entry->config, entry->name, 0);
+  auto base = model::shared_base_weights<float>(entry->config, registry_->weights_owner(entry->name), 0);
   auto m = std::make_unique<Model>();
   m->tenant = tenant;
   m->created_by = req;
@@ -821,7 +821,7 @@ std::shared_ptr<const model::Transformer<float>> TrainerService::sampler_weights
     config.eos_token_ids = e->config.eos_token_ids;
   const std::string what = "checkpoint '" + rec.tinker_path() + "'";
   const SafetensorsFile file = store_->read_model(rec);
-  const auto base = model::shared_base_weights<float>(config, rec.base_model, 0);
+  const auto base = model::shared_base_weights<float>(config, registry_->weights_owner(rec.base_model), 0);
   if (rec.lora && rec.checkpoint_type != "merged_base") {
     model::Transformer<float> t(config, base, *rec.lora);
     t.params() = arrange_like(t.params(), file.tensors, "", what);
@@ -881,7 +881,7 @@ std::string TrainerService::create_sampler(const std::string& api_key, const Cre
     if (!entry)
       throw InvalidRequest("unknown base model '" + req.base_model + "'; supported: " + registry_->known_names());
     weights = std::make_shared<const model::Transformer<float>>(model::Transformer<float>::frozen(
-        entry->config, model::shared_base_weights<float>(entry->config, entry->name, 0)));
+        entry->config, model::shared_base_weights<float>(entry->config, registry_->weights_owner(entry->name), 0)));
     base_model = entry->name;
   } else {
     throw InvalidRequest("Either model_path or base_model must be provided");

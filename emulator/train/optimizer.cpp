@@ -1,6 +1,7 @@
 #include "train/optimizer.hpp"
 
 #include <cmath>
+#include <stdexcept>
 
 #include <Eigen/Core>
 
@@ -56,8 +57,11 @@ const char* bucket_of(const std::string& name) {
 template <typename T>
 std::map<std::string, double> optimizer_step(model::ParamSet<T>& params, model::ParamSet<T>& grads,
                                              AdamState<T>& state, const Accumulation& acc,
-                                             const AdamParams& adam, Normalization norm) {
+                                             const AdamParams& adam, Normalization norm,
+                                             const std::vector<double>& update_scale) {
   adam.validate();
+  if (!update_scale.empty() && static_cast<int>(update_scale.size()) != params.size())
+    throw std::logic_error("update_scale must have one factor per trainable tensor");
   std::map<std::string, double> metrics;
   const bool emit = adam.emit_grad_norm_metrics != GradNormMetrics::off;
   if (acc.calls == 0) {  // nothing accumulated: nothing moves, the step count included (D6)
@@ -96,10 +100,11 @@ std::map<std::string, double> optimizer_step(model::ParamSet<T>& params, model::
   const double lr = adam.learning_rate, b1 = adam.beta1, b2 = adam.beta2;
   const double bc1 = 1.0 - std::pow(b1, static_cast<double>(t));
   const double bc2_sqrt = std::sqrt(1.0 - std::pow(b2, static_cast<double>(t)));
-  const double step_size = lr / bc1, decay = 1.0 - lr * adam.weight_decay;
   using Arr = Eigen::Array<T, Eigen::Dynamic, 1>;
   const T c = static_cast<T>(coef), b1t = static_cast<T>(b1), b2t = static_cast<T>(b2);
   for (int i = 0; i < params.size(); ++i) {
+    const double lr_i = update_scale.empty() ? lr : lr * update_scale[static_cast<size_t>(i)];
+    const double step_size = lr_i / bc1, decay = 1.0 - lr_i * adam.weight_decay;
     const int64_t n = params[i].numel();
     Eigen::Map<Arr> p(params[i].data.data(), n), g(grads[i].data.data(), n), m(state.m[i].data.data(), n),
         v(state.v[i].data.data(), n);
@@ -125,9 +130,11 @@ std::map<std::string, double> optimizer_step(model::ParamSet<T>& params, model::
 
 template std::map<std::string, double> optimizer_step<float>(model::ParamSet<float>&, model::ParamSet<float>&,
                                                              AdamState<float>&, const Accumulation&,
-                                                             const AdamParams&, Normalization);
+                                                             const AdamParams&, Normalization,
+                                                             const std::vector<double>&);
 template std::map<std::string, double> optimizer_step<double>(model::ParamSet<double>&, model::ParamSet<double>&,
                                                               AdamState<double>&, const Accumulation&,
-                                                              const AdamParams&, Normalization);
+                                                              const AdamParams&, Normalization,
+                                                              const std::vector<double>&);
 
 }  // namespace kiln::train

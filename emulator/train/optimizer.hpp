@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "model/params.hpp"
 
@@ -45,10 +46,14 @@ struct Accumulation {
 };
 
 // Applies one optimizer step to `params` from the accumulated `grads`, which it leaves zeroed.
+// `update_scale` (empty, or one factor per tensor) multiplies each tensor's learning rate, in the
+// Adam step and in the decoupled decay alike (the stand-in calibration, calibration.hpp); the
+// reported metrics are those of the real gradient and the requested learning rate.
 // Returns the metrics that `emit_grad_norm_metrics` asks for (open question D7).
 template <typename T>
 std::map<std::string, double> optimizer_step(model::ParamSet<T>& params, model::ParamSet<T>& grads,
                                              AdamState<T>& state, const Accumulation& acc,
-                                             const AdamParams& adam, Normalization norm);
+                                             const AdamParams& adam, Normalization norm,
+                                             const std::vector<double>& update_scale = {});
 
 }  // namespace kiln::train

@@ -35,6 +35,23 @@ TEST(Optimizer, FirstAdamWStepMatchesTheClosedForm) {
   EXPECT_EQ(o.g[0].data[0], 0.0);  // gradients reset after the step
 }
 
+// The stand-in calibration's per-tensor factor scales that tensor's learning rate, in the Adam step
+// and the decoupled decay alike; the metrics keep the real gradient and the requested rate.
+TEST(Optimizer, UpdateScaleMultipliesThatTensorsLearningRate) {
+  One plain(2.0, 0.5), scaled(2.0, 0.5);
+  AdamParams adam{.learning_rate = 0.01, .eps = 1e-8, .weight_decay = 0.1,
+                  .emit_grad_norm_metrics = GradNormMetrics::basic};
+  optimizer_step(plain.p, plain.g, plain.st, {.calls = 1}, {.learning_rate = 0.08, .eps = 1e-8, .weight_decay = 0.1},
+                 Normalization::none);
+  const auto m = optimizer_step(scaled.p, scaled.g, scaled.st, {.calls = 1}, adam, Normalization::none, {8.0});
+  EXPECT_NEAR(scaled.p[0].data[0], plain.p[0].data[0], 1e-15);
+  EXPECT_DOUBLE_EQ(m.at("lr"), 0.01);
+  EXPECT_DOUBLE_EQ(m.at("grad_norm"), 0.5);
+  One wrong(2.0, 0.5);
+  EXPECT_THROW(optimizer_step(wrong.p, wrong.g, wrong.st, {.calls = 1}, adam, Normalization::none, {1.0, 2.0}),
+               std::logic_error);
+}
+
 TEST(Optimizer, NormalizationDividesByTokensOrSequencesAndNeverByZero) {
   for (auto [norm, acc, expected] : {std::tuple{Normalization::none, Accumulation{1, 4, 2}, 8.0},
                                      std::tuple{Normalization::num_loss_tokens, Accumulation{1, 4, 2}, 2.0},

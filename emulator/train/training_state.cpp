@@ -1,5 +1,7 @@
 #include "train/training_state.hpp"
 
+#include "model/calibration.hpp"
+
 #include <cmath>
 
 #include "model/errors.hpp"
@@ -10,6 +12,7 @@ namespace kiln::train {
 template <typename T>
 TrainingState<T>::TrainingState(model::Transformer<T> model) : model_(std::move(model)) {
   grads_ = model_.params().zeros_like();
+  update_scale_ = model::update_scale(model_.params(), model_.config());  // the stand-in calibration
   reset_optimizer();
 }
 
@@ -63,9 +66,16 @@ ForwardResult TrainingState<T>::forward_backward(const std::vector<Datum>& data,
 template <typename T>
 std::map<std::string, double> TrainingState<T>::optim_step(const AdamParams& adam, Normalization norm) {
   if (model_.is_frozen()) throw InvalidRequest("model is base-only; only forward is allowed");
-  auto metrics = optimizer_step(model_.params(), grads_, adam_, acc_, adam, norm);
+  auto metrics = optimizer_step(model_.params(), grads_, adam_, acc_, adam, norm, update_scale_);
   acc_ = {};
   return metrics;
+}
+
+template <typename T>
+void TrainingState<T>::set_update_scale(std::vector<double> scale) {
+  if (!scale.empty() && static_cast<int>(scale.size()) != model_.params().size())
+    throw std::logic_error("update_scale needs one factor per trainable tensor");
+  update_scale_ = std::move(scale);
 }
 
 template <typename T>

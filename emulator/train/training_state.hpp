@@ -41,6 +41,11 @@ class TrainingState {
   const AdamState<T>& adam() const { return adam_; }
   const model::ParamSet<T>& gradients() const { return grads_; }
   const Accumulation& accumulation() const { return acc_; }
+  // Per-tensor learning-rate factors applied by optim_step (one per trainable tensor, or empty
+  // for textbook AdamW): the stand-in calibration of the model's config (model/calibration.hpp),
+  // set at construction; tests may replace it.
+  void set_update_scale(std::vector<double> scale);
+  const std::vector<double>& update_scale() const { return update_scale_; }
   // Loading weights without the optimizer: m, v and the step count start again from zero (D8).
   void reset_optimizer();
   // Replaces the trainable weights, and the Adam state when given (otherwise it is reset); the
@@ -56,6 +61,7 @@ class TrainingState {
   model::ParamSet<T> grads_;
   AdamState<T> adam_;
   Accumulation acc_;
+  std::vector<double> update_scale_;
 };
 
 extern template class TrainingState<float>;
