@@ -12,23 +12,6 @@ namespace kiln::model {
 
 namespace {
 
-// Grows every layer's key/value buffers to hold `need` positions (doubling, capped by the
-// context), and the RoPE table with them.
-template <typename T>
-void reserve(KvCache<T>& c, int64_t layers, int64_t d, int64_t need, int64_t max_context, const ModelConfig& cfg) {
-  if (c.k.empty()) {
-    c.k.resize(static_cast<size_t>(layers));
-    c.v.resize(static_cast<size_t>(layers));
-  }
-  if (need <= c.capacity()) return;
-  const int64_t cap = std::min(max_context, std::max({need, 2 * c.capacity(), int64_t{64}}));
-  for (size_t l = 0; l < c.k.size(); ++l) {
-    c.k[l].conservativeResize(cap, d);
-    c.v[l].conservativeResize(cap, d);
-  }
-  c.rope.build(cap, cfg.head_dim(), cfg.rope_theta);
-}
-
 // Causal attention of m new queries (positions p0..p0+m-1) over the cached keys 0..p0+m-1.
 // out[m,d] is overwritten; heads run in parallel and write disjoint columns.
 template <typename T>
@@ -71,7 +54,7 @@ Mat<T> Transformer<T>::extend(KvCache<T>& cache, std::span<const int64_t> tokens
     if (tokens[t] < 0 || tokens[t] >= V)
       throw InputError("tokens[" + std::to_string(t) + "]", "token id " + std::to_string(tokens[t]) +
                                                                " is out of range [0, " + std::to_string(V) + ")");
-  reserve(cache, static_cast<int64_t>(layers_.size()), d, p0 + m, config_.max_context, config_);
+  cache.reserve(config_, p0 + m);
   std::vector<int64_t> pos(static_cast<size_t>(m));
   for (int64_t t = 0; t < m; ++t) pos[t] = p0 + t;
 

@@ -7,6 +7,7 @@
 #include <random>
 
 #include "model/errors.hpp"
+#include "model/decode_batch.hpp"
 #include "model/rng.hpp"
 
 namespace kiln::model {
@@ -125,50 +126,116 @@ void validate_sample(const ModelConfig& c, const SampleSpec& spec) {
                                                  str(V) + ", got " + str(spec.topk_prompt_logprobs));
 }
 
-SampleOutput sample(const Transformer<float>& model, const SampleSpec& spec) {
-  const ModelConfig& c = model.config();
-  const auto& eos = c.eos_token_ids;
-  validate_sample(c, spec);
-  const auto& p = spec.params;
-  const int64_t n = static_cast<int64_t>(spec.prompt.size());
-  const int64_t limit = std::min(p.max_tokens.value_or(c.max_context - n), c.max_context - n);
+// ---------------------------------------------------------------------------------------------
+// BatchSampler
 
+struct BatchSampler::Sequence {
+  int64_t request = 0;
+  size_t index = 0;  // in the request's output
+  KvCache<float> cache;
+  SplitMix64 rng{0};
+  HeadScores<float> scores;  // of the next token (one row)
+  SampledSequence out;
+};
+
+struct BatchSampler::Request {
+  SampleSpec spec;
   SampleOutput out;
-  KvCache<float> prefix;
-  const Mat<float> hidden = model.extend(prefix, spec.prompt);
-  if (spec.prompt_logprobs || spec.topk_prompt_logprobs > 0) prompt_scores(model, hidden, spec, out);
-  const HeadScores<float> first = model.head_scores(hidden.bottomRows(1));
+  int64_t limit = 0;      // tokens a sequence may generate
+  int64_t remaining = 0;  // sequences still generating
+};
 
+BatchSampler::BatchSampler(std::shared_ptr<const Transformer<float>> model)
+    : model_(std::move(model)), weights_(std::make_unique<DecodeWeights>(*model_)) {}
+
+BatchSampler::~BatchSampler() = default;
+
+int64_t BatchSampler::add(const SampleSpec& spec) {
+  const ModelConfig& c = model_->config();
+  validate_sample(c, spec);
+  const int64_t id = next_request_++;
+  Request& r = requests_[id];
+  r.spec = spec;
+  const int64_t n = static_cast<int64_t>(spec.prompt.size());
+  r.limit = std::min(spec.params.max_tokens.value_or(c.max_context - n), c.max_context - n);
+  r.remaining = spec.num_samples;
+  r.out.sequences.resize(static_cast<size_t>(spec.num_samples));
+  // Prefill once per request (the same maths as the training forward), then one sequence per
+  // sample, each with its own copy of the prompt's cache and its own random stream (F7).
+  KvCache<float> prefix;
+  const Mat<float> hidden = model_->extend(prefix, spec.prompt);
+  if (spec.prompt_logprobs || spec.topk_prompt_logprobs > 0) prompt_scores(*model_, hidden, spec, r.out);
+  const HeadScores<float> first = model_->head_scores(hidden.bottomRows(1));
+  const auto& p = spec.params;
   const uint64_t seed = p.seed ? *p.seed : (uint64_t{std::random_device{}()} << 32 | std::random_device{}());
   for (int64_t i = 0; i < spec.num_samples; ++i) {
-    SplitMix64 rng(fnv1a64("kiln-sample") ^ seed ^ (static_cast<uint64_t>(i) * 0x9E3779B97F4A7C15ULL));
-    KvCache<float> cache = prefix;
-    HeadScores<float> scores = first;
-    SampledSequence seq;
-    while (true) {
-      const auto [tok, lp] = draw(TokenScores::of(scores, 0), p, rng);
-      seq.tokens.push_back(tok);
-      seq.logprobs.push_back(lp);
-      if (static_cast<int64_t>(seq.tokens.size()) >= limit) break;  // "length" (also at a full context)
-      const auto is = [&](const std::vector<int64_t>& ids) { return std::find(ids.begin(), ids.end(), tok) != ids.end(); };
-      if (is(p.stop_tokens) || is(eos)) {
-        seq.stopped = true;
-        break;
-      }
-      if (!p.stop_strings.empty()) {
-        const std::string text = decode_bytes(seq.tokens);
-        if (std::any_of(p.stop_strings.begin(), p.stop_strings.end(),
-                        [&](const std::string& s) { return text.find(s) != std::string::npos; })) {
-          seq.stopped = true;
-          break;
-        }
-      }
-      const int64_t next[1] = {tok};
-      scores = model.head_scores(model.extend(cache, next));
-    }
-    out.sequences.push_back(std::move(seq));
+    auto seq = std::make_unique<Sequence>();
+    seq->request = id;
+    seq->index = static_cast<size_t>(i);
+    seq->cache = prefix;
+    seq->rng = SplitMix64(fnv1a64("kiln-sample") ^ seed ^ (static_cast<uint64_t>(i) * 0x9E3779B97F4A7C15ULL));
+    seq->scores = first;
+    active_.push_back(std::move(seq));
   }
-  return out;
+  return id;
+}
+
+std::vector<std::pair<int64_t, SampleOutput>> BatchSampler::step() {
+  const auto& eos = model_->config().eos_token_ids;
+  std::vector<std::pair<int64_t, SampleOutput>> finished;
+  // 1. Every active sequence draws its next token; those that stop leave the batch.
+  std::vector<std::unique_ptr<Sequence>> going;
+  std::vector<DecodeSlot> slots;
+  for (auto& seq : active_) {
+    Request& r = requests_.at(seq->request);
+    const auto& p = r.spec.params;
+    const auto [tok, lp] = draw(TokenScores::of(seq->scores, 0), p, seq->rng);
+    seq->out.tokens.push_back(tok);
+    seq->out.logprobs.push_back(lp);
+    const auto is = [&](const std::vector<int64_t>& ids) { return std::find(ids.begin(), ids.end(), tok) != ids.end(); };
+    // Reaching max_tokens reads "length" even on a stop token (the vendor's e2e suite requires it).
+    bool done = static_cast<int64_t>(seq->out.tokens.size()) >= r.limit;
+    if (!done && (is(p.stop_tokens) || (p.end_of_sequence && is(eos)))) {
+      seq->out.stopped = done = true;
+    } else if (!done && !p.stop_strings.empty()) {
+      const std::string text = decode_bytes(seq->out.tokens);
+      seq->out.stopped = done = std::any_of(p.stop_strings.begin(), p.stop_strings.end(),
+                                            [&](const std::string& s) { return text.find(s) != std::string::npos; });
+    }
+    if (done) {
+      r.out.sequences[seq->index] = std::move(seq->out);
+      if (--r.remaining == 0) {
+        finished.emplace_back(seq->request, std::move(r.out));
+        requests_.erase(seq->request);
+      }
+      continue;
+    }
+    slots.push_back({&seq->cache, tok});
+    going.push_back(std::move(seq));
+  }
+  active_ = std::move(going);
+  // 2. One batched forward for everyone still generating: the scores of each one's next token.
+  if (!active_.empty()) {
+    const HeadScores<float> next = decode_step(*weights_, slots);
+    for (size_t i = 0; i < active_.size(); ++i) {
+      HeadScores<float>& s = active_[i]->scores;
+      if (next.factored) {
+        s.hi = next.hi.row(static_cast<int64_t>(i));
+        s.lo = next.lo.row(static_cast<int64_t>(i));
+      } else {
+        s.logits = next.logits.row(static_cast<int64_t>(i));
+      }
+    }
+  }
+  return finished;
+}
+
+SampleOutput sample(const Transformer<float>& model, const SampleSpec& spec) {
+  // A lone request: a batch of its own samples. The model is borrowed, not owned.
+  BatchSampler batch(std::shared_ptr<const Transformer<float>>(&model, [](const Transformer<float>*) {}));
+  batch.add(spec);
+  while (true)
+    for (auto& [id, out] : batch.step()) return std::move(out);
 }
 
 }  // namespace kiln::model

@@ -3,6 +3,8 @@
 // top-p, stop tokens and strings, and prompt logprobs (spec semantics.md §8; open questions F1–F8
 // give the choices where the service's behaviour is undocumented).
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -12,12 +14,15 @@
 
 namespace kiln::model {
 
+struct DecodeWeights;
+
 struct SamplingParams {
   std::optional<int64_t> max_tokens;  // absent: until a stop or the context is full (F1)
   std::optional<uint64_t> seed;       // absent: random
   std::vector<std::string> stop_strings;
   std::vector<int64_t> stop_tokens;
-  double temperature = 1.0;  // 0 = greedy
+  bool end_of_sequence = true;  // the model's eos_token_ids end a sequence (tinker: stop=[] turns it off)
+  double temperature = 1.0;     // 0 = greedy
   int64_t top_k = -1;        // -1 or 0 = off
   double top_p = 1.0;
 };
@@ -52,9 +57,40 @@ inline constexpr int64_t kMaxNumSamples = 1024;
 // the model cannot serve, including the spec's context-window text.
 void validate_sample(const ModelConfig& config, const SampleSpec& spec);
 
-// Generates. The same spec (with a seed) and weights give bitwise-equal output; sample i of a
-// request draws from its own stream, so sequences differ but are reproducible (F7).
-// The model's eos_token_ids end a sequence with stop_reason "stop", like a stop token (F5).
+// Continuous batching over one model's weights: requests join between steps, and every step
+// decodes all active sequences of all requests together (decode_batch.hpp), each with its own KV
+// cache; a sequence leaves the batch when it stops. Sample i of a request draws from its own
+// stream, and a sequence's numbers do not depend on the rest of the batch, so the same spec with
+// a seed gives bitwise-equal output alone or batched (F7). The model's eos_token_ids end a
+// sequence with stop_reason "stop", like a stop token (F5); reaching max_tokens reads "length"
+// even on a stop token. Not thread-safe: one caller drives it.
+class BatchSampler {
+ public:
+  explicit BatchSampler(std::shared_ptr<const Transformer<float>> model);
+  ~BatchSampler();
+  BatchSampler(const BatchSampler&) = delete;
+  BatchSampler& operator=(const BatchSampler&) = delete;
+
+  // Validates (InputError naming the field), prefills the prompt (prompt logprobs, the first
+  // token's scores) and puts the request's sequences in the batch. Returns the request's handle.
+  int64_t add(const SampleSpec& spec);
+  bool idle() const { return active_.empty(); }
+  size_t active() const { return active_.size(); }
+  // Every active sequence draws a token; one batched decode step follows for those that go on.
+  // Returns the requests whose last sequence stopped, with their outputs.
+  std::vector<std::pair<int64_t, SampleOutput>> step();
+
+ private:
+  struct Sequence;
+  struct Request;
+  std::shared_ptr<const Transformer<float>> model_;
+  std::unique_ptr<DecodeWeights> weights_;
+  std::map<int64_t, Request> requests_;
+  std::vector<std::unique_ptr<Sequence>> active_;
+  int64_t next_request_ = 0;
+};
+
+// Generates one request alone (a BatchSampler of its own).
 SampleOutput sample(const Transformer<float>& model, const SampleSpec& spec);
 
 // The byte decoding used to match stop strings: ids below 256 are bytes, others contribute

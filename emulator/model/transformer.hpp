@@ -4,6 +4,7 @@
 //   RMSNorm → SwiGLU MLP → residual] → RMSNorm → untied LM head → log-softmax over the vocabulary.
 // Forward returns the log-probability of every target token; backward takes dLoss/dlogprob of the
 // same shape and accumulates into a gradient set shaped like params().
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -43,6 +44,21 @@ struct KvCache {
   int64_t len = 0;
   RopeTable<T> rope;  // built for `capacity` positions
   int64_t capacity() const { return k.empty() ? 0 : k[0].rows(); }
+  // Grows every layer's buffers to hold `need` positions (doubling, capped by the context), and
+  // the RoPE table with them.
+  void reserve(const ModelConfig& c, int64_t need) {
+    if (k.empty()) {
+      k.resize(static_cast<size_t>(c.n_layers));
+      v.resize(static_cast<size_t>(c.n_layers));
+    }
+    if (need <= capacity()) return;
+    const int64_t cap = std::min(c.max_context, std::max({need, 2 * capacity(), int64_t{64}}));
+    for (size_t l = 0; l < k.size(); ++l) {
+      k[l].conservativeResize(cap, c.d_model);
+      v[l].conservativeResize(cap, c.d_model);
+    }
+    rope.build(cap, c.head_dim(), c.rope_theta);
+  }
 };
 
 template <typename T>

@@ -1,0 +1,272 @@
+#include "model/decode_batch.hpp"
+
+#include <immintrin.h>
+
+#include <cmath>
+#include <string>
+
+#include "model/errors.hpp"
+#include "model/init.hpp"
+#include "model/threads.hpp"
+
+namespace kiln::model {
+
+// ---------------------------------------------------------------------------------------------
+// Weights
+
+namespace {
+
+// The weight a frozen model computes with for `module`: W, plus s·B·A when it has an adapter.
+// Returned row-major [out, in].
+std::vector<float> effective(const Transformer<float>& m, const std::string& module, int64_t out, int64_t in) {
+  const bool full = !m.is_frozen() && m.lora().full_parameter();
+  const auto& src = full ? m.params() : m.base();
+  const int w = src.find(module + ".weight");
+  if (w < 0) throw InputError("weights", "model lacks tensor '" + module + ".weight'");
+  std::vector<float> W(src[w].data.begin(), src[w].data.end());
+  if (!full && !m.is_frozen()) {
+    const int a = m.params().find(lora_a_name(module)), b = m.params().find(lora_b_name(module));
+    if (a >= 0 && b >= 0) {
+      const int64_t r = m.lora().rank;
+      const double s = m.lora().scale();
+      const CMatMap<float> A(m.params()[a].data.data(), r, in), B(m.params()[b].data.data(), out, r);
+      MatMap<float>(W.data(), out, in) += (static_cast<float>(s) * B) * A;
+    }
+  }
+  return W;
+}
+
+// [out, in] row-major → [in, out] row-major, appended to `dst` side by side with what it holds:
+// dst becomes [in, width + out] when it held [in, width].
+void append_transposed(std::vector<float>& dst, int64_t width, const std::vector<float>& w, int64_t out, int64_t in) {
+  std::vector<float> merged(static_cast<size_t>(in * (width + out)));
+  for (int64_t k = 0; k < in; ++k) {
+    for (int64_t j = 0; j < width; ++j) merged[k * (width + out) + j] = dst[k * width + j];
+    for (int64_t j = 0; j < out; ++j) merged[k * (width + out) + width + j] = w[j * in + k];
+  }
+  dst = std::move(merged);
+}
+
+std::vector<float> tensor(const Transformer<float>& m, const std::string& name) {
+  const bool full = !m.is_frozen() && m.lora().full_parameter();
+  const auto& src = full ? m.params() : m.base();
+  const int i = src.find(name);
+  if (i < 0) throw InputError("weights", "model lacks tensor '" + name + "'");
+  return {src[i].data.begin(), src[i].data.end()};
+}
+
+}  // namespace
+
+DecodeWeights::DecodeWeights(const Transformer<float>& m) : config(m.config()), fv(m.config().vocab_size) {
+  const int64_t d = config.d_model, f = config.d_ff;
+  if (config.factored_head()) {
+    embed_hi = tensor(m, kEmbedHiName);
+    embed_lo = tensor(m, kEmbedLoName);
+  } else {
+    embed = tensor(m, kEmbedName);
+  }
+  for (int l = 0; l < config.n_layers; ++l) {
+    Layer L;
+    L.norm1 = tensor(m, input_norm_name(l));
+    L.norm2 = tensor(m, post_attn_norm_name(l));
+    for (Proj p : {Proj::q, Proj::k, Proj::v})
+      append_transposed(L.qkv_t, static_cast<int64_t>(L.qkv_t.size()) / d, effective(m, proj_name(l, p), d, d), d, d);
+    append_transposed(L.o_t, 0, effective(m, proj_name(l, Proj::o), d, d), d, d);
+    append_transposed(L.gate_up_t, 0, effective(m, proj_name(l, Proj::gate), f, d), f, d);
+    append_transposed(L.gate_up_t, f, effective(m, proj_name(l, Proj::up), f, d), f, d);
+    append_transposed(L.down_t, 0, effective(m, proj_name(l, Proj::down), d, f), d, f);
+    layers.push_back(std::move(L));
+  }
+  final_norm = tensor(m, kFinalNormName);
+  if (config.factored_head()) {
+    append_transposed(head_t, 0, effective(m, kLmHeadHiModule, fv.A, d), fv.A, d);
+    append_transposed(head_t, fv.A, effective(m, kLmHeadLoModule, fv.m, d), fv.m, d);
+  } else {
+    append_transposed(head_t, 0, effective(m, "lm_head", config.vocab_size, d), config.vocab_size, d);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Row-independent kernels
+
+namespace {
+
+// NR rows × NV·8 columns of Y = X·Wt, each output an FMA chain over k in index order.
+template <int NR, int NV>
+void tile(const float* x, int64_t ldx, const float* wt, int64_t in, int64_t out, float* y, int64_t ldy) {
+  __m256 acc[NR][NV];
+  for (int r = 0; r < NR; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < in; ++k) {
+    __m256 w[NV];
+    for (int v = 0; v < NV; ++v) w[v] = _mm256_loadu_ps(wt + k * out + 8 * v);
+    for (int r = 0; r < NR; ++r) {
+      const __m256 xv = _mm256_set1_ps(x[r * ldx + k]);
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_fmadd_ps(xv, w[v], acc[r][v]);
+    }
+  }
+  for (int r = 0; r < NR; ++r)
+    for (int v = 0; v < NV; ++v) _mm256_storeu_ps(y + r * ldy + 8 * v, acc[r][v]);
+}
+
+template <int NR>
+void row_block(const float* x, int64_t ldx, const float* wt, int64_t in, int64_t out, float* y, int64_t ldy,
+               int64_t j0, int64_t j1) {
+  int64_t j = j0;
+  for (; j + 16 <= j1; j += 16) tile<NR, 2>(x, ldx, wt + j, in, out, y + j, ldy);
+  for (; j + 8 <= j1; j += 8) tile<NR, 1>(x, ldx, wt + j, in, out, y + j, ldy);
+  for (; j < j1; ++j)  // the last out % 8 columns: the same FMA chain, one lane at a time
+    for (int r = 0; r < NR; ++r) {
+      float a = 0.0f;
+      for (int64_t k = 0; k < in; ++k) a = std::fma(x[r * ldx + k], wt[k * out + j], a);
+      y[r * ldy + j] = a;
+    }
+}
+
+void rows_block(const float* x, int64_t nr, int64_t ldx, const float* wt, int64_t in, int64_t out, float* y,
+                int64_t ldy, int64_t j0, int64_t j1) {
+  switch (nr) {
+    case 4: return row_block<4>(x, ldx, wt, in, out, y, ldy, j0, j1);
+    case 3: return row_block<3>(x, ldx, wt, in, out, y, ldy, j0, j1);
+    case 2: return row_block<2>(x, ldx, wt, in, out, y, ldy, j0, j1);
+    default: return row_block<1>(x, ldx, wt, in, out, y, ldy, j0, j1);
+  }
+}
+
+// out = x·rstd·g per row, rstd = 1/sqrt(mean(x²) + eps), as rmsnorm_forward computes it.
+void rmsnorm_rows(float* out, const float* x, int64_t rows, int64_t d, const float* g, double eps) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float sq = 0;
+    for (int64_t i = 0; i < d; ++i) sq += x[r * d + i] * x[r * d + i];
+    const float rstd = 1.0f / std::sqrt(sq / static_cast<float>(d) + static_cast<float>(eps));
+    for (int64_t i = 0; i < d; ++i) out[r * d + i] = x[r * d + i] * rstd * g[i];
+  }
+}
+
+// Rotates one row's heads at position p ("rotate half", as rope_apply).
+void rope_row(float* x, int64_t p, const RopeTable<float>& rope, int64_t n_heads) {
+  const int64_t half = rope.half, hd = 2 * half;
+  for (int64_t h = 0; h < n_heads; ++h)
+    for (int64_t i = 0; i < half; ++i) {
+      const float c = rope.cos(p, i), s = rope.sin(p, i);
+      const float a = x[h * hd + i], b = x[h * hd + half + i];
+      x[h * hd + i] = a * c - b * s;
+      x[h * hd + half + i] = b * c + a * s;
+    }
+}
+
+// out[d] = causal attention of one query over the cache's first n positions, head by head.
+void attend_row(float* out, const float* q, const Mat<float>& K, const Mat<float>& V, int64_t n, int64_t n_heads,
+                std::vector<float>& scores) {
+  const int64_t d = K.cols(), hd = d / n_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  scores.resize(static_cast<size_t>(n));
+  for (int64_t h = 0; h < n_heads; ++h) {
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < n; ++j) {
+      float s = 0;
+      for (int64_t i = 0; i < hd; ++i) s += q[h * hd + i] * K(j, h * hd + i);
+      scores[j] = s * scale;
+      mx = std::max(mx, scores[j]);
+    }
+    float sum = 0;
+    for (int64_t j = 0; j < n; ++j) sum += (scores[j] = std::exp(scores[j] - mx));
+    for (int64_t i = 0; i < hd; ++i) out[h * hd + i] = 0;
+    for (int64_t j = 0; j < n; ++j) {
+      const float pj = scores[j] / sum;
+      for (int64_t i = 0; i < hd; ++i) out[h * hd + i] += pj * V(j, h * hd + i);
+    }
+  }
+}
+
+}  // namespace
+
+void rows_times_wt(const float* x, int64_t rows, int64_t ldx, const float* wt, int64_t in, int64_t out, float* y,
+                   int64_t ldy) {
+  // Tiles of 4 rows × 64 columns; any split of the tiles over threads computes the same numbers.
+  const int64_t row_blocks = (rows + 3) / 4, col_blocks = (out + 63) / 64;
+  const int64_t tiles = row_blocks * col_blocks;
+  const bool parallel = rows * in * out >= (int64_t{1} << 18) && num_threads() > 1;
+#pragma omp parallel for num_threads(parallel ? num_threads() : 1) schedule(static)
+  for (int64_t t = 0; t < tiles; ++t) {
+    const int64_t r0 = (t / col_blocks) * 4, j0 = (t % col_blocks) * 64;
+    rows_block(x + r0 * ldx, std::min<int64_t>(4, rows - r0), ldx, wt, in, out, y + r0 * ldy, ldy, j0,
+               std::min(out, j0 + 64));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The step
+
+HeadScores<float> decode_step(const DecodeWeights& w, std::span<const DecodeSlot> slots) {
+  const ModelConfig& c = w.config;
+  const int64_t B = static_cast<int64_t>(slots.size()), d = c.d_model, f = c.d_ff, H = c.n_heads;
+  for (const auto& s : slots) {
+    if (s.cache->len + 1 > c.max_context)
+      throw InputError("tokens", "sequence length " + std::to_string(s.cache->len + 1) +
+                                     " exceeds the model's max_context " + std::to_string(c.max_context));
+    if (s.token < 0 || s.token >= c.vocab_size)
+      throw InputError("tokens", "token id " + std::to_string(s.token) + " is out of range [0, " +
+                                     std::to_string(c.vocab_size) + ")");
+    s.cache->reserve(c, s.cache->len + 1);
+  }
+  std::vector<float> x(static_cast<size_t>(B * d)), xn(x.size()), qkv(static_cast<size_t>(B * 3 * d)), att(x.size()),
+      y(x.size()), gu(static_cast<size_t>(B * 2 * f)), h(static_cast<size_t>(B * f));
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t t = slots[b].token;
+    for (int64_t i = 0; i < d; ++i)
+      x[b * d + i] = c.factored_head() ? w.embed_hi[w.fv.hi(t) * d + i] + w.embed_lo[w.fv.lo(t) * d + i]
+                                       : w.embed[t * d + i];
+  }
+  const bool parallel = B > 1 && num_threads() > 1;
+  for (size_t l = 0; l < w.layers.size(); ++l) {
+    const auto& L = w.layers[l];
+    rmsnorm_rows(xn.data(), x.data(), B, d, L.norm1.data(), c.norm_eps);
+    rows_times_wt(xn.data(), B, d, L.qkv_t.data(), d, 3 * d, qkv.data(), 3 * d);
+#pragma omp parallel num_threads(parallel ? num_threads() : 1)
+    {
+      std::vector<float> scores;
+#pragma omp for schedule(static)
+      for (int64_t b = 0; b < B; ++b) {
+        KvCache<float>& cache = *slots[b].cache;
+        const int64_t p = cache.len;
+        float* q = qkv.data() + b * 3 * d;
+        rope_row(q, p, cache.rope, H);
+        rope_row(q + d, p, cache.rope, H);
+        for (int64_t i = 0; i < d; ++i) {
+          cache.k[l](p, i) = q[d + i];
+          cache.v[l](p, i) = q[2 * d + i];
+        }
+        attend_row(att.data() + b * d, q, cache.k[l], cache.v[l], p + 1, H, scores);
+      }
+    }
+    rows_times_wt(att.data(), B, d, L.o_t.data(), d, d, y.data(), d);
+    for (size_t i = 0; i < x.size(); ++i) x[i] += y[i];
+    rmsnorm_rows(xn.data(), x.data(), B, d, L.norm2.data(), c.norm_eps);
+    rows_times_wt(xn.data(), B, d, L.gate_up_t.data(), d, 2 * f, gu.data(), 2 * f);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t i = 0; i < f; ++i) {
+        const float a = gu[b * 2 * f + i];
+        h[b * f + i] = a / (1.0f + std::exp(-a)) * gu[b * 2 * f + f + i];
+      }
+    rows_times_wt(h.data(), B, f, L.down_t.data(), f, d, y.data(), d);
+    for (size_t i = 0; i < x.size(); ++i) x[i] += y[i];
+  }
+  for (const auto& s : slots) ++s.cache->len;
+  rmsnorm_rows(xn.data(), x.data(), B, d, w.final_norm.data(), c.norm_eps);
+  const int64_t width = w.head_width();
+  Mat<float> z(B, width);
+  rows_times_wt(xn.data(), B, d, w.head_t.data(), d, width, z.data(), width);
+  HeadScores<float> out;
+  if (c.factored_head()) {
+    out.factored = true;
+    out.fv = w.fv;
+    out.hi = z.leftCols(w.fv.A);
+    out.lo = z.rightCols(w.fv.m);
+  } else {
+    out.logits = std::move(z);
+  }
+  return out;
+}
+
+}  // namespace kiln::model

@@ -1,0 +1,57 @@
+#pragma once
+// One decode step for a batch of sequences: each sequence feeds its next token, extends its own
+// KV cache, and gets the head's scores for the token after. The projections of all sequences run
+// as one matrix product, so a batch costs far less per token than its sequences one by one.
+//
+// Every kernel here computes a row from that row's inputs alone, in a fixed order (each output an
+// FMA chain over its inputs in index order), so a sequence's numbers do not depend on what else
+// is in the batch, on its position in it, or on the thread count: a seeded request samples the
+// same tokens alone or batched (continuous batching changes the company, never the result).
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "model/transformer.hpp"
+#include "model/vocab.hpp"
+
+namespace kiln::model {
+
+// A frozen model laid out for decoding: LoRA adapters folded into their weights (W + s·B·A),
+// every projection transposed to [in, out], q/k/v and gate/up fused, the head's rows likewise
+// ([d, V] dense, or [d, A+m] factored). Built once per sampler (its weights never change).
+struct DecodeWeights {
+  struct Layer {
+    std::vector<float> norm1, norm2;  // [d]
+    std::vector<float> qkv_t;         // [d, 3d]
+    std::vector<float> o_t;           // [d, d]
+    std::vector<float> gate_up_t;     // [d, 2f]
+    std::vector<float> down_t;        // [f, d]
+  };
+  ModelConfig config;
+  FactoredVocab fv;
+  std::vector<float> embed, embed_hi, embed_lo;  // as in the checkpoint (rows are ids / hi / lo)
+  std::vector<Layer> layers;
+  std::vector<float> final_norm;  // [d]
+  std::vector<float> head_t;      // [d, V] or [d, A+m]
+  int64_t head_width() const { return config.factored_head() ? fv.A + fv.m : config.vocab_size; }
+
+  explicit DecodeWeights(const Transformer<float>& model);
+};
+
+// A sequence in a decode batch: its cache (filled by a prefill) and the token it feeds next.
+struct DecodeSlot {
+  KvCache<float>* cache = nullptr;
+  int64_t token = 0;
+};
+
+// Feeds each slot's token at position cache->len, extends the caches, and returns the head's
+// scores for the next token, one row per slot. Throws InputError when a cache is full.
+HeadScores<float> decode_step(const DecodeWeights& w, std::span<const DecodeSlot> slots);
+
+// Y[r, :] = X[r, :] · Wt for `rows` rows (X row stride ldx, Y row stride ldy, Wt [in, out]):
+// each output an FMA chain over k = 0..in-1, independent of `rows` and of the other rows.
+void rows_times_wt(const float* x, int64_t rows, int64_t ldx, const float* wt, int64_t in, int64_t out, float* y,
+                   int64_t ldy);
+
+}  // namespace kiln::model

@@ -1,0 +1,164 @@
+// The batched decode step against the prefill path, and its independence from the batch: a
+// sequence's numbers are the same alone, in any batch, at any position and thread count.
+#include "model/decode_batch.hpp"
+
+#include <cstring>
+
+#include <gtest/gtest.h>
+
+#include "model/init.hpp"
+#include "model/rng.hpp"
+#include "model/sampler.hpp"
+#include "model/test_util.hpp"
+#include "model/threads.hpp"
+
+namespace kiln::model {
+namespace {
+
+ModelConfig config(HeadKind head, int64_t vocab) {
+  ModelConfig c;
+  c.vocab_size = vocab;
+  c.d_model = 32;
+  c.n_layers = 2;
+  c.n_heads = 4;
+  c.d_ff = 72;  // not a multiple of 8 wide: the kernels' column tails are exercised
+  c.max_context = 128;
+  c.head = head;
+  return c;
+}
+
+// A LoRA model with every adapter non-zero, so folding s·B·A into W is exercised.
+Transformer<float> lora_model(const ModelConfig& c) {
+  auto base = std::make_shared<const ParamSet<float>>(init_base_weights<float>(c, "decode-test", 3));
+  Transformer<float> m(c, base, LoraConfig{.rank = 4, .seed = 5});
+  SplitMix64 rng(9);
+  testing::perturb(m.params(), rng, 0.2);
+  return m;
+}
+
+std::vector<float> row(const HeadScores<float>& s, int64_t r) {
+  std::vector<float> out;
+  if (s.factored) {
+    out.assign(s.hi.row(r).data(), s.hi.row(r).data() + s.hi.cols());
+    out.insert(out.end(), s.lo.row(r).data(), s.lo.row(r).data() + s.lo.cols());
+  } else {
+    out.assign(s.logits.row(r).data(), s.logits.row(r).data() + s.logits.cols());
+  }
+  return out;
+}
+
+class DecodeStep : public ::testing::TestWithParam<HeadKind> {};
+
+// Prefill of a prompt, then decode steps, give the head scores a longer prefill gives (1e-4).
+TEST_P(DecodeStep, AgreesWithThePrefillPath) {
+  const auto c = config(GetParam(), 300);
+  const auto m = lora_model(c);
+  const DecodeWeights w(m);
+  const std::vector<int64_t> tokens = {5, 77, 123, 9, 250, 31, 64};
+  KvCache<float> cache;
+  m.extend(cache, std::span(tokens).first(3));
+  for (size_t t = 3; t < tokens.size(); ++t) {
+    const DecodeSlot slot{&cache, tokens[t]};
+    const auto got = row(decode_step(w, std::span(&slot, 1)), 0);
+    KvCache<float> fresh;
+    const auto hidden = m.extend(fresh, std::span(tokens).first(t + 1));
+    const auto want = row(m.head_scores(hidden.bottomRows(1)), 0);
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], 1e-4) << "position " << t << " entry " << i;
+  }
+}
+
+// The same sequence alone, second in a batch of five, and last in a batch of three at 2 threads:
+// bitwise the same scores, step after step.
+TEST_P(DecodeStep, ASequencesNumbersDoNotDependOnTheBatch) {
+  const auto c = config(GetParam(), 300);
+  const auto m = lora_model(c);
+  const DecodeWeights w(m);
+  auto prefilled = [&](std::vector<int64_t> prompt) {
+    KvCache<float> k;
+    m.extend(k, prompt);
+    return k;
+  };
+  KvCache<float> alone = prefilled({1, 2, 3});
+  std::vector<KvCache<float>> five = {prefilled({9}), prefilled({1, 2, 3}), prefilled({4, 4, 4, 4, 4}),
+                                      prefilled({200, 100}), prefilled({7, 7})};
+  std::vector<KvCache<float>> three = {prefilled({8, 9, 10, 11}), prefilled({12}), prefilled({1, 2, 3})};
+  for (int step = 0; step < 4; ++step) {
+    const int64_t tok = 40 + step;
+    set_num_threads(1);
+    const DecodeSlot one{&alone, tok};
+    const auto a = row(decode_step(w, std::span(&one, 1)), 0);
+    std::vector<DecodeSlot> s5;
+    for (size_t i = 0; i < five.size(); ++i) s5.push_back({&five[i], i == 1 ? tok : 17});
+    const auto b = row(decode_step(w, s5), 1);
+    set_num_threads(2);
+    std::vector<DecodeSlot> s3;
+    for (size_t i = 0; i < three.size(); ++i) s3.push_back({&three[i], i == 2 ? tok : 23});
+    const auto d = row(decode_step(w, s3), 2);
+    set_num_threads(1);
+    ASSERT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0) << "step " << step;
+    ASSERT_EQ(std::memcmp(a.data(), d.data(), a.size() * sizeof(float)), 0) << "step " << step;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Heads, DecodeStep, ::testing::Values(HeadKind::dense, HeadKind::factored),
+                         [](const auto& info) { return info.param == HeadKind::dense ? "dense" : "factored"; });
+
+// The kernel against a double-precision product, over row counts and widths with tails.
+TEST(DecodeKernels, RowsTimesWtIsTheProduct) {
+  SplitMix64 rng(1);
+  for (int64_t rows : {1, 3, 4, 9})
+    for (int64_t out : {5, 8, 16, 70, 130}) {
+      const int64_t in = 37;
+      std::vector<float> x(static_cast<size_t>(rows * in)), wt(static_cast<size_t>(in * out)), y(static_cast<size_t>(rows * out));
+      for (auto& v : x) v = static_cast<float>(rng.normal());
+      for (auto& v : wt) v = static_cast<float>(rng.normal());
+      rows_times_wt(x.data(), rows, in, wt.data(), in, out, y.data(), out);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < out; ++j) {
+          double want = 0;
+          for (int64_t k = 0; k < in; ++k) want += static_cast<double>(x[r * in + k]) * wt[k * out + j];
+          ASSERT_NEAR(y[r * out + j], want, 1e-4) << rows << "x" << out << " at " << r << "," << j;
+        }
+    }
+}
+
+// Continuous batching: a request that joins a running batch, and one that leaves early, sample
+// exactly (bitwise) what they sample alone.
+TEST(BatchSampler, JoiningARunningBatchChangesNoResult) {
+  const auto c = config(HeadKind::factored, 300);
+  const auto m = std::make_shared<const Transformer<float>>(lora_model(c));
+  SampleSpec a, b;
+  a.prompt = {3, 4, 5};
+  a.num_samples = 3;
+  a.params.max_tokens = 12;
+  a.params.seed = 11;
+  b.prompt = {100, 101};
+  b.num_samples = 2;
+  b.params.max_tokens = 4;
+  b.params.seed = 12;
+  b.params.temperature = 0.7;
+  b.params.top_k = 20;
+  const SampleOutput alone_a = sample(*m, a), alone_b = sample(*m, b);
+
+  BatchSampler batch(m);
+  std::map<int64_t, SampleOutput> done;
+  const int64_t ia = batch.add(a);
+  for (int s = 0; s < 3; ++s)
+    for (auto& [id, out] : batch.step()) done[id] = std::move(out);
+  const int64_t ib = batch.add(b);  // joins between steps, with three sequences of `a` running
+  while (!batch.idle())
+    for (auto& [id, out] : batch.step()) done[id] = std::move(out);
+  ASSERT_EQ(done.size(), 2u);
+  for (auto [id, alone] : {std::pair{ia, &alone_a}, std::pair{ib, &alone_b}}) {
+    const auto& got = done.at(id).sequences;
+    ASSERT_EQ(got.size(), alone->sequences.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      EXPECT_EQ(got[i].tokens, alone->sequences[i].tokens) << "request " << id << " sample " << i;
+      EXPECT_EQ(got[i].logprobs, alone->sequences[i].logprobs) << "request " << id << " sample " << i;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace kiln::model
