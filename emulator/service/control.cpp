@@ -37,14 +37,15 @@ void TrainerService::reset(const std::string& api_key) {
   std::unique_lock lock(mu_);
   // A model being executed is in a worker's hands: wait until it is done with it.
   done_cv_.wait(lock, [&] {
-    return std::none_of(models_.begin(), models_.end(), [&](const auto& m) { return mine(m.second->tenant) && m.second->running; });
+    return std::none_of(models_.begin(), models_.end(), [&](const auto& m) { return mine(m.second->tenant) && m.second->running; }) &&
+           std::none_of(samplers_.begin(), samplers_.end(), [&](const auto& s) { return mine(s.second->tenant) && s.second->running; });
   });
   std::erase_if(ready_, [&](Model* m) { return mine(m->tenant); });
+  std::erase_if(samplers_ready_, [&](Sampler* s) { return mine(s->tenant); });
   std::erase_if(models_, [&](const auto& m) { return mine(m.second->tenant); });
   std::erase_if(sessions_, [&](const auto& s) { return mine(s.second->tenant); });
   std::erase_if(samplers_, [&](const auto& s) { return mine(s.second->tenant); });
   std::erase_if(futures_, [&](const auto& f) { return mine(f.second->tenant); });
-  std::erase_if(sample_jobs_, [&](const SampleJob& j) { return !futures_.count(j.request_id); });
   store_->clear(tenant);
   if (tenant.empty()) {
     id_counter_ = 0;
@@ -102,7 +103,9 @@ nlohmann::json TrainerService::state() const {
   }
   for (const auto& [id, s] : samplers_)
     samplers.push_back({{"sampler_id", id}, {"tenant", s->tenant}, {"base_model", s->info.base_model},
-                        {"model_path", s->info.model_path ? json(*s->info.model_path) : json(nullptr)}});
+                        {"model_path", s->info.model_path ? json(*s->info.model_path) : json(nullptr)},
+                        {"pending_requests", s->pending.size()}, {"decode_steps", s->decode_steps},
+                        {"sampled_tokens", s->sampled_tokens}, {"largest_batch", s->largest_batch}});
   json futures = {{"pending", json::array()}, {"done", json::array()}, {"failed", json::array()}};
   for (const auto& [id, f] : futures_) {
     const char* bucket = f->state.status == RetrieveResult::Status::pending ? "pending"

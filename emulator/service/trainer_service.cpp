@@ -421,15 +421,24 @@ void TrainerService::purge_futures_locked() {
 void TrainerService::worker_loop() {
   std::unique_lock lock(mu_);
   while (true) {
-    work_cv_.wait(lock, [&] { return stopping_ || !ready_.empty() || !sample_jobs_.empty(); });
+    work_cv_.wait(lock, [&] { return stopping_ || !ready_.empty() || !samplers_ready_.empty(); });
     if (stopping_) return;
     // Sampling and training share the workers; alternate so neither starves the other.
-    if (!sample_jobs_.empty() && (ready_.empty() || (sample_turn_ = !sample_turn_))) {
-      SampleJob job = std::move(sample_jobs_.front());
-      sample_jobs_.pop_front();
+    if (!samplers_ready_.empty() && (ready_.empty() || (sample_turn_ = !sample_turn_))) {
+      Sampler* s = samplers_ready_.front();
+      samplers_ready_.pop_front();
+      s->queued = false;
+      s->running = true;
       lock.unlock();
-      run_sample(job);
+      drive_sampler(*s);
       lock.lock();
+      s->running = false;
+      if ((!s->pending.empty() || (s->batch && !s->batch->idle())) && !s->queued) {  // more to do: back in line
+        s->queued = true;
+        samplers_ready_.push_back(s);
+        work_cv_.notify_one();
+      }
+      done_cv_.notify_all();
       continue;
     }
     Model* m = ready_.front();
@@ -934,24 +943,62 @@ SampleSubmission TrainerService::submit_sample(const std::string& api_key, const
   auto& ids = futures_[rid]->sequence_ids;
   for (int64_t i = 0; i < spec.num_samples; ++i) ids.push_back(rid + ":" + std::to_string(i));
   if (futures_[rid]->state.status == RetrieveResult::Status::pending) {
-    sample_jobs_.push_back({rid, sampler.weights, std::move(spec), ids});
-    work_cv_.notify_one();
+    sampler.pending.push_back({rid, std::move(spec), ids});
+    if (!sampler.queued && !sampler.running) {
+      sampler.queued = true;
+      samplers_ready_.push_back(&sampler);
+      work_cv_.notify_one();
+    }
   }
   return {rid, ids};
 }
 
-void TrainerService::run_sample(const SampleJob& job) {
-  RetrieveResult outcome;
-  try {
-    model::SampleOutput out = model::sample(*job.weights, job.spec);
-    for (size_t i = 0; i < out.sequences.size(); ++i) out.sequences[i].sequence_id = job.sequence_ids.at(i);
-    outcome.result = std::move(out);
-    outcome.status = RetrieveResult::Status::done;
-  } catch (const model::InputError& e) {
-    outcome = RetrieveResult::failure(e.message(), ErrorCategory::user);
-  } catch (const std::exception& e) {
-    outcome = RetrieveResult::failure(std::string("internal error: ") + e.what(), ErrorCategory::server);
+void TrainerService::drive_sampler(Sampler& s) {
+  // A turn: at most this many decode steps, then the sampler goes back in line behind other work.
+  constexpr int kStepsPerTurn = 16;
+  if (!s.batch) s.batch = std::make_unique<model::BatchSampler>(s.weights);
+  for (int step = 0; step < kStepsPerTurn; ++step) {
+    std::deque<SampleJob> arrived;
+    {
+      std::lock_guard lock(mu_);
+      arrived.swap(s.pending);
+    }
+    for (auto& job : arrived) {  // join the batch between steps (prefill happens here)
+      try {
+        const int64_t handle = s.batch->add(job.spec);
+        s.in_batch.emplace(handle, std::move(job));
+      } catch (const model::InputError& e) {
+        finish_sample(job, RetrieveResult::failure(e.message(), ErrorCategory::user));
+      }
+    }
+    if (s.batch->idle()) return;
+    {
+      std::lock_guard lock(mu_);
+      const auto n = static_cast<int64_t>(s.batch->active());
+      ++s.decode_steps;
+      s.sampled_tokens += n;
+      s.largest_batch = std::max(s.largest_batch, n);
+    }
+    try {
+      for (auto& [handle, out] : s.batch->step()) {
+        SampleJob job = std::move(s.in_batch.at(handle));
+        s.in_batch.erase(handle);
+        for (size_t i = 0; i < out.sequences.size(); ++i) out.sequences[i].sequence_id = job.sequence_ids.at(i);
+        RetrieveResult done;
+        done.status = RetrieveResult::Status::done;
+        done.result = std::move(out);
+        finish_sample(job, std::move(done));
+      }
+    } catch (const std::exception& e) {  // the batch is lost: fail everything in it, start afresh
+      for (auto& [handle, job] : s.in_batch)
+        finish_sample(job, RetrieveResult::failure(std::string("internal error: ") + e.what(), ErrorCategory::server));
+      s.in_batch.clear();
+      s.batch = std::make_unique<model::BatchSampler>(s.weights);
+    }
   }
+}
+
+void TrainerService::finish_sample(const SampleJob& job, RetrieveResult outcome) {
   std::lock_guard lock(mu_);
   if (auto f = futures_.find(job.request_id); f != futures_.end()) {
     f->second->state = std::move(outcome);

@@ -245,7 +245,6 @@ class TrainerService {
   struct Sampler;
   struct SampleJob {
     std::string request_id;
-    std::shared_ptr<const model::Transformer<float>> weights;
     model::SampleSpec spec;
     std::vector<std::string> sequence_ids;
   };
@@ -267,7 +266,10 @@ class TrainerService {
   std::string add_sampler_locked(const std::string& tenant, const std::string& session_id, int64_t seq,
                                  std::shared_ptr<const model::Transformer<float>> weights, const std::string& base_model,
                                  std::optional<std::string> model_path);
-  void run_sample(const SampleJob& job);
+  // Decodes a sampler's batch for a turn: admits its pending requests, steps the batch, completes
+  // the futures of requests that finish. Called by a worker that holds the sampler (running).
+  void drive_sampler(Sampler& s);
+  void finish_sample(const SampleJob& job, RetrieveResult outcome);
   CheckpointRecord resolve_reference(const std::string& tenant, const std::string& ref, CheckpointKind want,
                                      const std::string& purpose) const;
   CheckpointRecord find_checkpoint(const std::string& tenant, const std::string& run_id,
@@ -296,7 +298,7 @@ class TrainerService {
   std::map<std::string, std::unique_ptr<Future>> futures_;    // by request id
   std::map<std::string, std::unique_ptr<Sampler>> samplers_;  // by sampler id
   std::deque<Model*> ready_;
-  std::deque<SampleJob> sample_jobs_;
+  std::deque<Sampler*> samplers_ready_;  // samplers with pending requests or a batch in flight
   std::vector<std::thread> workers_;
   std::thread ticker_;
 };

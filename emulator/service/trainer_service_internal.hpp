@@ -1,11 +1,14 @@
 #pragma once
 // The service's private records, shared by trainer_service.cpp and control.cpp.
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
 #include <set>
 #include <string>
 #include <utility>
+
+#include "model/sampler.hpp"
 
 #include "service/trainer_service.hpp"
 
@@ -27,6 +30,14 @@ struct TrainerService::Sampler {
   SamplerInfo info;
   std::shared_ptr<const model::Transformer<float>> weights;
   std::map<int64_t, std::pair<uint64_t, std::string>> seen;  // seq → (fingerprint, request id)
+  // Continuous batching: requests wait in `pending` until the worker driving the sampler admits
+  // them into `batch` between decode steps. `batch` and `in_batch` belong to that worker.
+  std::deque<SampleJob> pending;
+  bool queued = false, running = false;
+  std::unique_ptr<model::BatchSampler> batch;
+  std::map<int64_t, SampleJob> in_batch;  // BatchSampler handle → its request
+  // Decode statistics (state view): steps run, tokens they sampled, the largest batch.
+  int64_t decode_steps = 0, sampled_tokens = 0, largest_batch = 0;
 };
 
 struct TrainerService::Session {
