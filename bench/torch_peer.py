@@ -20,14 +20,20 @@ import kiln_reference as ref  # noqa: E402
 CONFIGS = [
     ("d128_L2_V256_T128_B8", dict(vocab_size=256, d_model=128, n_layers=2, d_ff=352), 128, 8),
     ("d256_L4_V256_T256_B8", dict(vocab_size=256, d_model=256, n_layers=4, d_ff=704), 256, 8),
-    ("d64_L2_V151936_T256_B4", dict(vocab_size=151936, d_model=64, n_layers=2, d_ff=192), 256, 4),
+    ("d64_L2_V151936f_T256_B4", dict(vocab_size=151936, d_model=64, n_layers=2, d_ff=192, head="factored"), 256, 4),
 ]
 
 
 def make(cfg):
     cfg = dict(cfg, n_heads=cfg["d_model"] // 32, max_context=4096, rope_theta=10000.0, norm_eps=1e-5)
     V, d, L, f = cfg["vocab_size"], cfg["d_model"], cfg["n_layers"], cfg["d_ff"]
-    shapes = {"model.embed_tokens.weight": (V, d), "model.norm.weight": (d,), "lm_head.weight": (V, d)}
+    shapes = {"model.norm.weight": (d,)}
+    if ref.is_factored(cfg):
+        m, A = ref.factored(cfg)
+        shapes.update({"model.embed_tokens_hi.weight": (A, d), "model.embed_tokens_lo.weight": (m, d),
+                       "lm_head_hi.weight": (A, d), "lm_head_lo.weight": (m, d)})
+    else:
+        shapes.update({"model.embed_tokens.weight": (V, d), "lm_head.weight": (V, d)})
     for l in range(L):
         shapes[f"model.layers.{l}.input_layernorm.weight"] = (d,)
         shapes[f"model.layers.{l}.post_attention_layernorm.weight"] = (d,)
@@ -41,10 +47,27 @@ def make(cfg):
     return cfg, weights
 
 
+def factored_target_logprobs(model, tokens, targets):
+    """The factored head as Kiln computes it: α, β and the exact partition function over the V ids
+    from their logsumexps, never the V logits (the reference's materialising form is for golden
+    values, not for speed)."""
+    m, A = ref.factored(model.cfg)
+    r = model.cfg["vocab_size"] - (A - 1) * m
+    h = model.hidden(tokens)
+    alpha, beta = model.linear("lm_head_hi", h), model.linear("lm_head_lo", h)
+    lse = alpha[..., A - 1] + torch.logsumexp(beta[..., :r], -1)
+    if A > 1:
+        lse = torch.logaddexp(torch.logsumexp(alpha[..., :A - 1], -1) + torch.logsumexp(beta, -1), lse)
+    picked = alpha.gather(-1, (targets // m).unsqueeze(-1)) + beta.gather(-1, (targets % m).unsqueeze(-1))
+    return picked.squeeze(-1) - lse
+
+
 def step(model, weights, tokens, targets, opt=None):
     for w in weights.values():
         w.grad = None
-    loss = -model.target_logprobs(tokens, targets).sum()
+    lp = factored_target_logprobs(model, tokens, targets) if ref.is_factored(model.cfg) else \
+        model.target_logprobs(tokens, targets)
+    loss = -lp.sum()
     loss.backward()
     if opt is not None:
         opt.step()

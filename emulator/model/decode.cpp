@@ -19,7 +19,7 @@ void attention_extend(Mat<T>& out, const Mat<T>& q, const Mat<T>& K, const Mat<T
   const int64_t m = q.rows(), d = q.cols(), hd = d / n_heads, L = p0 + m;
   const T scale = T(1) / std::sqrt(T(hd));
   out.resize(m, d);
-#pragma omp parallel num_threads(num_threads())
+#pragma omp parallel num_threads(threads_for(m))
   {
     Mat<T> P;  // per-thread scores [m, L]
 #pragma omp for schedule(static)

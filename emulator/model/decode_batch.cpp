@@ -1,6 +1,7 @@
 #include "model/decode_batch.hpp"
 
 #include <immintrin.h>
+#include <omp.h>
 
 #include <cmath>
 #include <string>
@@ -155,28 +156,63 @@ void rope_row(float* x, int64_t p, const RopeTable<float>& rope, int64_t n_heads
     }
 }
 
-// out[d] = causal attention of one query over the cache's first n positions, head by head.
+// a·b over n floats in a fixed order: eight lanes of FMA chains, then the lanes summed pairwise.
+float dot(const float* a, const float* b, int64_t n) {
+  int64_t i = 0;
+  float tail = 0;
+  __m256 acc = _mm256_setzero_ps();
+  for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+  for (; i < n; ++i) tail = std::fma(a[i], b[i], tail);
+  const __m128 lo = _mm256_castps256_ps128(acc), hi = _mm256_extractf128_ps(acc, 1);
+  __m128 v = _mm_add_ps(lo, hi);
+  v = _mm_add_ps(v, _mm_movehl_ps(v, v));
+  v = _mm_add_ss(v, _mm_shuffle_ps(v, v, 1));
+  return _mm_cvtss_f32(v) + tail;
+}
+
+// out[d] = causal attention of one query over the cache's first n positions, head by head. The
+// scores live in 64-byte aligned scratch, so the vectorised exp treats every row alike.
 void attend_row(float* out, const float* q, const Mat<float>& K, const Mat<float>& V, int64_t n, int64_t n_heads,
-                std::vector<float>& scores) {
+                AlignedVector<float>& scores) {
   const int64_t d = K.cols(), hd = d / n_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  scores.resize(static_cast<size_t>(n));
+  if (static_cast<int64_t>(scores.size()) < n) scores.resize(static_cast<size_t>(n));
+  Eigen::Map<Eigen::ArrayXf, Eigen::Aligned64> sc(scores.data(), n);
   for (int64_t h = 0; h < n_heads; ++h) {
-    float mx = -INFINITY;
+    const float* qh = q + h * hd;
+    for (int64_t j = 0; j < n; ++j) sc(j) = dot(qh, K.data() + j * d + h * hd, hd) * scale;
+    sc = (sc - sc.maxCoeff()).exp();
+    const float inv_sum = 1.0f / sc.sum();
+    float* o = out + h * hd;
+    for (int64_t i = 0; i < hd; ++i) o[i] = 0;
     for (int64_t j = 0; j < n; ++j) {
-      float s = 0;
-      for (int64_t i = 0; i < hd; ++i) s += q[h * hd + i] * K(j, h * hd + i);
-      scores[j] = s * scale;
-      mx = std::max(mx, scores[j]);
-    }
-    float sum = 0;
-    for (int64_t j = 0; j < n; ++j) sum += (scores[j] = std::exp(scores[j] - mx));
-    for (int64_t i = 0; i < hd; ++i) out[h * hd + i] = 0;
-    for (int64_t j = 0; j < n; ++j) {
-      const float pj = scores[j] / sum;
-      for (int64_t i = 0; i < hd; ++i) out[h * hd + i] += pj * V(j, h * hd + i);
+      const float pj = sc(j) * inv_sum;
+      const float* v = V.data() + j * d + h * hd;
+      for (int64_t i = 0; i < hd; ++i) o[i] += pj * v[i];
     }
   }
+}
+
+// h[f] = silu(gate)·up for one row of [gate | up], vectorised in 64-byte aligned scratch so every
+// row is computed alike wherever it sits.
+void silu_gate_row(float* h, const float* gate_up, int64_t f, AlignedVector<float>& tmp) {
+  if (static_cast<int64_t>(tmp.size()) < f) tmp.resize(static_cast<size_t>(f));
+  Eigen::Map<Eigen::ArrayXf, Eigen::Aligned64> a(tmp.data(), f);
+  a = Eigen::Map<const Eigen::ArrayXf>(gate_up, f);
+  a = a / (1.0f + (-a).exp()) * Eigen::Map<const Eigen::ArrayXf>(gate_up + f, f);
+  Eigen::Map<Eigen::ArrayXf>(h, f) = a;
+}
+
+// Runs body(i) for i in [0, n), on the pool's threads when `parallel`, else on this thread
+// without entering an OpenMP region (whose start-up would dominate a one-sequence step).
+template <typename F>
+void for_each(int64_t n, bool parallel, F&& body) {
+  if (!parallel) {
+    for (int64_t i = 0; i < n; ++i) body(i);
+    return;
+  }
+#pragma omp parallel for num_threads(num_threads()) schedule(static)
+  for (int64_t i = 0; i < n; ++i) body(i);
 }
 
 }  // namespace
@@ -186,21 +222,71 @@ void rows_times_wt(const float* x, int64_t rows, int64_t ldx, const float* wt, i
   // Tiles of 4 rows × 64 columns; any split of the tiles over threads computes the same numbers.
   const int64_t row_blocks = (rows + 3) / 4, col_blocks = (out + 63) / 64;
   const int64_t tiles = row_blocks * col_blocks;
-  const bool parallel = rows * in * out >= (int64_t{1} << 18) && num_threads() > 1;
-#pragma omp parallel for num_threads(parallel ? num_threads() : 1) schedule(static)
-  for (int64_t t = 0; t < tiles; ++t) {
+  // Serial: decode_step gives each thread its own rows instead.
+  for_each(tiles, false, [&](int64_t t) {
     const int64_t r0 = (t / col_blocks) * 4, j0 = (t % col_blocks) * 64;
     rows_block(x + r0 * ldx, std::min<int64_t>(4, rows - r0), ldx, wt, in, out, y + r0 * ldy, ldy, j0,
                std::min(out, j0 + 64));
-  }
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
 // The step
 
-HeadScores<float> decode_step(const DecodeWeights& w, std::span<const DecodeSlot> slots) {
+namespace {
+
+// The step for a contiguous run of slots, on this thread; writes their head scores to z (row
+// stride = head width). A row's numbers depend only on its own slot.
+void decode_rows(const DecodeWeights& w, std::span<const DecodeSlot> slots, float* z) {
   const ModelConfig& c = w.config;
   const int64_t B = static_cast<int64_t>(slots.size()), d = c.d_model, f = c.d_ff, H = c.n_heads;
+  thread_local std::vector<float> x, xn, qkv, att, y, gu, h;  // scratch kept between steps
+  thread_local AlignedVector<float> scores, silu;
+  for (auto* v : {&x, &xn, &att, &y}) v->resize(static_cast<size_t>(B * d));
+  qkv.resize(static_cast<size_t>(B * 3 * d));
+  gu.resize(static_cast<size_t>(B * 2 * f));
+  h.resize(static_cast<size_t>(B * f));
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t t = slots[b].token;
+    for (int64_t i = 0; i < d; ++i)
+      x[b * d + i] = c.factored_head() ? w.embed_hi[w.fv.hi(t) * d + i] + w.embed_lo[w.fv.lo(t) * d + i]
+                                       : w.embed[t * d + i];
+  }
+  for (size_t l = 0; l < w.layers.size(); ++l) {
+    const auto& L = w.layers[l];
+    rmsnorm_rows(xn.data(), x.data(), B, d, L.norm1.data(), c.norm_eps);
+    rows_times_wt(xn.data(), B, d, L.qkv_t.data(), d, 3 * d, qkv.data(), 3 * d);
+    for (int64_t b = 0; b < B; ++b) {
+      KvCache<float>& cache = *slots[b].cache;
+      const int64_t p = cache.len;
+      float* q = qkv.data() + b * 3 * d;
+      rope_row(q, p, cache.rope, H);
+      rope_row(q + d, p, cache.rope, H);
+      for (int64_t i = 0; i < d; ++i) {
+        cache.k[l](p, i) = q[d + i];
+        cache.v[l](p, i) = q[2 * d + i];
+      }
+      attend_row(att.data() + b * d, q, cache.k[l], cache.v[l], p + 1, H, scores);
+    }
+    rows_times_wt(att.data(), B, d, L.o_t.data(), d, d, y.data(), d);
+    for (size_t i = 0; i < x.size(); ++i) x[i] += y[i];
+    rmsnorm_rows(xn.data(), x.data(), B, d, L.norm2.data(), c.norm_eps);
+    rows_times_wt(xn.data(), B, d, L.gate_up_t.data(), d, 2 * f, gu.data(), 2 * f);
+    for (int64_t b = 0; b < B; ++b) silu_gate_row(h.data() + b * f, gu.data() + b * 2 * f, f, silu);
+    rows_times_wt(h.data(), B, f, L.down_t.data(), f, d, y.data(), d);
+    for (size_t i = 0; i < x.size(); ++i) x[i] += y[i];
+  }
+  for (const auto& s : slots) ++s.cache->len;
+  rmsnorm_rows(xn.data(), x.data(), B, d, w.final_norm.data(), c.norm_eps);
+  const int64_t width = w.head_width();
+  rows_times_wt(xn.data(), B, d, w.head_t.data(), d, width, z, width);
+}
+
+}  // namespace
+
+HeadScores<float> decode_step(const DecodeWeights& w, std::span<const DecodeSlot> slots) {
+  const ModelConfig& c = w.config;
+  const int64_t B = static_cast<int64_t>(slots.size()), width = w.head_width();
   for (const auto& s : slots) {
     if (s.cache->len + 1 > c.max_context)
       throw InputError("tokens", "sequence length " + std::to_string(s.cache->len + 1) +
@@ -210,53 +296,19 @@ HeadScores<float> decode_step(const DecodeWeights& w, std::span<const DecodeSlot
                                      std::to_string(c.vocab_size) + ")");
     s.cache->reserve(c, s.cache->len + 1);
   }
-  std::vector<float> x(static_cast<size_t>(B * d)), xn(x.size()), qkv(static_cast<size_t>(B * 3 * d)), att(x.size()),
-      y(x.size()), gu(static_cast<size_t>(B * 2 * f)), h(static_cast<size_t>(B * f));
-  for (int64_t b = 0; b < B; ++b) {
-    const int64_t t = slots[b].token;
-    for (int64_t i = 0; i < d; ++i)
-      x[b * d + i] = c.factored_head() ? w.embed_hi[w.fv.hi(t) * d + i] + w.embed_lo[w.fv.lo(t) * d + i]
-                                       : w.embed[t * d + i];
-  }
-  const bool parallel = B > 1 && num_threads() > 1;
-  for (size_t l = 0; l < w.layers.size(); ++l) {
-    const auto& L = w.layers[l];
-    rmsnorm_rows(xn.data(), x.data(), B, d, L.norm1.data(), c.norm_eps);
-    rows_times_wt(xn.data(), B, d, L.qkv_t.data(), d, 3 * d, qkv.data(), 3 * d);
-#pragma omp parallel num_threads(parallel ? num_threads() : 1)
-    {
-      std::vector<float> scores;
-#pragma omp for schedule(static)
-      for (int64_t b = 0; b < B; ++b) {
-        KvCache<float>& cache = *slots[b].cache;
-        const int64_t p = cache.len;
-        float* q = qkv.data() + b * 3 * d;
-        rope_row(q, p, cache.rope, H);
-        rope_row(q + d, p, cache.rope, H);
-        for (int64_t i = 0; i < d; ++i) {
-          cache.k[l](p, i) = q[d + i];
-          cache.v[l](p, i) = q[2 * d + i];
-        }
-        attend_row(att.data() + b * d, q, cache.k[l], cache.v[l], p + 1, H, scores);
-      }
-    }
-    rows_times_wt(att.data(), B, d, L.o_t.data(), d, d, y.data(), d);
-    for (size_t i = 0; i < x.size(); ++i) x[i] += y[i];
-    rmsnorm_rows(xn.data(), x.data(), B, d, L.norm2.data(), c.norm_eps);
-    rows_times_wt(xn.data(), B, d, L.gate_up_t.data(), d, 2 * f, gu.data(), 2 * f);
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t i = 0; i < f; ++i) {
-        const float a = gu[b * 2 * f + i];
-        h[b * f + i] = a / (1.0f + std::exp(-a)) * gu[b * 2 * f + f + i];
-      }
-    rows_times_wt(h.data(), B, f, L.down_t.data(), f, d, y.data(), d);
-    for (size_t i = 0; i < x.size(); ++i) x[i] += y[i];
-  }
-  for (const auto& s : slots) ++s.cache->len;
-  rmsnorm_rows(xn.data(), x.data(), B, d, w.final_norm.data(), c.norm_eps);
-  const int64_t width = w.head_width();
   Mat<float> z(B, width);
-  rows_times_wt(xn.data(), B, d, w.head_t.data(), d, width, z.data(), width);
+  // One parallel region per step: each thread decodes a contiguous share of the slots from start to
+  // end (the rows never meet, so the split changes no number), enough rows each to batch well.
+  const int threads = static_cast<int>(std::min<int64_t>(num_threads(), B / 8));
+  if (threads <= 1) {
+    decode_rows(w, slots, z.data());
+  } else {
+#pragma omp parallel num_threads(threads)
+    {
+      const int64_t t = omp_get_thread_num(), lo = B * t / threads, hi = B * (t + 1) / threads;
+      decode_rows(w, slots.subspan(static_cast<size_t>(lo), static_cast<size_t>(hi - lo)), z.data() + lo * width);
+    }
+  }
   HeadScores<float> out;
   if (c.factored_head()) {
     out.factored = true;

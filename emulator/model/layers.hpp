@@ -94,7 +94,7 @@ void rmsnorm_forward(Mat<T>& out, Vec<T>& rstd, const Mat<T>& x, const T* g, dou
   out.resize(n, d);
   rstd.resize(n);
   const auto gv = Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>>(g, d);
-#pragma omp parallel for num_threads(num_threads()) schedule(static)
+#pragma omp parallel for num_threads(threads_for(n)) schedule(static)
   for (int64_t t = 0; t < n; ++t) {
     const T r = T(1) / std::sqrt(x.row(t).squaredNorm() / T(d) + T(eps));
     rstd(t) = r;
@@ -107,7 +107,7 @@ void rmsnorm_backward(Mat<T>& dx, T* dg, const Mat<T>& dout, const Mat<T>& x, co
                       const T* g) {
   const int64_t n = x.rows(), d = x.cols();
   const auto gv = Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>>(g, d);
-#pragma omp parallel for num_threads(num_threads()) schedule(static)
+#pragma omp parallel for num_threads(threads_for(n)) schedule(static)
   for (int64_t t = 0; t < n; ++t) {
     const T r = rstd(t);
     const auto dyg = (dout.row(t).array() * gv).eval();
@@ -194,7 +194,7 @@ template <typename T>
 void rope_apply(Mat<T>& x, const std::vector<int64_t>& pos, const RopeTable<T>& rope, int64_t n_heads,
                 T sign) {
   const int64_t n = x.rows(), half = rope.half, hd = 2 * half;
-#pragma omp parallel for num_threads(num_threads()) schedule(static)
+#pragma omp parallel for num_threads(threads_for(n)) schedule(static)
   for (int64_t t = 0; t < n; ++t) {
     const auto c = rope.cos.row(pos[t]).array();
     const auto s = (sign * rope.sin.row(pos[t]).array()).eval();
@@ -235,7 +235,7 @@ void attention_forward(Mat<T>& out, Vec<T>& probs, const Mat<T>& q, const Mat<T>
   out.resize(q.rows(), d);
   probs.resize(seq.poff.back());  // every entry is written below
   const int64_t work = seq.batch() * n_heads;
-#pragma omp parallel for num_threads(num_threads()) schedule(dynamic, 1)
+#pragma omp parallel for num_threads(threads_for(q.rows())) schedule(dynamic, 1)
   for (int64_t w = 0; w < work; ++w) {
     const int64_t s = w / n_heads, h = w % n_heads, n = seq.len(s), o = seq.off[s];
     const Eigen::OuterStride<> st(d);
@@ -263,7 +263,7 @@ void attention_backward(Mat<T>& dq, Mat<T>& dk, Mat<T>& dv, const Mat<T>& dout,
   dk.resize(q.rows(), d);
   dv.resize(q.rows(), d);
   const int64_t work = seq.batch() * n_heads;
-#pragma omp parallel num_threads(num_threads())
+#pragma omp parallel num_threads(threads_for(q.rows()))
   {
     Mat<T> dS;  // per-thread scratch [n,n]
 #pragma omp for schedule(dynamic, 1)
@@ -291,7 +291,7 @@ void attention_backward(Mat<T>& dq, Mat<T>& dk, Mat<T>& dv, const Mat<T>& dout,
 template <typename T>
 void swiglu_forward(Mat<T>& h, const Mat<T>& a, const Mat<T>& b) {
   h.resize(a.rows(), a.cols());
-#pragma omp parallel for num_threads(num_threads()) schedule(static)
+#pragma omp parallel for num_threads(threads_for(a.rows())) schedule(static)
   for (int64_t t = 0; t < a.rows(); ++t) {
     const auto x = a.row(t).array();
     h.row(t).array() = x / (T(1) + (-x).exp()) * b.row(t).array();
@@ -302,7 +302,7 @@ template <typename T>
 void swiglu_backward(Mat<T>& da, Mat<T>& db, const Mat<T>& dh, const Mat<T>& a, const Mat<T>& b) {
   da.resize(a.rows(), a.cols());
   db.resize(a.rows(), a.cols());
-#pragma omp parallel for num_threads(num_threads()) schedule(static)
+#pragma omp parallel for num_threads(threads_for(a.rows())) schedule(static)
   for (int64_t t = 0; t < a.rows(); ++t) {
     const auto x = a.row(t).array();
     const auto sig = (T(1) / (T(1) + (-x).exp())).eval();
@@ -350,7 +350,7 @@ void lm_head_forward(T* lp, Vec<T>& lse, Mat<T>& z, Mat<T>& u, const Mat<T>& x, 
     const int64_t rows = std::min(vb, V - v0);
     z.resize(n, rows);
     linear_forward<T>(z, u, x, output_block(head, v0, rows));
-#pragma omp parallel for num_threads(num_threads()) schedule(static)
+#pragma omp parallel for num_threads(threads_for(n)) schedule(static)
     for (int64_t t = 0; t < n; ++t) {
       auto zr = z.row(t).array();
       for (int64_t j = toff[t]; j < toff[t + 1]; ++j)
@@ -384,7 +384,7 @@ void lm_head_backward(Mat<T>& dx, Mat<T>& z, Mat<T>& u, const Mat<T>& x, const V
     const LinearW<T> block = output_block(head, v0, rows);
     z.resize(n, rows);
     linear_forward<T>(z, u, x, block);
-#pragma omp parallel for num_threads(num_threads()) schedule(static)
+#pragma omp parallel for num_threads(threads_for(n)) schedule(static)
     for (int64_t t = 0; t < n; ++t) {
       auto zr = z.row(t).array();
       zr = (zr - lse(t)).exp() * -dsum(t);
@@ -436,7 +436,7 @@ void factored_head_forward(T* lp, Vec<T>& lse, Mat<T>& alpha, Mat<T>& beta, Mat<
   linear_forward<T>(alpha, u_hi, x, head_hi);
   linear_forward<T>(beta, u_lo, x, head_lo);
   lse.resize(n);
-#pragma omp parallel for num_threads(num_threads()) schedule(static)
+#pragma omp parallel for num_threads(threads_for(n)) schedule(static)
   for (int64_t t = 0; t < n; ++t) {
     const auto st = factored_row_stats<T>(alpha.row(t), beta.row(t), fv);
     lse(t) = st.lse();
@@ -452,7 +452,7 @@ void factored_head_backward(Mat<T>& dx, Mat<T>& alpha, Mat<T>& beta, const Mat<T
                             const FactoredVocab& fv, const T* dlp, const std::vector<int64_t>& tgt,
                             const std::vector<int64_t>& toff) {
   const int64_t n = x.rows();
-#pragma omp parallel for num_threads(num_threads()) schedule(static)
+#pragma omp parallel for num_threads(threads_for(n)) schedule(static)
   for (int64_t t = 0; t < n; ++t) {
     T ds = 0;
     for (int64_t j = toff[t]; j < toff[t + 1]; ++j) ds += dlp[j];

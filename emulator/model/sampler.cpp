@@ -23,13 +23,14 @@ std::pair<int64_t, float> draw(const TokenScores& z, const SamplingParams& p, Sp
     const int64_t tok = z.argmax();
     return {tok, static_cast<float>(z.logprob(tok))};
   }
-  const double tau = p.temperature, lse = z.lse(tau);
+  const double tau = p.temperature;
   const int64_t V = z.vocab();
   const bool top_k = p.top_k > 0 && p.top_k < V;
   if (!top_k && p.top_p >= 1.0) {  // nothing cut: the inverse-CDF draw over all ids in id order
-    const int64_t tok = z.draw(rng.uniform(), tau, lse);
+    const auto [tok, lse] = z.draw(rng.uniform(), tau);
     return {tok, static_cast<float>(z.logit(tok) / tau - lse)};
   }
+  const double lse = z.lse(tau);
   // The candidates after top-k and top-p truncation, most likely first: top-k's k best, then
   // the smallest most-likely prefix whose mass reaches top_p.
   std::vector<std::pair<int64_t, double>> keep;

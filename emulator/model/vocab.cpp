@@ -36,34 +36,58 @@ double TokenScores::logit(int64_t t) const {
 
 namespace {
 
-// log Σ exp(z[i]/τ) over n floats, in double.
-double logsumexp(const float* z, int64_t n, double inv_t) {
-  double m = -INFINITY;
-  for (int64_t i = 0; i < n; ++i) m = std::max(m, z[i] * inv_t);
-  double s = 0;
-  for (int64_t i = 0; i < n; ++i) s += std::exp(z[i] * inv_t - m);
-  return m + std::log(s);
+// e[i] = exp(x[i]·inv_t − shift) into thread-local scratch `slot` (0 or 1), vectorised; returns
+// the scratch. The destination is 64-byte aligned, so the vectorised and scalar parts of the
+// loop are the same for every call with the same n: a row's numbers never depend on where its
+// scores happen to sit in memory.
+const float* exps(const float* x, int64_t n, float inv_t, float shift, int slot) {
+  thread_local AlignedVector<float> scratch[2];
+  auto& buf = scratch[slot];
+  if (static_cast<int64_t>(buf.size()) < n) buf.resize(static_cast<size_t>(n));
+  Eigen::Map<Eigen::ArrayXf, Eigen::Aligned64> e(buf.data(), n);
+  e = (Eigen::Map<const Eigen::ArrayXf>(x, n) * inv_t - shift).exp();
+  return buf.data();
 }
+
+// Σ e[0..n) in double, over an aligned buffer (a fixed summation order for a given n).
+double sum(const float* e, int64_t n) {
+  return Eigen::Map<const Eigen::ArrayXf, Eigen::Aligned64>(e, n).cast<double>().sum();
+}
+
+float max_of(const float* x, int64_t n) { return Eigen::Map<const Eigen::ArrayXf>(x, n).maxCoeff(); }
 
 }  // namespace
 
-double TokenScores::lse(double temperature) const {
-  const double inv_t = 1.0 / temperature;
-  if (!factored_) return logsumexp(logits_, vocab_, inv_t);
-  // Z = Σ_{a<A−1} e^α[a] · Σ_b e^β[b] + e^α[A−1] · Σ_{b<r} e^β[b] (layers.hpp), shifted by the maxima.
-  double ma = -INFINITY, mb = -INFINITY;
-  for (int64_t a = 0; a < fv_.A; ++a) ma = std::max(ma, alpha_[a] * inv_t);
-  for (int64_t b = 0; b < fv_.m; ++b) mb = std::max(mb, beta_[b] * inv_t);
-  double sa_head = 0, sb = 0, sb_r = 0;
-  for (int64_t a = 0; a + 1 < fv_.A; ++a) sa_head += std::exp(alpha_[a] * inv_t - ma);
-  const double ea_last = std::exp(alpha_[fv_.A - 1] * inv_t - ma);
-  for (int64_t b = 0; b < fv_.m; ++b) {
-    const double e = std::exp(beta_[b] * inv_t - mb);
-    sb += e;
-    if (b < fv_.r) sb_r += e;
+// The tempered masses of a row, computed once for lse and draw alike.
+struct TokenScores::Masses {
+  double lse = 0;
+  const float *ea = nullptr, *eb = nullptr;  // dense: ea = e^(z/τ − max); factored: e^(α/τ − ma), e^(β/τ − mb)
+  double total = 0;                          // dense: Σ ea
+  double sa_head = 0, ea_last = 0, sb = 0, sb_r = 0;  // factored (layers.hpp's partition function)
+};
+
+TokenScores::Masses TokenScores::masses(double temperature) const {
+  const float inv_t = static_cast<float>(1.0 / temperature);
+  Masses m;
+  if (!factored_) {
+    const float mx = max_of(logits_, vocab_) * inv_t;
+    m.ea = exps(logits_, vocab_, inv_t, mx, 0);
+    m.total = sum(m.ea, vocab_);
+    m.lse = mx + std::log(m.total);
+    return m;
   }
-  return ma + mb + std::log(sa_head * sb + ea_last * sb_r);
+  const float ma = max_of(alpha_, fv_.A) * inv_t, mb = max_of(beta_, fv_.m) * inv_t;
+  m.ea = exps(alpha_, fv_.A, inv_t, ma, 0);
+  m.eb = exps(beta_, fv_.m, inv_t, mb, 1);
+  m.sa_head = fv_.A > 1 ? sum(m.ea, fv_.A - 1) : 0.0;
+  m.ea_last = m.ea[fv_.A - 1];
+  m.sb_r = sum(m.eb, fv_.r);
+  m.sb = fv_.r < fv_.m ? sum(m.eb, fv_.m) : m.sb_r;
+  m.lse = static_cast<double>(ma) + static_cast<double>(mb) + std::log(m.sa_head * m.sb + m.ea_last * m.sb_r);
+  return m;
 }
+
+double TokenScores::lse(double temperature) const { return masses(temperature).lse; }
 
 int64_t TokenScores::argmax() const {
   if (!factored_) return std::max_element(logits_, logits_ + vocab_) - logits_;
@@ -145,37 +169,23 @@ std::vector<std::pair<int64_t, double>> TokenScores::top(int64_t k) const {
   return out;
 }
 
-int64_t TokenScores::draw(double u, double temperature, double lse_t) const {
-  const double inv_t = 1.0 / temperature;
-  if (!factored_) {
-    // Scale u by the computed total so rounding in the masses never runs past the last id.
-    double total = 0;
-    for (int64_t t = 0; t < vocab_; ++t) total += std::exp(logits_[t] * inv_t - lse_t);
-    u *= total;
+std::pair<int64_t, double> TokenScores::draw(double u, double temperature) const {
+  const Masses m = masses(temperature);
+  if (!factored_) {  // scaled by the computed total, so rounding never runs past the last id
+    u *= m.total;
     for (int64_t t = 0; t < vocab_; ++t) {
-      u -= std::exp(logits_[t] * inv_t - lse_t);
-      if (u < 0) return t;
+      u -= m.ea[t];
+      if (u < 0) return {t, m.lse};
     }
-    return vocab_ - 1;
+    return {vocab_ - 1, m.lse};
   }
   // Id order is (hi, lo) order: pick hi by its mass e^α[hi]·Σ_{valid lo} e^β[lo], then lo within it.
-  double mb = -INFINITY;
-  for (int64_t b = 0; b < fv_.m; ++b) mb = std::max(mb, beta_[b] * inv_t);
-  std::vector<double> eb(static_cast<size_t>(fv_.m));
-  double sb = 0, sb_r = 0;
-  for (int64_t b = 0; b < fv_.m; ++b) {
-    eb[b] = std::exp(beta_[b] * inv_t - mb);
-    sb += eb[b];
-    if (b < fv_.r) sb_r += eb[b];
-  }
-  const double shift = lse_t - mb;  // e^(α/τ − shift)·Σe^(β/τ − mb) = the hi's probability
-  double total = 0;
-  for (int64_t a = 0; a < fv_.A; ++a) total += std::exp(alpha_[a] * inv_t - shift) * (a + 1 < fv_.A ? sb : sb_r);
+  const double total = m.sa_head * m.sb + m.ea_last * m.sb_r;
   u *= total;
   int64_t hi = fv_.A - 1;
   double within = 1.0 - 1e-12;  // if rounding runs past the last hi: its last valid lo
   for (int64_t a = 0; a < fv_.A; ++a) {
-    const double mass = std::exp(alpha_[a] * inv_t - shift) * (a + 1 < fv_.A ? sb : sb_r);
+    const double mass = static_cast<double>(m.ea[a]) * (a + 1 < fv_.A ? m.sb : m.sb_r);
     if (u < mass) {
       hi = a;
       within = u / mass;  // uniform in [0, 1) within this hi
@@ -184,13 +194,12 @@ int64_t TokenScores::draw(double u, double temperature, double lse_t) const {
     u -= mass;
   }
   const int64_t n = fv_.lo_count(hi);
-  const double s = hi + 1 < fv_.A ? sb : sb_r;
-  double v = within * s;
+  double v = within * (hi + 1 < fv_.A ? m.sb : m.sb_r);
   for (int64_t b = 0; b < n; ++b) {
-    v -= eb[b];
-    if (v < 0) return hi * fv_.m + b;
+    v -= m.eb[b];
+    if (v < 0) return {hi * fv_.m + b, m.lse};
   }
-  return hi * fv_.m + n - 1;
+  return {hi * fv_.m + n - 1, m.lse};
 }
 
 }  // namespace kiln::model

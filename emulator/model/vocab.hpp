@@ -42,8 +42,8 @@ class TokenScores {
   // returns false or all V are out. Used for top-p, whose length depends on the masses.
   void descending(const std::function<bool(int64_t, double)>& next) const;
   // The inverse-CDF draw in id order: the first id whose cumulative tempered probability exceeds
-  // u ∈ [0, 1). `lse_t` is lse(temperature).
-  int64_t draw(double u, double temperature, double lse_t) const;
+  // u ∈ [0, 1); returned with lse(temperature), computed in the same pass.
+  std::pair<int64_t, double> draw(double u, double temperature) const;
 
  private:
   bool factored_ = false;
@@ -54,6 +54,8 @@ class TokenScores {
   // Factored: hi / lo indices sorted by descending score (ties → lower index), built on demand.
   mutable std::vector<int32_t> hi_order_, lo_order_;
   void sort_factors() const;
+  struct Masses;
+  Masses masses(double temperature) const;
 };
 
 }  // namespace kiln::model

@@ -54,7 +54,8 @@ RC_GTEST_PROP(TokenScores, FactoredAgreesWithItsDenseMaterialisation, ()) {
   const Row r = random_row(V, *rc::gen::arbitrary<uint64_t>(), ties);
   const auto f = TokenScores::factored(r.alpha.data(), r.beta.data(), r.fv);
   const auto d = TokenScores::dense(r.dense.data(), V);
-  for (double tau : {1.0, 0.7, 2.5}) RC_ASSERT(std::abs(f.lse(tau) - d.lse(tau)) <= 1e-12 * (1 + std::abs(d.lse(tau))));
+  // Masses are float exponentials summed in double: the two forms agree to float rounding.
+  for (double tau : {1.0, 0.7, 2.5}) RC_ASSERT(std::abs(f.lse(tau) - d.lse(tau)) <= 1e-6 * (1 + std::abs(d.lse(tau))));
   RC_ASSERT(f.argmax() == d.argmax());
   const int64_t k = *rc::gen::inRange<int64_t>(1, V + 1);
   const auto ft = f.top(k), dt = d.top(k);
@@ -70,7 +71,7 @@ RC_GTEST_PROP(TokenScores, FactoredAgreesWithItsDenseMaterialisation, ()) {
   SplitMix64 u(7);
   for (int i = 0; i < 50; ++i) {
     const double x = u.uniform(), tau = i % 2 ? 1.0 : 0.6;
-    RC_ASSERT(f.draw(x, tau, f.lse(tau)) == d.draw(x, tau, d.lse(tau)));
+    RC_ASSERT(f.draw(x, tau).first == d.draw(x, tau).first);
   }
 }
 
