@@ -16,11 +16,7 @@ namespace kiln::http {
 
 using nlohmann::json;
 
-// A body Kiln cannot read on this endpoint (protobuf anywhere but forward_backward): 415.
-class UnsupportedMediaType : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
+using kiln::UnsupportedMediaType;  // a body Kiln cannot read on this endpoint (protobuf anywhere but forward_backward): 415
 
 inline void send_json(httplib::Response& res, int status, const json& body) {
   res.status = status;
@@ -35,8 +31,9 @@ inline json body_json(const httplib::Request& req) {
   return json::parse(req.body);
 }
 
-// Everything after "/checkpoints/" up to a known suffix: "weights/<name>" or "sampler_weights/<name>".
+// The checkpoint id after "/checkpoints/": one or two path segments, up to a known suffix. The
+// service checks its form ("weights/<name>" or "sampler_weights/<name>"; 400 otherwise, wire.md §10.6).
 inline const char* kRunId = R"(/api/v1/training_runs/([^/]+))";
-inline const char* kCheckpointId = R"(/checkpoints/((?:weights|sampler_weights)/[^/]+))";
+inline const char* kCheckpointId = R"(/checkpoints/([^/]+(?:/[^/]+)?))";
 
 }  // namespace kiln::http

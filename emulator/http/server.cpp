@@ -157,16 +157,8 @@ void invoke(const std::function<void(const httplib::Request&, httplib::Response&
     h(req, res, key);
   } catch (const json::exception& e) {
     send_json(res, 400, {{"detail", std::string("malformed JSON body: ") + e.what()}});
-  } catch (const train::InvalidRequest& e) {
-    send_json(res, 400, {{"detail", e.what()}});
-  } catch (const train::UserError& e) {
-    send_json(res, 400, {{"detail", e.what()}});
-  } catch (const service::NotFound& e) {
-    send_json(res, 404, {{"detail", e.what()}});
-  } catch (const service::Conflict& e) {
-    send_json(res, 409, {{"detail", e.what()}});
-  } catch (const UnsupportedMediaType& e) {
-    send_json(res, 415, {{"detail", e.what()}});
+  } catch (const Error& e) {  // every error the user can cause: its code decides the status
+    send_json(res, http_status(e.code()), {{"detail", e.what()}});
   } catch (const std::exception& e) {
     send_json(res, 500, {{"detail", std::string("internal error: ") + e.what()}});
   }

@@ -1,21 +1,16 @@
 #pragma once
-// Errors raised by the model core. Every message names the field, the value and the limit,
-// because these texts travel unchanged to the user of the wire API.
-#include <stdexcept>
+// The model core's error: bad input from the caller (shapes, token ids, lengths, configuration
+// values), a user error naming its field. Every message names the field, the value and the
+// limit, because these texts travel unchanged to the user of the wire API.
 #include <string>
+
+#include "../errors.hpp"  // the project-wide error type, not this file
 
 namespace kiln::model {
 
-// Bad input from the caller (shapes, token ids, lengths, configuration values).
-class InputError : public std::invalid_argument {
+class InputError : public UserError {
  public:
-  InputError(std::string field, std::string message)
-      : std::invalid_argument(field + ": " + message), field_(std::move(field)), message_(std::move(message)) {}
-  const std::string& field() const { return field_; }
-  const std::string& message() const { return message_; }  // without the field
-
- private:
-  std::string field_, message_;
+  InputError(std::string field, std::string message) : UserError(std::move(message), std::move(field)) {}
 };
 
 }  // namespace kiln::model

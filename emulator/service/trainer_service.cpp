@@ -86,7 +86,7 @@ SessionInfo TrainerService::create_session(const std::string& api_key, std::vect
 void TrainerService::heartbeat(const std::string& api_key, const std::string& session_id) {
   std::lock_guard lock(mu_);
   auto it = sessions_.find(session_id);
-  if (it == sessions_.end() || it->second->tenant != tenant_key(api_key)) throw NotFound("session not found");
+  if (it == sessions_.end() || it->second->tenant != tenant_key(api_key)) throw errors::session_not_found(session_id);
   it->second->info.last_heartbeat = clock_->now();
 }
 
@@ -94,14 +94,14 @@ void TrainerService::set_session_project(const std::string& api_key, const std::
                                          std::string project_id) {
   std::lock_guard lock(mu_);
   auto it = sessions_.find(session_id);
-  if (it == sessions_.end() || it->second->tenant != tenant_key(api_key)) throw NotFound("session not found");
+  if (it == sessions_.end() || it->second->tenant != tenant_key(api_key)) throw errors::session_not_found(session_id);
   it->second->info.project_id = std::move(project_id);
 }
 
 SessionInfo TrainerService::get_session(const std::string& api_key, const std::string& session_id) const {
   std::lock_guard lock(mu_);
   auto it = sessions_.find(session_id);
-  if (it == sessions_.end() || it->second->tenant != tenant_key(api_key)) throw NotFound("session not found");
+  if (it == sessions_.end() || it->second->tenant != tenant_key(api_key)) throw errors::session_not_found(session_id);
   return it->second->info;
 }
 
@@ -120,8 +120,7 @@ std::string TrainerService::create_model(const std::string& api_key, const Creat
   const std::string tenant = tenant_key(api_key);
   std::lock_guard lock(mu_);
   auto sit = sessions_.find(req.session_id);
-  if (sit == sessions_.end() || sit->second->tenant != tenant)
-    throw NotFound("session '" + req.session_id + "' not found");
+  if (sit == sessions_.end() || sit->second->tenant != tenant) throw errors::session_not_found(req.session_id);
   if (req.base_model.empty()) throw InvalidRequest("base_model is required");
   if (req.model_seq_id < 0) throw InvalidRequest("model_seq_id must be >= 0, got " + std::to_string(req.model_seq_id));
   const std::string model_id = req.session_id + ":train:" + std::to_string(req.model_seq_id);
@@ -166,12 +165,8 @@ std::pair<std::string, std::string> TrainerService::create_model_from_state(cons
                                                                            LoadWeightsRequest load) {
   if (load.path.empty()) throw InvalidRequest("path is required");
   const std::string owner = tenant_key(load.access_key.empty() ? api_key : load.access_key);
-  CheckpointRecord rec;
-  try {
-    rec = resolve_reference(owner, load.path, CheckpointKind::training, "load_state");
-  } catch (const UserError& e) {
-    throw NotFound(e.what());  // nothing is created for a checkpoint that is not there
-  }
+  // A missing checkpoint is a 404 here (nothing is created); a malformed or wrong-kind one a 400.
+  const CheckpointRecord rec = resolve_reference(owner, load.path, CheckpointKind::training, "load_state");
   if (req.base_model.empty()) req.base_model = rec.base_model;
   req.base_only = false;
   req.lora = rec.lora ? *rec.lora : model::LoraConfig{};
@@ -462,14 +457,8 @@ void TrainerService::worker_loop() {
         outcome.result = execute(*m, req);
         outcome.status = RetrieveResult::Status::done;
       }
-    } catch (const UserError& e) {
-      outcome = RetrieveResult::failure(e.what(), ErrorCategory::user);
-    } catch (const InvalidRequest& e) {
-      outcome = RetrieveResult::failure(e.what(), ErrorCategory::user);
-    } catch (const model::InputError& e) {
-      outcome = RetrieveResult::failure(e.what(), ErrorCategory::user);
     } catch (const std::exception& e) {
-      outcome = RetrieveResult::failure(std::string("internal error: ") + e.what(), ErrorCategory::server);
+      outcome = RetrieveResult::failure(e);
     }
 
     lock.lock();
@@ -691,7 +680,7 @@ CheckpointRecord TrainerService::resolve_reference(const std::string& tenant, co
           break;
         }
   }
-  if (!found) throw UserError("checkpoint '" + ref + "' not found");
+  if (!found) throw errors::checkpoint_not_found(ref);
   if (found->kind != want)
     throw UserError(want == CheckpointKind::training
                         ? "checkpoint '" + ref + "' is a sampler checkpoint; " + purpose +
@@ -864,8 +853,7 @@ std::string TrainerService::create_sampler(const std::string& api_key, const Cre
   {
     std::lock_guard lock(mu_);
     auto sit = sessions_.find(req.session_id);
-    if (sit == sessions_.end() || sit->second->tenant != tenant)
-      throw NotFound("session '" + req.session_id + "' not found");
+    if (sit == sessions_.end() || sit->second->tenant != tenant) throw errors::session_not_found(req.session_id);
     if (req.sampling_session_seq_id < 0)
       throw InvalidRequest("sampling_session_seq_id must be >= 0, got " + std::to_string(req.sampling_session_seq_id));
     const std::string id = req.session_id + ":sample:" + std::to_string(req.sampling_session_seq_id);
@@ -967,8 +955,8 @@ void TrainerService::drive_sampler(Sampler& s) {
       try {
         const int64_t handle = s.batch->add(job.spec);
         s.in_batch.emplace(handle, std::move(job));
-      } catch (const model::InputError& e) {
-        finish_sample(job, RetrieveResult::failure(e.message(), ErrorCategory::user));
+      } catch (const std::exception& e) {
+        finish_sample(job, RetrieveResult::failure(e));
       }
     }
     if (s.batch->idle()) return;
@@ -990,8 +978,7 @@ void TrainerService::drive_sampler(Sampler& s) {
         finish_sample(job, std::move(done));
       }
     } catch (const std::exception& e) {  // the batch is lost: fail everything in it, start afresh
-      for (auto& [handle, job] : s.in_batch)
-        finish_sample(job, RetrieveResult::failure(std::string("internal error: ") + e.what(), ErrorCategory::server));
+      for (auto& [handle, job] : s.in_batch) finish_sample(job, RetrieveResult::failure(e));
       s.in_batch.clear();
       s.batch = std::make_unique<model::BatchSampler>(s.weights);
     }
@@ -1014,12 +1001,7 @@ WeightsInfo TrainerService::weights_info(const std::string& api_key, const std::
   const std::string tenant = tenant_key(api_key);
   if (is_tinker_path(path) && parse_tinker_path(path).kind != "weights")
     throw InvalidRequest("weights_info needs a training-state path (tinker://<run>/weights/<name>), got '" + path + "'");
-  CheckpointRecord rec;
-  try {
-    rec = resolve_reference(tenant, path, CheckpointKind::training, "weights_info");
-  } catch (const UserError& e) {
-    throw NotFound(e.what());
-  }
+  const CheckpointRecord rec = resolve_reference(tenant, path, CheckpointKind::training, "weights_info");
   WeightsInfo info{rec.base_model, rec.lora.has_value(), rec.lora ? rec.lora->rank : 0};
   if (rec.lora) {
     info.train_attn = rec.lora->train_attn;

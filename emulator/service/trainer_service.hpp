@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "errors.hpp"
 #include "model/registry.hpp"
 #include "service/checkpoint_store.hpp"
 #include "service/clock.hpp"
@@ -26,14 +27,8 @@
 
 namespace kiln::service {
 
-class NotFound : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-class Conflict : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
+using kiln::Conflict;
+using kiln::NotFound;
 
 enum class ErrorCategory { user, server, unknown };
 const char* category_name(ErrorCategory c);
@@ -131,6 +126,11 @@ struct RetrieveResult {
     r.error = std::move(error);
     r.category = category;
     return r;
+  }
+  // What anything that failed while executing becomes (errors.hpp's outcome_of).
+  static RetrieveResult failure(const std::exception& e) {
+    const auto o = outcome_of(e);
+    return failure(o.message, std::string(o.category) == "user" ? ErrorCategory::user : ErrorCategory::server);
   }
 };
 
