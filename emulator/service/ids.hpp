@@ -1,0 +1,27 @@
+#pragma once
+// Ids: request, session and other opaque ids, predictable from a seed; tenants from API keys.
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace kiln::service {
+
+class IdGenerator {
+ public:
+  explicit IdGenerator(std::optional<uint64_t> seed);
+  // "<prefix><12 hex>", unique per generator; the same seed gives the same sequence.
+  std::string next(const char* prefix);
+  void restart() { counter_ = 0; }  // a full reset: ids start over
+  uint64_t seed() const { return seed_; }
+
+ private:
+  uint64_t seed_ = 0, counter_ = 0;
+};
+
+// The tenant an API key names (a hash: the key itself is never stored or written).
+std::string tenant_key(const std::string& api_key);
+
+// FNV-1a, 64 bit: the one digest of names the service uses (ids, tenants).
+uint64_t fnv1a(const std::string& s);
+
+}  // namespace kiln::service

@@ -1,0 +1,109 @@
+#include "service/model_table.hpp"
+
+#include "model/errors.hpp"
+#include "model/init.hpp"
+#include "model/rng.hpp"
+
+namespace kiln::service {
+
+std::pair<ModelTable::Model*, bool> ModelTable::create(const std::string& tenant, const CreateModelRequest& req,
+                                                       TimePoint now) {
+  if (req.base_model.empty()) throw errors::base_model_required();
+  if (req.model_seq_id < 0) throw InvalidRequest("model_seq_id must be >= 0, got " + std::to_string(req.model_seq_id));
+  const std::string model_id = req.session_id + ":train:" + std::to_string(req.model_seq_id);
+  if (auto it = models_.find(model_id); it != models_.end()) return {it->second.get(), false};  // C16
+
+  const model::BaseModelEntry* entry = registry_.find(req.base_model);
+  if (!entry) throw errors::unknown_base_model(req.base_model, registry_.known_names());
+  model::LoraConfig lora = req.lora;
+  if (!req.base_only) {
+    try {
+      lora.validate();
+    } catch (const model::InputError& e) {
+      throw InvalidRequest(e.message());  // the spec's texts name the field themselves
+    }
+    // Without a seed, a deterministic one chosen here and kept with the model (C3).
+    if (!req.lora_seed_given) lora.seed = model::fnv1a64(model_id) ^ lora_seed_salt_;
+  }
+  auto base = model::shared_base_weights<float>(entry->config, registry_.weights_owner(entry->name), 0);
+  auto m = std::make_unique<Model>();
+  m->tenant = tenant;
+  m->state = std::make_unique<train::TrainingState<float>>(
+      req.base_only ? model::Transformer<float>::frozen(entry->config, base)
+                    : model::Transformer<float>(entry->config, base, lora));
+  auto& info = m->info;
+  info.model_id = model_id;
+  info.session_id = req.session_id;
+  info.base_model = entry->name;
+  info.base_only = req.base_only;
+  info.lora = req.base_only ? model::LoraConfig{} : lora;
+  info.config = entry->config;
+  info.user_metadata = req.user_metadata;
+  info.created = info.last_request_time = now;
+  auto& slot = models_[model_id];
+  slot = std::move(m);
+  return {slot.get(), true};
+}
+
+std::shared_ptr<const model::Transformer<float>> ModelTable::frozen_base(const std::string& base_model,
+                                                                         std::string* canonical) const {
+  const model::BaseModelEntry* entry = registry_.find(base_model);
+  if (!entry) throw errors::unknown_base_model(base_model, registry_.known_names());
+  *canonical = entry->name;
+  return std::make_shared<const model::Transformer<float>>(model::Transformer<float>::frozen(
+      entry->config, model::shared_base_weights<float>(entry->config, registry_.weights_owner(entry->name), 0)));
+}
+
+ModelTable::Model& ModelTable::find_owned(const std::string& tenant, const std::string& model_id) {
+  Model* m = find(model_id);
+  if (!m || m->tenant != tenant || m->unloaded) throw errors::model_not_found(model_id);
+  return *m;
+}
+
+const ModelTable::Model& ModelTable::find_owned(const std::string& tenant, const std::string& model_id) const {
+  return const_cast<ModelTable*>(this)->find_owned(tenant, model_id);
+}
+
+ModelTable::Model* ModelTable::find(const std::string& model_id) {
+  auto it = models_.find(model_id);
+  return it == models_.end() ? nullptr : it->second.get();
+}
+
+std::vector<std::string> ModelTable::forget(const std::string& tenant) {
+  std::vector<std::string> gone;
+  std::erase_if(models_, [&](const auto& m) {
+    const bool mine = tenant.empty() || m.second->tenant == tenant;
+    if (mine) gone.push_back(m.first);
+    return mine;
+  });
+  return gone;
+}
+
+void ModelTable::record_outcome(Model& m, const TrainingRequest& req, const RetrieveResult& outcome) {
+  if (outcome.status != RetrieveResult::Status::done) return;
+  if (const auto* fr = std::get_if<train::ForwardResult>(&outcome.result); fr && std::get<ForwardRequest>(req).backward)
+    if (auto loss = fr->metrics.find("loss:sum"); loss != fr->metrics.end()) {
+      auto& recent = m.info.recent_losses;  // for the control API's state view
+      recent.push_back(loss->second);
+      if (recent.size() > 16) recent.erase(recent.begin());
+    }
+  if (std::holds_alternative<UnloadModelRequest>(req)) {
+    m.unloaded = true;
+    m.state.reset();
+  }
+  if (m.state) m.info.optimizer_step = m.state->adam().step;
+}
+
+nlohmann::json model_view(const std::string& model_id, const ModelTable::Model& m) {
+  return {{"model_id", model_id},
+          {"tenant", m.tenant},
+          {"base_model", m.info.base_model},
+          {"lora_rank", m.info.lora.rank},
+          {"base_only", m.info.base_only},
+          {"optimizer_step", m.info.optimizer_step},
+          {"recent_losses", m.info.recent_losses},
+          {"unloaded", m.unloaded},
+          {"last_request_time", iso8601(m.info.last_request_time)}};
+}
+
+}  // namespace kiln::service

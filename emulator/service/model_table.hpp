@@ -1,0 +1,63 @@
+#pragma once
+// The training models, one per create_model, each owned by a tenant: what get_info shows, the
+// training state, and the anchor of full-parameter "delta" sampler saves. A model whose request
+// is executing is that worker's; everything else reads and writes under the service's lock.
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "model/registry.hpp"
+#include "service/service_types.hpp"
+#include "train/training_state.hpp"
+
+namespace kiln::service {
+
+class ModelTable {
+ public:
+  struct Model {
+    std::string tenant;
+    ModelInfo info;
+    std::unique_ptr<train::TrainingState<float>> state;  // null once unloaded
+    bool unloaded = false;
+    // Full-parameter sampler chain: the weights of the last "base" save, for "delta" saves.
+    std::optional<model::ParamSet<float>> sampler_anchor;
+    std::string sampler_anchor_name;
+  };
+
+  // `lora_seed_salt` picks LoRA seeds for models created without one (rule C3): the service's id seed.
+  ModelTable(const model::ModelRegistry& registry, uint64_t lora_seed_salt)
+      : registry_(registry), lora_seed_salt_(lora_seed_salt) {}
+
+  // The model `req` creates: "<session>:train:<model_seq_id>". The same request again finds the
+  // model it made (rule C16); `created` says which. InvalidRequest for a bad request.
+  std::pair<Model*, bool> create(const std::string& tenant, const CreateModelRequest& req, TimePoint now);
+  // A base model's weights, untrained and frozen (a sampler of the base model); its registry
+  // entry's name in `canonical`. errors::unknown_base_model for a name the registry lacks. Reads
+  // only the registry: callable without the service's lock.
+  std::shared_ptr<const model::Transformer<float>> frozen_base(const std::string& base_model,
+                                                               std::string* canonical) const;
+  // The live model `model_id` of `tenant`; errors::model_not_found otherwise (an unloaded model
+  // is not found either).
+  Model& find_owned(const std::string& tenant, const std::string& model_id);
+  const Model& find_owned(const std::string& tenant, const std::string& model_id) const;
+  Model* find(const std::string& model_id);
+  // Forgets the models of `tenant` (every tenant's when empty); returns their ids.
+  std::vector<std::string> forget(const std::string& tenant);
+  const std::map<std::string, std::unique_ptr<Model>>& all() const { return models_; }
+
+  // After a request ran: recent losses of forward_backward, the optimizer step, unloading.
+  void record_outcome(Model& m, const TrainingRequest& req, const RetrieveResult& outcome);
+
+ private:
+  const model::ModelRegistry& registry_;
+  uint64_t lora_seed_salt_;
+  std::map<std::string, std::unique_ptr<Model>> models_;  // by model id
+};
+
+// A model in the control API's state view (without its queue).
+nlohmann::json model_view(const std::string& model_id, const ModelTable::Model& m);
+
+}  // namespace kiln::service

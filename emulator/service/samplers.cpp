@@ -1,0 +1,159 @@
+#include "service/samplers.hpp"
+
+#include <algorithm>
+
+#include "errors.hpp"
+#include "model/errors.hpp"
+
+namespace kiln::service {
+
+std::string Samplers::id_for(const std::string& session_id, int64_t seq) {
+  return session_id + ":sample:" + std::to_string(seq);
+}
+
+bool Samplers::exists(const std::string& tenant, const std::string& sampler_id) const {
+  auto it = samplers_.find(sampler_id);
+  return it != samplers_.end() && it->second->tenant == tenant;
+}
+
+bool Samplers::add(const std::string& tenant, SamplerInfo info, std::shared_ptr<const model::Transformer<float>> weights) {
+  const std::string id = info.sampler_id;
+  if (exists(tenant, id)) return false;
+  auto s = std::make_unique<Sampler>();
+  s->tenant = tenant;
+  s->info = std::move(info);
+  s->weights = std::move(weights);
+  samplers_[id] = std::move(s);
+  return true;
+}
+
+Samplers::Sampler& Samplers::find_owned(const std::string& tenant, const std::string& sampler_id) {
+  auto it = samplers_.find(sampler_id);
+  if (it == samplers_.end() || it->second->tenant != tenant) throw errors::sampler_not_found(sampler_id);
+  return *it->second;
+}
+
+const SamplerInfo& Samplers::info(const std::string& tenant, const std::string& sampler_id) const {
+  return const_cast<Samplers*>(this)->find_owned(tenant, sampler_id).info;
+}
+
+SampleSubmission Samplers::submit(const std::string& tenant, const std::string& sampler_id, int64_t seq_id,
+                                  model::SampleSpec spec, std::optional<InjectedFailure> forced) {
+  Sampler& s = find_owned(tenant, sampler_id);
+  try {
+    model::validate_sample(s.weights->config(), spec);
+  } catch (const model::InputError& e) {
+    throw InvalidRequest(e.message());
+  }
+  const uint64_t fp = fingerprint(spec);
+  if (auto seen = s.seen.find(seq_id); seen != s.seen.end() && seen->second.first == fp)
+    // The SDK re-submits with the same seq_id after a 429: the same submission, the same ids.
+    if (auto* f = futures_.find(seen->second.second)) return {seen->second.second, f->sequence_ids};
+  std::string rid;
+  if (forced) {
+    rid = futures_.add_failed(tenant, *forced);
+  } else {
+    rid = futures_.add_pending(tenant, sampler_id);
+    s.seen[seq_id] = {fp, rid};
+  }
+  // One id per sequence, derived from the request id, so every submission has fresh ones.
+  auto& ids = futures_.find(rid)->sequence_ids;
+  for (int64_t i = 0; i < spec.num_samples; ++i) ids.push_back(rid + ":" + std::to_string(i));
+  if (!forced) {
+    s.pending.push_back({rid, std::move(spec), ids});
+    enqueue(s);
+  }
+  return {rid, ids};
+}
+
+void Samplers::enqueue(Sampler& s) {
+  if (s.queued || s.running) return;
+  s.queued = true;
+  ready_.push_back(&s);
+  on_ready_();
+}
+
+void Samplers::run_turn(std::unique_lock<std::mutex>& lock) {
+  Sampler* s = ready_.front();
+  ready_.pop_front();
+  s->queued = false;
+  s->running = true;
+  lock.unlock();
+  drive(*s);
+  lock.lock();
+  s->running = false;
+  if (!s->pending.empty() || (s->batch && !s->batch->idle())) enqueue(*s);  // more to do: back in line
+  futures_.notify();  // a reset may be waiting for the sampler to stop running
+}
+
+void Samplers::drive(Sampler& s) {
+  constexpr int kStepsPerTurn = 16;
+  if (!s.batch) s.batch = std::make_unique<model::BatchSampler>(s.weights);
+  for (int step = 0; step < kStepsPerTurn; ++step) {
+    std::deque<Job> arrived;
+    {
+      std::lock_guard lock(mu_);
+      arrived.swap(s.pending);
+    }
+    for (auto& job : arrived) {  // join the batch between steps (prefill happens here)
+      try {
+        const int64_t handle = s.batch->add(job.spec);
+        s.in_batch.emplace(handle, std::move(job));
+      } catch (const std::exception& e) {
+        finish(job, RetrieveResult::failure(e));
+      }
+    }
+    if (s.batch->idle()) return;
+    {
+      std::lock_guard lock(mu_);
+      const auto n = static_cast<int64_t>(s.batch->active());
+      ++s.decode_steps;
+      s.sampled_tokens += n;
+      s.largest_batch = std::max(s.largest_batch, n);
+    }
+    try {
+      for (auto& [handle, out] : s.batch->step()) {
+        Job job = std::move(s.in_batch.at(handle));
+        s.in_batch.erase(handle);
+        for (size_t i = 0; i < out.sequences.size(); ++i) out.sequences[i].sequence_id = job.sequence_ids.at(i);
+        RetrieveResult done;
+        done.status = RetrieveResult::Status::done;
+        done.result = std::move(out);
+        finish(job, std::move(done));
+      }
+    } catch (const std::exception& e) {  // the batch is lost: fail everything in it, start afresh
+      for (auto& [handle, job] : s.in_batch) finish(job, RetrieveResult::failure(e));
+      s.in_batch.clear();
+      s.batch = std::make_unique<model::BatchSampler>(s.weights);
+    }
+  }
+}
+
+void Samplers::finish(const Job& job, RetrieveResult outcome) {
+  std::lock_guard lock(mu_);
+  futures_.complete(job.request_id, std::move(outcome));
+}
+
+bool Samplers::any_running(const std::string& tenant) const {
+  return std::any_of(samplers_.begin(), samplers_.end(),
+                     [&](const auto& s) { return (tenant.empty() || s.second->tenant == tenant) && s.second->running; });
+}
+
+void Samplers::forget(const std::string& tenant) {
+  const auto mine = [&](const std::string& t) { return tenant.empty() || t == tenant; };
+  std::erase_if(ready_, [&](Sampler* s) { return mine(s->tenant); });
+  std::erase_if(samplers_, [&](const auto& s) { return mine(s.second->tenant); });
+}
+
+nlohmann::json Samplers::view() const {
+  using nlohmann::json;
+  json out = json::array();
+  for (const auto& [id, s] : samplers_)
+    out.push_back({{"sampler_id", id}, {"tenant", s->tenant}, {"base_model", s->info.base_model},
+                   {"model_path", s->info.model_path ? json(*s->info.model_path) : json(nullptr)},
+                   {"pending_requests", s->pending.size()}, {"decode_steps", s->decode_steps},
+                   {"sampled_tokens", s->sampled_tokens}, {"largest_batch", s->largest_batch}});
+  return out;
+}
+
+}  // namespace kiln::service
