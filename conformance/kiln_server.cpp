@@ -4,6 +4,8 @@
 
 #include <filesystem>
 #include <stdexcept>
+#include <chrono>
+#include <thread>
 
 namespace kiln::conformance {
 
@@ -49,6 +51,18 @@ void KilnServer::reset() {
 }
 
 service::ModelInfo KilnServer::model_info(const std::string& model_id) const { return svc_->get_info(kApiKey, model_id); }
+
+void KilnServer::wait_idle(const std::string& model_id) const {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline) {
+    bool busy = false;
+    for (const auto& m : svc_->state()["models"])
+      if (m["model_id"] == model_id) busy = m["running"].get<bool>() || !m["queued_seq_ids"].empty();
+    if (!busy) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  throw std::runtime_error("model " + model_id + " still busy after 60 s");
+}
 
 int64_t KilnServer::faults_fired() const {
   int64_t fired = 0;

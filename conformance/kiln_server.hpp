@@ -44,6 +44,9 @@ class KilnServer {
   // A model as the server holds it: the LoRA layout it was given (the client's request with its
   // defaults filled), the optimizer steps it has taken.
   service::ModelInfo model_info(const std::string& model_id) const;
+  // Waits (up to 60 s) until the model has no request queued or running: a client that gave up
+  // on a future (a 410, say) returns before the server has finished executing it.
+  void wait_idle(const std::string& model_id) const;
   // Every API request since the last reset, oldest first (journal entries, control_routes.cpp).
   nlohmann::json journal() const;
 
