@@ -33,8 +33,9 @@ NotFound sampler_not_found(const std::string& id) { return NotFound("sampling se
 InvalidRequest seq_id_reused() { return InvalidRequest("Training request sequence number was reused"); }
 InvalidRequest base_model_required() { return InvalidRequest("base_model is required"); }
 InvalidRequest base_only(const std::string& model_id) {
-  return InvalidRequest("model " + model_id + " is base-only; only forward is allowed");
+  return InvalidRequest("model " + (model_id.empty() ? "" : model_id + " ") + "is base-only; only forward is allowed");
 }
+InvalidRequest empty_data() { return InvalidRequest("data must contain at least one datum"); }
 InvalidRequest load_not_first(const char* what, int64_t seq_id) {
   return InvalidRequest(std::string(what) + " is not permitted with seq_id " + std::to_string(seq_id));
 }

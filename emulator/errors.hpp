@@ -79,7 +79,8 @@ NotFound model_not_found(const std::string& model_id);               // 404
 NotFound sampler_not_found(const std::string& sampler_id);           // 404
 InvalidRequest seq_id_reused();                                            // 400 "Training request sequence number was reused"
 InvalidRequest base_model_required();                                      // 400 "base_model is required"
-InvalidRequest base_only(const std::string& model_id);                     // 400
+InvalidRequest base_only(const std::string& model_id);                     // 400 (model_id may be "")
+InvalidRequest empty_data();                                               // 400 "data must contain at least one datum"
 InvalidRequest load_not_first(const char* what, int64_t seq_id);           // 400 "LoadWeights is not permitted with seq_id N"
 InvalidRequest sampler_source_required();                                  // 400 "Either model_path or base_model must be provided"
 InvalidRequest model_path_not_tinker();                                    // 400 "model_path must start with 'tinker://'"

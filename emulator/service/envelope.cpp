@@ -5,16 +5,16 @@
 
 namespace kiln::service {
 
-void validate_envelope(const ModelInfo& model, int64_t seq_id, const TrainingRequest& req) {
+void accept_envelope(const ModelInfo& model, int64_t seq_id, TrainingRequest& req) {
   const auto trainable = [&] {
     if (model.base_only) throw errors::base_only(model.model_id);
   };
   std::visit(
-      [&](const auto& r) {
+      [&](auto& r) {
         using R = std::decay_t<decltype(r)>;
         if constexpr (std::is_same_v<R, ForwardRequest>) {
-          train::LossSpec::parse(r.loss_fn, r.loss_fn_config);
-          if (r.data.empty()) throw InvalidRequest("data must contain at least one datum");
+          r.loss = train::LossSpec::parse(r.loss_fn, r.loss_fn_config);
+          if (r.data.empty()) throw errors::empty_data();
           if (r.backward) trainable();
         } else if constexpr (std::is_same_v<R, OptimStepRequest>) {
           r.adam.validate();

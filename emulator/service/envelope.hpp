@@ -9,7 +9,8 @@
 
 namespace kiln::service {
 
-// Throws InvalidRequest naming the field.
-void validate_envelope(const ModelInfo& model, int64_t seq_id, const TrainingRequest& req);
+// Checks `req` and fills in its parsed parts (a forward's LossSpec). Throws InvalidRequest
+// naming the field.
+void accept_envelope(const ModelInfo& model, int64_t seq_id, TrainingRequest& req);
 
 }  // namespace kiln::service

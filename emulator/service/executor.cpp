@@ -7,8 +7,7 @@ TrainingResult TrainingExecutor::execute(ModelTable::Model& m, const TrainingReq
       [&](const auto& r) -> TrainingResult {
         using R = std::decay_t<decltype(r)>;
         if constexpr (std::is_same_v<R, ForwardRequest>) {
-          const auto spec = train::LossSpec::parse(r.loss_fn, r.loss_fn_config);
-          return r.backward ? m.state->forward_backward(r.data, spec) : m.state->forward(r.data, spec);
+          return r.backward ? m.state->forward_backward(r.data, r.loss) : m.state->forward(r.data, r.loss);
         } else if constexpr (std::is_same_v<R, OptimStepRequest>) {
           return OptimStepResult{m.state->optim_step(r.adam, r.normalization)};
         } else if constexpr (std::is_same_v<R, SaveWeightsRequest>) {

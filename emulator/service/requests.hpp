@@ -20,6 +20,7 @@ struct ForwardRequest {
   std::string loss_fn = "cross_entropy";
   std::map<std::string, train::ConfigValue> loss_fn_config;
   bool backward = true;
+  train::LossSpec loss;  // loss_fn and loss_fn_config, parsed once at submit (envelope.cpp)
 };
 struct OptimStepRequest {
   train::AdamParams adam;

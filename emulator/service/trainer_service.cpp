@@ -127,7 +127,7 @@ std::string TrainerService::submit(const std::string& api_key, const std::string
   const uint64_t fp = fingerprint(req);
   if (auto earlier = queue_.resubmission(model_id, seq_id, fp)) return *earlier;
   try {
-    validate_envelope(m.info, seq_id, req);
+    accept_envelope(m.info, seq_id, req);
   } catch (const InvalidRequest&) {
     queue_.reject(model_id, seq_id);  // a refused submit counts as arrived (B1)
     throw;

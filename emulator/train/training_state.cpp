@@ -59,13 +59,13 @@ ForwardResult TrainingState<T>::forward(const std::vector<Datum>& data, const Lo
 
 template <typename T>
 ForwardResult TrainingState<T>::forward_backward(const std::vector<Datum>& data, const LossSpec& loss) {
-  if (model_.is_frozen()) throw InvalidRequest("model is base-only; only forward is allowed");
+  if (model_.is_frozen()) throw errors::base_only("");
   return run(data, loss, &grads_, &acc_);
 }
 
 template <typename T>
 std::map<std::string, double> TrainingState<T>::optim_step(const AdamParams& adam, Normalization norm) {
-  if (model_.is_frozen()) throw InvalidRequest("model is base-only; only forward is allowed");
+  if (model_.is_frozen()) throw errors::base_only("");
   auto metrics = optimizer_step(model_.params(), grads_, adam_, acc_, adam, norm, update_scale_);
   acc_ = {};
   return metrics;
@@ -82,7 +82,7 @@ template <typename T>
 ForwardResult TrainingState<T>::run(const std::vector<Datum>& data, const LossSpec& loss, model::ParamSet<T>* grads,
                                     Accumulation* acc) const {
   const bool backward = grads != nullptr;
-  if (data.empty()) throw InvalidRequest("data must contain at least one datum");
+  if (data.empty()) throw errors::empty_data();
   // 1. Validate everything before computing anything: a failed request changes no state.
   std::vector<LossInputs> inputs;
   std::vector<model::SequenceInput> batch;
