@@ -62,7 +62,6 @@ class Connection {
   const ClientOptions& options() const { return options_; }
   const std::string& session_id() const { return session_id_; }
   int64_t next_model_seq() { return model_seq_++; }
-  int64_t next_sampling_seq() { return sampling_seq_++; }
   int64_t heartbeats() const { return heartbeats_; }
 
  private:
@@ -76,7 +75,7 @@ class Connection {
   std::string api_key_;
   ClientOptions options_;
   std::string session_id_;
-  std::atomic<int64_t> model_seq_{0}, sampling_seq_{0}, heartbeats_{0};
+  std::atomic<int64_t> model_seq_{0}, heartbeats_{0};
   std::mutex mu_;
   std::condition_variable stop_cv_;
   bool stopping_ = false;

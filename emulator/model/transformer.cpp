@@ -74,12 +74,6 @@ std::shared_ptr<Activations<T>> Transformer<T>::take_workspace() const {
 }
 
 template <typename T>
-void Transformer<T>::release_workspace() const {
-  std::lock_guard lock(pool_->mu);
-  pool_->spare.reset();
-}
-
-template <typename T>
 void Transformer<T>::recycle(std::shared_ptr<Activations<T>> ws) const {
   std::lock_guard lock(pool_->mu);
   pool_->spare = std::move(ws);
@@ -220,21 +214,15 @@ void Transformer<T>::validate(std::span<const SequenceInput> batch) const {
     for (int64_t t = 0; t < n; ++t)
       if (s.tokens[t] < 0 || s.tokens[t] >= V)
         range_error(datum + ".model_input[" + std::to_string(t) + "]", s.tokens[t]);
+    // The loss layer (train/loss.cpp) checks target shapes against the input and names the
+    // field; here a mismatch is the caller's bug.
     const std::string tf = datum + ".loss_fn_inputs.target_tokens";
     const auto& shp = s.target_shape;
-    auto shape_str = [&] {
-      std::string out = "[";
-      for (size_t k = 0; k < shp.size(); ++k) out += (k ? ", " : "") + std::to_string(shp[k]);
-      return out + "]";
-    };
-    if (shp.empty() || shp.size() > 2 || shp[0] != n || (shp.size() == 2 && shp[1] < 1))
-      throw InputError(tf, "shape " + shape_str() + " does not match model_input length " +
-                               std::to_string(n) + "; expected [" + std::to_string(n) + "] or [" +
-                               std::to_string(n) + ", K] with K >= 1");
     const int64_t k = shp.size() == 2 ? shp[1] : 1;
-    if (static_cast<int64_t>(s.targets.size()) != n * k)
-      throw InputError(tf, "has " + std::to_string(s.targets.size()) + " values but shape " +
-                               shape_str() + " needs " + std::to_string(n * k));
+    if (shp.empty() || shp.size() > 2 || shp[0] != n || k < 1 || static_cast<int64_t>(s.targets.size()) != n * k)
+      throw std::logic_error("Transformer::forward: " + tf + " shape " + shape_string(shp) + " with " +
+                             std::to_string(s.targets.size()) + " values does not fit model_input length " +
+                             std::to_string(n));
     for (int64_t j = 0; j < n * k; ++j)
       if (s.targets[j] < 0 || s.targets[j] >= V) range_error(tf + "[" + std::to_string(j) + "]", s.targets[j]);
   }

@@ -79,10 +79,10 @@ class Transformer {
   ParamSet<T>& params() { return params_; }
   const ParamSet<T>& params() const { return params_; }
   const ParamSet<T>& base() const { return *base_; }
-  std::shared_ptr<const ParamSet<T>> shared_base() const { return base_; }
 
-  // Throws InputError naming the datum and field for any token id out of range, empty sequence,
-  // sequence longer than max_context, or target shape that does not match the input.
+  // Throws InputError naming the datum and field for any token id out of range, empty sequence or
+  // sequence longer than max_context; std::logic_error for targets that do not fit the input
+  // (the loss layer's check, so a caller's bug here).
   void validate(std::span<const SequenceInput> batch) const;
   ForwardPass<T> forward(std::span<const SequenceInput> batch, bool keep_activations = true) const;
   // Accumulates dLoss/dθ into `grads` (shaped like params()). Consumes fp's activations.
@@ -98,9 +98,6 @@ class Transformer {
   // Vocabulary rows per (dense) LM-head block; 0 (the default) sizes blocks to about 4 MiB of logits.
   // Results differ only by rounding between block sizes; tests use this to check the blocking.
   void set_vocab_block(int64_t rows) { vocab_block_ = rows; }
-  // Forward and backward reuse one spare workspace per model (its last call's buffers), which
-  // spares page-faulting fresh memory on every call. An idle model can give that memory back.
-  void release_workspace() const;
 
  private:
   struct TensorRef {

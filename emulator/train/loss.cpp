@@ -7,12 +7,6 @@
 
 namespace kiln::train {
 
-std::string shape_string(const std::vector<int64_t>& shape) {
-  std::string out = "[";
-  for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
-  return out + "]";
-}
-
 namespace {
 
 struct LossInfo {

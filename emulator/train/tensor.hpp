@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "model/errors.hpp"
+
 namespace kiln::train {
 
 enum class DType { int64, int32, float32, float64 };
@@ -38,7 +40,7 @@ struct TensorData {
   }
 };
 
-std::string shape_string(const std::vector<int64_t>& shape);  // "[3, 2]"
+using model::shape_string;  // "[3, 2]"
 
 // One sequence: model_input tokens (the concatenated text chunks) and the loss inputs.
 struct Datum {
