@@ -9,8 +9,6 @@ namespace kiln::http {
 
 namespace {
 
-constexpr size_t kJournalBodyLimit = 1u << 20;  // larger request bodies are journaled as a summary
-
 service::Progression progression_from_json(const json& b) {
   service::Progression p;
   const std::string mode = b.value("mode", "immediate");
@@ -29,90 +27,7 @@ service::Progression progression_from_json(const json& b) {
   return p;
 }
 
-// A request body as the journal shows it: JSON as sent, protobuf forward_backward decoded to its
-// JSON form, anything very large as a summary.
-json describe_body(const httplib::Request& req, size_t max_body_bytes) {
-  if (req.body.empty()) return nullptr;
-  if (req.get_header_value("Content-Type").find("application/x-protobuf") != std::string::npos) {
-    const bool zstd = req.get_header_value("Content-Encoding").find("zstd") != std::string::npos;
-    try {
-      auto p = wire::forward_backward_from_proto(zstd ? wire::zstd_decompress(req.body, max_body_bytes) : req.body);
-      json j = wire::forward_request_to_json(p.request);
-      j.update({{"model_id", p.model_id}, {"seq_id", p.seq_id}, {"transport", "protobuf"}, {"zstd", zstd}});
-      if (req.body.size() > kJournalBodyLimit) j["forward_backward_input"]["data"] = {{"summary", "omitted"}};
-      return j;
-    } catch (const std::exception& e) {
-      return {{"protobuf_bytes", req.body.size()}, {"decode_error", e.what()}};
-    }
-  }
-  json j = json::parse(req.body, nullptr, false);
-  if (j.is_discarded()) return {{"unparsed_bytes", req.body.size()}};
-  if (req.body.size() > kJournalBodyLimit && j.is_object()) {
-    json summary = {{"bytes", req.body.size()}};
-    for (const char* k : {"type", "model_id", "seq_id"})
-      if (j.contains(k)) summary[k] = j[k];
-    for (const char* input : {"forward_input", "forward_backward_input"})
-      if (j.contains(input) && j[input].is_object()) summary["num_datums"] = j[input].value("data", json::array()).size();
-    return {{"summary", summary}};
-  }
-  return j;
-}
-
 }  // namespace
-
-FaultTarget HttpServer::fault_target(const httplib::Request& req, const std::string& key) const {
-  FaultTarget t;
-  t.path = req.path;
-  t.request_type = req.path.substr(req.path.rfind('/') + 1);
-  // A protobuf forward_backward is decoded (as the journal shows it) for its model_id.
-  const bool proto = req.get_header_value("Content-Type").find("application/x-protobuf") != std::string::npos;
-  const json b = proto ? describe_body(req, opts_.max_body_bytes) : json::parse(req.body.empty() ? "{}" : req.body, nullptr, false);
-  if (!b.is_object()) return t;
-  if (b.contains("type") && b["type"].is_string()) t.request_type = b["type"];
-  for (const char* k : {"model_id", "sampling_session_id", "base_model"})
-    if (b.contains(k) && b[k].is_string()) t.models.push_back(b[k]);
-  // A poll matches the model (or sampler) its future belongs to.
-  if (b.contains("request_id") && b["request_id"].is_string())
-    if (std::string owner = svc_.future_owner(key, b["request_id"]); !owner.empty()) {
-      t.models.push_back(owner);
-      try {
-        t.models.push_back(svc_.get_info(key, owner).base_model);
-      } catch (const std::exception&) {  // a sampler, or gone
-      }
-    }
-  if (b.contains("model_id") && b["model_id"].is_string()) try {
-      t.models.push_back(svc_.get_info(key, b["model_id"]).base_model);
-    } catch (const std::exception&) {
-    }
-  return t;
-}
-
-json HttpServer::journal_entry(const httplib::Request& req, const httplib::Response& res, const std::string& key,
-                               double millis, const std::optional<FaultAction>& fault) const {
-  json headers = json::object(), query = json::object();
-  for (const auto& [k, v] : req.headers) {
-    const bool secret = k == "X-API-Key" || k == "Authorization" || k == "Cookie" || k == "x-api-key";
-    headers[k] = secret ? "<redacted>" : v;
-  }
-  for (const auto& [k, v] : req.params) query[k] = v;
-  json response;
-  if (res.get_header_value("Content-Type").find("application/json") != std::string::npos)
-    response = json::parse(res.body, nullptr, false);
-  else if (!res.body.empty())
-    response = {{"content_type", res.get_header_value("Content-Type")}, {"bytes", res.body.size()}};
-  json e = {{"time", service::iso8601(std::chrono::system_clock::now())},
-            {"method", req.method},
-            {"path", req.path},
-            {"query", query},
-            {"headers", headers},
-            {"tenant", key.empty() ? json(nullptr) : json(service::TrainerService::tenant_key(key))},
-            {"request", describe_body(req, opts_.max_body_bytes)},
-            {"status", res.status},
-            {"response", response.is_discarded() ? json(nullptr) : response},
-            {"duration_ms", millis}};
-  if (fault) e["fault"] = fault->kind;
-  return e;
-}
 
 void HttpServer::register_control_routes() {
   const bool open = false;  // no credential: the control API is for the test that runs the server

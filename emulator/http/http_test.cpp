@@ -121,6 +121,33 @@ TEST_F(HttpTest, ErrorsAreJsonWithTheRightStatus) {
   EXPECT_EQ(get("/api/v1/training_runs/nope:train:0").first, 404);
 }
 
+// A body whose fields have the wrong type is a 400 naming the field, never "malformed JSON"; and a
+// submit refused while decoding still counts its seq_id as arrived (B1): seq 2 runs at once
+// (the virtual clock never reaches the gap's grace period).
+TEST_F(HttpTest, WrongTypesAre400sNamingTheFieldAndTheirSeqIdArrives) {
+  const std::string m = model();
+  json bad = {{"forward_backward_input", {{"data", {datum({1, 2})}}, {"loss_fn", "cross_entropy"}}}, {"model_id", m}, {"seq_id", 1}};
+  bad["forward_backward_input"]["data"][0]["model_input"]["chunks"][0]["type"] = 42;
+  auto [s1, b1] = post("/api/v1/forward_backward", bad);
+  EXPECT_EQ(s1, 400);
+  EXPECT_EQ(b1["detail"], "field 'forward_backward_input.data[0].model_input.chunks[0].type' must be a string, got number");
+  auto [s2, b2] = post("/api/v1/forward_backward", {{"forward_backward_input", {{"data", {datum({1, 2})}}, {"loss_fn", "cross_entropy"}}},
+                                                    {"model_id", m}, {"seq_id", 2}});
+  ASSERT_EQ(s2, 200) << b2;
+  EXPECT_TRUE(result(b2["request_id"]).contains("loss_fn_outputs"));
+  auto [s3, b3] = post("/api/v1/optim_step", {{"adam_params", {{"learning_rate", 0.01}}}, {"model_id", m}, {"seq_id", 3},
+                                              {"grad_accumulation_normalization", 1}});
+  EXPECT_EQ(s3, 400);
+  EXPECT_EQ(b3["detail"], "field 'grad_accumulation_normalization' must be a string, got number");
+  auto [s4, b4] = post("/api/v1/create_model", {{"session_id", "s"}, {"model_seq_id", 1}, {"base_model", 7},
+                                                {"lora_config", {{"rank", 4}}}});
+  EXPECT_EQ(s4, 400);
+  EXPECT_EQ(b4["detail"], "field 'base_model' must be a string, got number");
+  auto [s5, b5] = post("/api/v1/create_session", {{"tags", "one"}});
+  EXPECT_EQ(s5, 400);
+  EXPECT_EQ(b5["detail"], "field 'tags' must be a list of strings, got string");
+}
+
 // tinker 0.25: a protobuf (and zstd) forward_backward, polled with Accept: application/x-protobuf,
 // answered in protobuf; the same future polled with JSON in Accept answers JSON.
 TEST_F(HttpTest, ProtobufTransportWithZstd) {

@@ -4,6 +4,7 @@
 // httplib pulls in, defines a macro `_res` that breaks Eigen's product kernels.
 #include "service/trainer_service.hpp"
 #include "train/errors.hpp"
+#include "wire/proto_codec.hpp"
 
 #include <httplib.h>
 
@@ -23,9 +24,28 @@ inline void send_json(httplib::Response& res, int status, const json& body) {
   res.set_content(body.dump(), "application/json");
 }
 
+// A protobuf request body (only forward_backward takes one, tinker 0.25+).
+inline bool is_protobuf(const httplib::Request& req) {
+  return req.get_header_value("Content-Type").find("application/x-protobuf") != std::string::npos;
+}
+
+// Whether a poll wants its forward or sample result as protobuf: tinker 0.25 polls with Accept:
+// application/x-protobuf alone and rejects JSON; older clients and Fireworks list
+// application/json too and need JSON (wire.md §3.3).
+inline bool wants_protobuf(const httplib::Request& req) {
+  const std::string accept = req.get_header_value("Accept");
+  return accept.find("application/x-protobuf") != std::string::npos && accept.find("application/json") == std::string::npos;
+}
+
+// A protobuf body's bytes, zstd-decompressed when Content-Encoding says so.
+inline std::string protobuf_bytes(const httplib::Request& req, size_t max_bytes) {
+  const bool zstd = req.get_header_value("Content-Encoding").find("zstd") != std::string::npos;
+  return zstd ? wire::zstd_decompress(req.body, max_bytes) : req.body;
+}
+
 // The request body as JSON ({} when empty). Protobuf bodies are refused with a clear 415.
 inline json body_json(const httplib::Request& req) {
-  if (req.get_header_value("Content-Type").find("application/x-protobuf") != std::string::npos)
+  if (is_protobuf(req))
     throw UnsupportedMediaType("this endpoint takes JSON; only forward_backward accepts application/x-protobuf");
   if (req.body.empty()) return json::object();
   return json::parse(req.body);

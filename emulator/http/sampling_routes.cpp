@@ -18,13 +18,10 @@ void HttpServer::register_sampling_routes() {
     const std::string sampler = wire::require_string(b, "sampling_session_id", "");
     const int64_t seq_id = b.contains("seq_id") && !b["seq_id"].is_null() ? wire::require_int(b, "seq_id", "") : -1;
     const auto sub = svc_.submit_sample(key, sampler, seq_id, wire::sample_from_json(b));
-    send_json(res, 200, {{"request_id", sub.request_id}, {"sample_sequence_ids", sub.sequence_ids}});
+    send_json(res, 200, wire::sample_submission_to_json(sub));
   });
   route("GET", R"(/api/v1/samplers/([^/]+))", [this](auto& req, auto& res, auto& key) {
-    const auto s = svc_.get_sampler(key, req.matches[1]);
-    json j = {{"sampler_id", s.sampler_id}, {"base_model", s.base_model}};
-    j["model_path"] = s.model_path ? json(*s.model_path) : json(nullptr);
-    send_json(res, 200, j);
+    send_json(res, 200, wire::sampler_to_json(svc_.get_sampler(key, req.matches[1])));
   });
 }
 

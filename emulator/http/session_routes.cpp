@@ -20,10 +20,7 @@ void HttpServer::register_session_routes() {
   // Exactly this body, or the SDK resends the batch every second forever.
   route("POST", "/api/v1/telemetry", [](auto&, auto& res, auto&) { send_json(res, 200, {{"status", "accepted"}}); });
   route("GET", "/api/v1/get_server_capabilities", [this](auto&, auto& res, auto&) {
-    json models = json::array();
-    for (const auto& e : svc_.registry().entries())
-      models.push_back({{"model_name", e.name}, {"max_context_length", e.config.max_context}});
-    send_json(res, 200, {{"supported_models", models}});
+    send_json(res, 200, wire::capabilities_to_json(svc_.registry()));
   });
   // Only when client/config enables pjwt_auth (Kiln does not): a JWT standing for the caller's
   // credential, accepted in X-API-Key until it expires.
@@ -31,13 +28,8 @@ void HttpServer::register_session_routes() {
     send_json(res, 200, {{"jwt", issue_jwt(key)}});
   });
   route("POST", "/api/v1/create_session", [this](auto& req, auto& res, auto& key) {
-    const json b = body_json(req);
-    std::vector<std::string> tags = b.value("tags", std::vector<std::string>{});
-    std::map<std::string, std::string> meta;
-    if (b.contains("user_metadata") && b["user_metadata"].is_object())
-      for (const auto& [k, v] : b["user_metadata"].items()) meta[k] = v.is_string() ? v.template get<std::string>() : v.dump();
-    const auto s = svc_.create_session(key, std::move(tags), std::move(meta),
-                                       b.contains("project_id") && b["project_id"].is_string() ? b["project_id"].get<std::string>() : "");
+    auto b = wire::create_session_from_json(body_json(req));
+    const auto s = svc_.create_session(key, std::move(b.tags), std::move(b.user_metadata), b.project_id);
     send_json(res, 200, {{"session_id", s.session_id}, {"type", "create_session"}});
   });
   route("POST", "/api/v1/session_heartbeat", [this](auto& req, auto& res, auto& key) {
@@ -60,8 +52,7 @@ void HttpServer::register_session_routes() {
     send_json(res, 200, {{"status", "failed"}, {"error", "trace export is not available in Kiln (an offline emulator)"}});
   });
   route("GET", R"(/api/v1/sessions/([^/]+))", [this](auto& req, auto& res, auto& key) {
-    const auto s = svc_.get_session(key, req.matches[1]);
-    send_json(res, 200, {{"training_run_ids", s.training_run_ids}, {"sampler_ids", s.sampler_ids}});
+    send_json(res, 200, wire::session_to_json(svc_.get_session(key, req.matches[1])));
   });
 }
 

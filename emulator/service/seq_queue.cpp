@@ -34,6 +34,7 @@ std::optional<std::string> SeqQueue::resubmission(const std::string& id, int64_t
 
 void SeqQueue::reject(const std::string& id, int64_t seq_id) {
   Lane& l = lane(id);
+  if (seq_id < l.next_seq || l.seen.count(seq_id)) return;  // arrived already: nothing to skip
   l.rejected.insert(seq_id);
   advance(id, l);
 }

@@ -41,7 +41,8 @@ class SeqQueue {
   // Throws errors::seq_id_reused for a seq_id taken by another request or already passed, and
   // InvalidRequest for a seq_id below 1.
   std::optional<std::string> resubmission(const std::string& lane, int64_t seq_id, uint64_t fingerprint) const;
-  // A submit refused after resubmission(): the seq_id counts as arrived.
+  // A submit refused (at decode or after resubmission()): the seq_id counts as arrived. A seq_id
+  // that already arrived, or is below the lane's next one, is left as it is.
   void reject(const std::string& lane, int64_t seq_id);
   // Queues an accepted request (resubmission() returned nothing for it).
   void push(const std::string& lane, int64_t seq_id, uint64_t fingerprint, TrainingRequest request,

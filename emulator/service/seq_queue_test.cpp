@@ -110,6 +110,20 @@ TEST(SeqQueue, ARefusedSubmitCountsAsArrived) {
   EXPECT_THROW(h.submit("a", 1), InvalidRequest);  // its number is spent
 }
 
+// A refusal of a seq_id that already arrived (a bad resubmission refused while decoding) must not
+// make the lane skip the request that holds it.
+TEST(SeqQueue, RefusingAnArrivedSeqIdSkipsNothing) {
+  Harness h;
+  h.q.add_lane("a");
+  h.submit("a", 2);
+  h.q.reject("a", 2);  // seq 2 is waiting for seq 1
+  h.q.reject("a", 0);  // below the lane's next seq_id
+  h.submit("a", 1);
+  h.drain();
+  ASSERT_EQ(h.ran.size(), 2u);
+  EXPECT_EQ(h.ran[1].second, 2);
+}
+
 TEST(SeqQueue, AMissingSeqIdIsSkippedAfterTheGracePeriod) {
   Harness h;
   h.q.add_lane("a");

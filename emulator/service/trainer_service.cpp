@@ -138,6 +138,16 @@ std::string TrainerService::submit(const std::string& api_key, const std::string
   return rid;
 }
 
+void TrainerService::refuse(const std::string& api_key, const std::string& model_id, int64_t seq_id) {
+  std::lock_guard lock(mu_);
+  try {
+    models_.find_owned(tenant_key(api_key), model_id);
+  } catch (const NotFound&) {
+    return;  // the caller's error stands as it is
+  }
+  if (seq_id >= 1) queue_.reject(model_id, seq_id);
+}
+
 void TrainerService::run_training(std::unique_lock<std::mutex>& lock) {
   SeqQueue::Next next = queue_.pop();
   ModelTable::Model* m = models_.find(next.lane);

@@ -66,6 +66,10 @@ class TrainerService {
 
   // Queues a request; executes per model in seq_id order (seq 1 first). Returns the request id.
   std::string submit(const std::string& api_key, const std::string& model_id, int64_t seq_id, TrainingRequest req);
+  // A submit the HTTP layer refused before it became a request (an undecodable body, 400): its
+  // seq_id counts as arrived, so the model's later seq_ids need not wait out the gap (B1). Does
+  // nothing for a model the caller does not own.
+  void refuse(const std::string& api_key, const std::string& model_id, int64_t seq_id);
   // The model or sampler a future belongs to; "" when unknown or it has none (fault matching).
   std::string future_owner(const std::string& api_key, const std::string& request_id) const;
   // Waits up to `wait` for the result. Throws NotFound for an unknown (or another tenant's) id.

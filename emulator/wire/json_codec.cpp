@@ -47,6 +47,23 @@ std::optional<int64_t> optional_int(const json& obj, const char* key, const std:
   return it->get<int64_t>();
 }
 
+std::optional<std::string> optional_string(const json& obj, const char* key, const std::string& where) {
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) return std::nullopt;
+  if (!it->is_string()) throw InvalidRequest("field '" + at(where, key) + "' must be a string, got " + type_name(*it));
+  return it->get<std::string>();
+}
+
+// {"key": {...}} as strings: string values as they are, any other value as its JSON text.
+std::map<std::string, std::string> string_map(const json& obj, const char* key, const std::string& where) {
+  std::map<std::string, std::string> out;
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) return out;
+  if (!it->is_object()) throw InvalidRequest("field '" + at(where, key) + "' must be an object, got " + type_name(*it));
+  for (const auto& [k, v] : it->items()) out[k] = v.is_string() ? v.get<std::string>() : v.dump();
+  return out;
+}
+
 bool optional_bool(const json& obj, const char* key, bool fallback, const std::string& where) {
   auto it = obj.find(key);
   if (it == obj.end() || it->is_null()) return fallback;
@@ -124,7 +141,8 @@ std::vector<int64_t> model_input_from_json(const json& mi, const std::string& fi
   if (!chunks.is_array()) throw InvalidRequest("field '" + field + ".chunks' must be a list");
   for (size_t c = 0; c < chunks.size(); ++c) {
     const std::string cf = field + ".chunks[" + std::to_string(c) + "]";
-    const std::string type = chunks[c].value("type", "encoded_text");
+    if (!chunks[c].is_object()) throw InvalidRequest("field '" + cf + "' must be an object, got " + type_name(chunks[c]));
+    const std::string type = optional_string(chunks[c], "type", cf).value_or("encoded_text");
     if (type != "encoded_text")
       throw InvalidRequest("field '" + cf + "': chunk type '" + type +
                            "' is not supported (Kiln's models take text tokens only)");
@@ -195,11 +213,12 @@ service::OptimStepRequest optim_step_from_json(const json& body) {
   num("eps", r.adam.eps);
   num("weight_decay", r.adam.weight_decay);
   num("grad_clip_norm", r.adam.grad_clip_norm);
-  if (auto it = a.find("emit_grad_norm_metrics"); it != a.end() && !it->is_null())
-    r.adam.emit_grad_norm_metrics = train::parse_grad_norm_metrics(it->is_boolean() ? (it->get<bool>() ? "true" : "false")
-                                                                                    : it->get<std::string>());
-  if (auto it = body.find("grad_accumulation_normalization"); it != body.end() && !it->is_null())
-    r.normalization = train::parse_normalization(it->get<std::string>());
+  if (auto it = a.find("emit_grad_norm_metrics"); it != a.end() && it->is_boolean())
+    r.adam.emit_grad_norm_metrics = train::parse_grad_norm_metrics(it->get<bool>() ? "true" : "false");
+  else if (auto mode = optional_string(a, "emit_grad_norm_metrics", "adam_params"))
+    r.adam.emit_grad_norm_metrics = train::parse_grad_norm_metrics(*mode);
+  if (auto norm = optional_string(body, "grad_accumulation_normalization", ""))
+    r.normalization = train::parse_normalization(*norm);
   return r;
 }
 
@@ -237,8 +256,8 @@ service::CreateSamplerRequest create_sampler_from_json(const json& body) {
   service::CreateSamplerRequest r;
   r.session_id = require_string(body, "session_id", "");
   r.sampling_session_seq_id = optional_int(body, "sampling_session_seq_id", "").value_or(0);
-  if (auto it = body.find("base_model"); it != body.end() && !it->is_null()) r.base_model = require_string(body, "base_model", "");
-  if (auto it = body.find("model_path"); it != body.end() && !it->is_null()) r.model_path = require_string(body, "model_path", "");
+  r.base_model = optional_string(body, "base_model", "").value_or("");
+  r.model_path = optional_string(body, "model_path", "").value_or("");
   return r;
 }
 
@@ -289,7 +308,7 @@ service::CreateModelRequest create_model_from_json(const json& body, bool needs_
   service::CreateModelRequest r;
   r.session_id = require_string(body, "session_id", "");
   r.model_seq_id = require_int(body, "model_seq_id", "");
-  if (body.contains("base_model") && body["base_model"].is_string()) r.base_model = body["base_model"];
+  r.base_model = optional_string(body, "base_model", "").value_or("");
   r.base_only = optional_bool(body, "base_only", false, "");
   if (auto it = body.find("lora_config"); it != body.end() && !it->is_null()) {
     const json& l = *it;
@@ -305,8 +324,7 @@ service::CreateModelRequest create_model_from_json(const json& body, bool needs_
   } else if (!r.base_only && needs_lora_config) {
     throw InvalidRequest("missing required field 'lora_config'");
   }
-  if (auto it = body.find("user_metadata"); it != body.end() && it->is_object())
-    for (const auto& [k, v] : it->items()) r.user_metadata[k] = v.is_string() ? v.get<std::string>() : v.dump();
+  r.user_metadata = string_map(body, "user_metadata", "");
   return r;
 }
 
@@ -396,6 +414,68 @@ json training_run_to_json(const service::TrainingRunInfo& r) {
   if (r.last_checkpoint) j["last_checkpoint"] = checkpoint_to_json(*r.last_checkpoint);
   if (r.last_sampler_checkpoint) j["last_sampler_checkpoint"] = checkpoint_to_json(*r.last_sampler_checkpoint);
   return j;
+}
+
+CreateSessionBody create_session_from_json(const json& body) {
+  CreateSessionBody b;
+  if (auto it = body.find("tags"); it != body.end() && !it->is_null()) {
+    if (!it->is_array() || !std::all_of(it->begin(), it->end(), [](const json& t) { return t.is_string(); }))
+      throw InvalidRequest("field 'tags' must be a list of strings, got " + type_name(*it));
+    b.tags = it->get<std::vector<std::string>>();
+  }
+  b.user_metadata = string_map(body, "user_metadata", "");
+  b.project_id = optional_string(body, "project_id", "").value_or("");
+  return b;
+}
+
+json submitted_to_json(const std::string& request_id, const std::string& model_id) {
+  return {{"request_id", request_id}, {"model_id", model_id}};
+}
+
+json sample_submission_to_json(const service::SampleSubmission& s) {
+  return {{"request_id", s.request_id}, {"sample_sequence_ids", s.sequence_ids}};
+}
+
+json try_again_to_json(const std::string& request_id, const std::string& queue_state, const std::string& reason) {
+  json j = {{"type", "try_again"}, {"request_id", request_id}, {"queue_state", queue_state}};
+  if (!reason.empty()) j["queue_state_reason"] = reason;
+  return j;
+}
+
+json model_info_to_json(const service::ModelInfo& info) {
+  json j = {{"model_id", info.model_id},
+            {"model_data", {{"arch", "llama"}, {"model_name", info.base_model}, {"tokenizer_id", info.base_model}}},
+            {"is_lora", !info.lora.full_parameter() && !info.base_only},
+            {"model_name", info.base_model},
+            {"type", "get_info"}};
+  if (!info.lora.full_parameter()) j["lora_rank"] = info.lora.rank;
+  return j;
+}
+
+json weights_info_to_json(const service::WeightsInfo& w) {
+  json j = {{"base_model", w.base_model}, {"is_lora", w.is_lora}};
+  if (w.is_lora) {
+    j["lora_rank"] = w.lora_rank;
+    j["train_attn"] = w.train_attn;
+    j["train_mlp"] = w.train_mlp;
+    j["train_unembed"] = w.train_unembed;
+  }
+  return j;
+}
+
+json session_to_json(const service::SessionInfo& s) {
+  return {{"training_run_ids", s.training_run_ids}, {"sampler_ids", s.sampler_ids}};
+}
+
+json sampler_to_json(const service::SamplerInfo& s) {
+  return {{"sampler_id", s.sampler_id}, {"base_model", s.base_model},
+          {"model_path", s.model_path ? json(*s.model_path) : json(nullptr)}};
+}
+
+json capabilities_to_json(const model::ModelRegistry& registry) {
+  json models = json::array();
+  for (const auto& e : registry.entries()) models.push_back({{"model_name", e.name}, {"max_context_length", e.config.max_context}});
+  return {{"supported_models", models}};
 }
 
 }  // namespace kiln::wire

@@ -38,6 +38,25 @@ service::CreateSamplerRequest create_sampler_from_json(const json& body);
 // asample: prompt, num_samples, sampling_params (wire.md §7.5), prompt_logprobs, topk_prompt_logprobs.
 model::SampleSpec sample_from_json(const json& body);
 
+// create_session: {"tags"?, "user_metadata"?, "project_id"?}.
+struct CreateSessionBody {
+  std::vector<std::string> tags;
+  std::map<std::string, std::string> user_metadata;
+  std::string project_id;
+};
+CreateSessionBody create_session_from_json(const json& body);
+
+// Immediate replies.
+json submitted_to_json(const std::string& request_id, const std::string& model_id);  // {"request_id", "model_id"}
+json sample_submission_to_json(const service::SampleSubmission& s);  // {"request_id", "sample_sequence_ids"}
+// The 408 body of a poll still pending: {"type": "try_again", "request_id", "queue_state", "queue_state_reason"?}.
+json try_again_to_json(const std::string& request_id, const std::string& queue_state, const std::string& reason);
+json model_info_to_json(const service::ModelInfo& info);      // get_info
+json weights_info_to_json(const service::WeightsInfo& w);      // weights_info
+json session_to_json(const service::SessionInfo& s);           // GET sessions/{id}
+json sampler_to_json(const service::SamplerInfo& s);           // GET samplers/{id}
+json capabilities_to_json(const model::ModelRegistry& registry);  // get_server_capabilities
+
 // Future results (wire.md §3.4) and failures ({"error", "category"}).
 json result_to_json(const service::TrainingResult& r);
 json failure_to_json(const service::RetrieveResult& r);

@@ -1,0 +1,176 @@
+// Request middleware around every API route: the credential check, fault matching and
+// injection, the handler's errors as statuses, and the request journal (README "Control API").
+#include "http/routes.hpp"  // first: it orders the Eigen and httplib includes
+#include "http/server.hpp"
+
+#include <chrono>
+#include <thread>
+
+#include "wire/json_codec.hpp"
+
+namespace kiln::http {
+
+namespace {
+
+constexpr size_t kJournalBodyLimit = 1u << 20;  // larger request bodies are journaled as a summary
+
+// A request body as the journal shows it: JSON as sent, protobuf forward_backward decoded to its
+// JSON form, anything very large as a summary.
+json describe_body(const httplib::Request& req, size_t max_body_bytes) {
+  if (req.body.empty()) return nullptr;
+  if (is_protobuf(req)) {
+    const bool zstd = req.get_header_value("Content-Encoding").find("zstd") != std::string::npos;
+    try {
+      auto p = wire::forward_backward_from_proto(protobuf_bytes(req, max_body_bytes));
+      json j = wire::forward_request_to_json(p.request);
+      j.update({{"model_id", p.model_id}, {"seq_id", p.seq_id}, {"transport", "protobuf"}, {"zstd", zstd}});
+      if (req.body.size() > kJournalBodyLimit) j["forward_backward_input"]["data"] = {{"summary", "omitted"}};
+      return j;
+    } catch (const std::exception& e) {
+      return {{"protobuf_bytes", req.body.size()}, {"decode_error", e.what()}};
+    }
+  }
+  json j = json::parse(req.body, nullptr, false);
+  if (j.is_discarded()) return {{"unparsed_bytes", req.body.size()}};
+  if (req.body.size() > kJournalBodyLimit && j.is_object()) {
+    json summary = {{"bytes", req.body.size()}};
+    for (const char* k : {"type", "model_id", "seq_id"})
+      if (j.contains(k)) summary[k] = j[k];
+    for (const char* input : {"forward_input", "forward_backward_input"})
+      if (j.contains(input) && j[input].is_object()) summary["num_datums"] = j[input].value("data", json::array()).size();
+    return {{"summary", summary}};
+  }
+  return j;
+}
+
+// Runs a handler, mapping the service's exceptions to statuses with JSON {"detail"} bodies.
+void invoke(const std::function<void(const httplib::Request&, httplib::Response&, const std::string&)>& h,
+            const httplib::Request& req, httplib::Response& res, const std::string& key) {
+  try {
+    h(req, res, key);
+  } catch (const json::exception& e) {
+    send_json(res, 400, {{"detail", std::string("malformed JSON body: ") + e.what()}});
+  } catch (const Error& e) {  // every error the user can cause: its code decides the status
+    send_json(res, http_status(e.code()), {{"detail", e.what()}});
+  } catch (const std::exception& e) {
+    send_json(res, 500, {{"detail", std::string("internal error: ") + e.what()}});
+  }
+}
+
+service::ErrorCategory category_of(const std::string& name) {
+  return name == "user" ? service::ErrorCategory::user
+         : name == "server" ? service::ErrorCategory::server
+                            : service::ErrorCategory::unknown;
+}
+
+// close: half the body, then the connection drops; slow_body: the body in ten pieces over the
+// fault's seconds. Both keep the status and headers the handler chose.
+void apply_body_fault(httplib::Response& res, const FaultAction& fault) {
+  const std::string body = res.body, type = res.get_header_value("Content-Type");
+  res.body.clear();
+  if (fault.kind == "close") {
+    res.set_content_provider(body.size(), type, [body](size_t offset, size_t, httplib::DataSink& sink) {
+      if (offset == 0 && body.size() > 1) sink.write(body.data(), body.size() / 2);
+      return false;  // abort: the client sees the connection close mid-body
+    });
+  } else {
+    const auto pause = std::chrono::duration<double>(fault.seconds / 10);
+    res.set_content_provider(body.size(), type, [body, pause](size_t offset, size_t, httplib::DataSink& sink) {
+      const size_t piece = std::max<size_t>(1, (body.size() + 9) / 10);
+      std::this_thread::sleep_for(pause);
+      sink.write(body.data() + offset, std::min(piece, body.size() - offset));
+      return true;
+    });
+  }
+}
+
+}  // namespace
+
+void HttpServer::serve(const Handler& h, bool needs_key, bool control, const httplib::Request& req,
+                       httplib::Response& res, bool in_process) {
+  const auto start = std::chrono::steady_clock::now();
+  const std::string key = credential(req);
+  std::optional<FaultAction> fault;
+  if (needs_key && key.empty()) {
+    send_json(res, 401, {{"detail", "missing or expired credential: send X-API-Key or Authorization: Bearer <key>"}});
+  } else {
+    // Building a target parses the body and may look the model up: only when rules are set.
+    if (!control && !faults_->empty()) fault = faults_->match(fault_target(req, key));
+    if (fault && fault->kind == "delay") std::this_thread::sleep_for(std::chrono::duration<double>(fault->seconds));
+    if (fault && fault->kind == "status" && fault->body && *fault->body == "") {
+      res.status = fault->status;  // an empty body, as an edge proxy's reset looks (wire.md §1.7)
+      res.set_header("X-Kiln-Fault", "empty-body");  // the error handler leaves this one empty
+    } else if (fault && fault->kind == "status") {
+      send_json(res, fault->status, fault->body.value_or(json{{"detail", "kiln: injected fault (HTTP " + std::to_string(fault->status) + ")"}}));
+    } else if (fault && fault->kind == "try_again") {
+      const json body = json::parse(req.body, nullptr, false);
+      const bool named = body.is_object() && body.contains("request_id") && body["request_id"].is_string();
+      send_json(res, fault->status, wire::try_again_to_json(named ? body["request_id"].get<std::string>() : "", fault->queue_state, fault->reason));
+    } else {
+      std::optional<service::TrainerService::ScopedFailure> injected;
+      if (fault && fault->kind == "fail_future") injected.emplace(service::InjectedFailure{category_of(fault->category), fault->message});
+      invoke(h, req, res, key);
+    }
+  }
+  if (!control)
+    journal_->record(journal_entry(req, res, key,
+                                   std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count(),
+                                   fault));
+  if (fault && fault->kind == "close" && in_process) res.status = 0;
+  else if (fault && (fault->kind == "close" || fault->kind == "slow_body") && !in_process) apply_body_fault(res, *fault);
+}
+
+FaultTarget HttpServer::fault_target(const httplib::Request& req, const std::string& key) const {
+  FaultTarget t;
+  t.path = req.path;
+  t.request_type = req.path.substr(req.path.rfind('/') + 1);
+  // A protobuf forward_backward is decoded (as the journal shows it) for its model_id.
+  const json b = is_protobuf(req) ? describe_body(req, opts_.max_body_bytes) : json::parse(req.body.empty() ? "{}" : req.body, nullptr, false);
+  if (!b.is_object()) return t;
+  if (b.contains("type") && b["type"].is_string()) t.request_type = b["type"];
+  for (const char* k : {"model_id", "sampling_session_id", "base_model"})
+    if (b.contains(k) && b[k].is_string()) t.models.push_back(b[k]);
+  // A poll matches the model (or sampler) its future belongs to.
+  if (b.contains("request_id") && b["request_id"].is_string())
+    if (std::string owner = svc_.future_owner(key, b["request_id"]); !owner.empty()) {
+      t.models.push_back(owner);
+      try {
+        t.models.push_back(svc_.get_info(key, owner).base_model);
+      } catch (const std::exception&) {  // a sampler, or gone
+      }
+    }
+  if (b.contains("model_id") && b["model_id"].is_string()) try {
+      t.models.push_back(svc_.get_info(key, b["model_id"]).base_model);
+    } catch (const std::exception&) {
+    }
+  return t;
+}
+
+json HttpServer::journal_entry(const httplib::Request& req, const httplib::Response& res, const std::string& key,
+                               double millis, const std::optional<FaultAction>& fault) const {
+  json headers = json::object(), query = json::object();
+  for (const auto& [k, v] : req.headers) {
+    const bool secret = k == "X-API-Key" || k == "Authorization" || k == "Cookie" || k == "x-api-key";
+    headers[k] = secret ? "<redacted>" : v;
+  }
+  for (const auto& [k, v] : req.params) query[k] = v;
+  json response;
+  if (res.get_header_value("Content-Type").find("application/json") != std::string::npos)
+    response = json::parse(res.body, nullptr, false);
+  else if (!res.body.empty())
+    response = {{"content_type", res.get_header_value("Content-Type")}, {"bytes", res.body.size()}};
+  json e = {{"time", service::iso8601(std::chrono::system_clock::now())},
+            {"method", req.method},
+            {"path", req.path},
+            {"query", query},
+            {"headers", headers},
+            {"tenant", key.empty() ? json(nullptr) : json(service::TrainerService::tenant_key(key))},
+            {"request", describe_body(req, opts_.max_body_bytes)},
+            {"status", res.status},
+            {"response", response.is_discarded() ? json(nullptr) : response},
+            {"duration_ms", millis}};
+  if (fault) e["fault"] = fault->kind;
+  return e;
+}
+
+}  // namespace kiln::http
