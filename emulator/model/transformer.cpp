@@ -1,6 +1,7 @@
 #include "model/transformer.hpp"
 
 #include <algorithm>
+#include <array>
 #include <mutex>
 #include <string>
 
@@ -21,7 +22,9 @@ struct LayerActs {
   Vec<T> rstd2;
   Mat<T> xn2;            // [T,d]
   Mat<T> gate, up, h;    // [T,d_ff], h = silu(gate)∘up
-  Mat<T> u[7];           // LoRA x·Aᵀ per projection [T,r]
+  std::array<Mat<T>, 7> lora_u;  // LoRA x·Aᵀ per projection [T,r]
+  Mat<T>& u(Proj p) { return lora_u[static_cast<size_t>(p)]; }
+  const Mat<T>& u(Proj p) const { return lora_u[static_cast<size_t>(p)]; }
 };
 
 template <typename T>
@@ -268,29 +271,28 @@ ForwardPass<T> Transformer<T>::forward(std::span<const SequenceInput> batch, boo
     const LayerSpec& S = layers_[l];
     LayerActs<T>& a = A.layers[keep ? l : 0];
     auto P = [&](Proj p) { return resolve(S.proj[static_cast<int>(p)], nullptr); };
-    auto& u = a.u;
     a.x_in = std::move(x);
     rmsnorm_forward(a.xn1, a.rstd1, a.x_in, ptr(S.norm1), config_.norm_eps);
     a.q.resize(n_tok, d);
     a.k.resize(n_tok, d);
     a.v.resize(n_tok, d);
-    linear_forward<T>(a.q, u[0], a.xn1, P(Proj::q));
-    linear_forward<T>(a.k, u[1], a.xn1, P(Proj::k));
-    linear_forward<T>(a.v, u[2], a.xn1, P(Proj::v));
+    linear_forward<T>(a.q, a.u(Proj::q), a.xn1, P(Proj::q));
+    linear_forward<T>(a.k, a.u(Proj::k), a.xn1, P(Proj::k));
+    linear_forward<T>(a.v, a.u(Proj::v), a.xn1, P(Proj::v));
     rope_forward(a.q, A.pos, A.rope, H);
     rope_forward(a.k, A.pos, A.rope, H);
     attention_forward(a.att, a.probs, a.q, a.k, a.v, A.seq, H);
     a.x_mid.resize(n_tok, d);
-    linear_forward<T>(a.x_mid, u[3], a.att, P(Proj::o));
+    linear_forward<T>(a.x_mid, a.u(Proj::o), a.att, P(Proj::o));
     a.x_mid += a.x_in;
     rmsnorm_forward(a.xn2, a.rstd2, a.x_mid, ptr(S.norm2), config_.norm_eps);
     a.gate.resize(n_tok, config_.d_ff);
     a.up.resize(n_tok, config_.d_ff);
-    linear_forward<T>(a.gate, u[4], a.xn2, P(Proj::gate));
-    linear_forward<T>(a.up, u[5], a.xn2, P(Proj::up));
+    linear_forward<T>(a.gate, a.u(Proj::gate), a.xn2, P(Proj::gate));
+    linear_forward<T>(a.up, a.u(Proj::up), a.xn2, P(Proj::up));
     swiglu_forward(a.h, a.gate, a.up);
     x.resize(n_tok, d);
-    linear_forward<T>(x, u[6], a.h, P(Proj::down));
+    linear_forward<T>(x, a.u(Proj::down), a.h, P(Proj::down));
     x += a.x_mid;
   }
   A.x_final = std::move(x);
@@ -365,19 +367,19 @@ void Transformer<T>::backward(ForwardPass<T>& fp, const std::vector<std::vector<
     const LayerActs<T>& a = A.layers[l];
     auto P = [&](Proj p) { return resolve(S.proj[static_cast<int>(p)], &grads); };
     // MLP branch: dx is the gradient of the layer's output (and of the down projection's output).
-    linear_backward<T>(dh, false, dx, a.h, a.u[6], P(Proj::down));
+    linear_backward<T>(dh, false, dx, a.h, a.u(Proj::down), P(Proj::down));
     swiglu_backward(dgate, dup, dh, a.gate, a.up);
-    linear_backward<T>(dxn, false, dgate, a.xn2, a.u[4], P(Proj::gate));
-    linear_backward<T>(dxn, true, dup, a.xn2, a.u[5], P(Proj::up));
+    linear_backward<T>(dxn, false, dgate, a.xn2, a.u(Proj::gate), P(Proj::gate));
+    linear_backward<T>(dxn, true, dup, a.xn2, a.u(Proj::up), P(Proj::up));
     rmsnorm_backward(dx, grad(S.norm2, &grads), dxn, a.x_mid, a.rstd2, ptr(S.norm2));
     // Attention branch: dx is now the gradient of x_mid.
-    linear_backward<T>(datt, false, dx, a.att, a.u[3], P(Proj::o));
+    linear_backward<T>(datt, false, dx, a.att, a.u(Proj::o), P(Proj::o));
     attention_backward(dq, dk, dv, datt, a.probs, a.q, a.k, a.v, A.seq, H);
     rope_backward(dq, A.pos, A.rope, H);
     rope_backward(dk, A.pos, A.rope, H);
-    linear_backward<T>(dxn, false, dq, a.xn1, a.u[0], P(Proj::q));
-    linear_backward<T>(dxn, true, dk, a.xn1, a.u[1], P(Proj::k));
-    linear_backward<T>(dxn, true, dv, a.xn1, a.u[2], P(Proj::v));
+    linear_backward<T>(dxn, false, dq, a.xn1, a.u(Proj::q), P(Proj::q));
+    linear_backward<T>(dxn, true, dk, a.xn1, a.u(Proj::k), P(Proj::k));
+    linear_backward<T>(dxn, true, dv, a.xn1, a.u(Proj::v), P(Proj::v));
     rmsnorm_backward(dx, grad(S.norm1, &grads), dxn, a.x_in, a.rstd1, ptr(S.norm1));
   }
   if (config_.factored_head())
