@@ -8,15 +8,17 @@
 
 namespace kiln::model {
 
-// FNV-1a, 64 bit: turns names into stream seeds.
-inline uint64_t fnv1a64(std::string_view s) {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (unsigned char c : s) {
-    h ^= c;
+// FNV-1a, 64 bit, continuing from `h`: turns names into stream seeds (and, fed piece by piece,
+// fingerprints requests).
+inline uint64_t fnv1a64(const void* data, size_t n, uint64_t h = 0xcbf29ce484222325ULL) {
+  const auto* c = static_cast<const unsigned char*>(data);
+  for (size_t i = 0; i < n; ++i) {
+    h ^= c[i];
     h *= 0x100000001b3ULL;
   }
   return h;
 }
+inline uint64_t fnv1a64(std::string_view s) { return fnv1a64(s.data(), s.size()); }
 
 class SplitMix64 {
  public:

@@ -3,20 +3,16 @@
 #include <cstring>
 #include <type_traits>
 
+#include "model/rng.hpp"
+
 namespace kiln::service {
 
 namespace {
 
 // FNV-1a over everything fed to it.
 struct Hasher {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  void bytes(const void* p, size_t n) {
-    const auto* c = static_cast<const unsigned char*>(p);
-    for (size_t i = 0; i < n; ++i) {
-      h ^= c[i];
-      h *= 0x100000001b3ULL;
-    }
-  }
+  uint64_t h = model::fnv1a64(nullptr, 0);
+  void bytes(const void* p, size_t n) { h = model::fnv1a64(p, n, h); }
   template <typename T>
     requires std::is_arithmetic_v<T>
   void operator()(T v) {

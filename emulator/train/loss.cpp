@@ -17,7 +17,7 @@ struct LossInfo {
   double defaults[2];
 };
 
-// semantics.md §4.9. dapo and gspo follow the spec's recommended (inferred) definitions.
+// protocol.md §S4.9. dapo and gspo follow the spec's recommended (inferred) definitions.
 constexpr LossInfo kLosses[] = {
     {"cross_entropy", LossKind::cross_entropy, false, {nullptr, nullptr}, {0, 0}},
     {"importance_sampling", LossKind::importance_sampling, true, {nullptr, nullptr}, {0, 0}},
@@ -40,7 +40,7 @@ std::string quoted_list(const std::vector<std::string>& items) {
   return out + "]";
 }
 
-// Keys that Fireworks' embedding and contrastive modes put on cross_entropy (wire.md §6.12).
+// Keys that Fireworks' embedding and contrastive modes put on cross_entropy (protocol.md §W6.12).
 bool is_output_mode_key(const std::string& key) {
   return key == "output" || key == "pooling" || key == "num_queries" || key == "temperature" ||
          key == "num_extra_negatives";
@@ -52,9 +52,11 @@ LossSpec LossSpec::parse(const std::string& loss_fn, const std::map<std::string,
   const LossInfo* found = nullptr;
   for (const auto& l : kLosses)
     if (loss_fn == l.name) found = &l;
-  if (!found)
-    throw InvalidRequest("Unknown loss_fn '" + loss_fn +
-                         "'. Supported: cross_entropy, importance_sampling, ppo, cispo, dro, dapo, gspo.");
+  if (!found) {
+    std::string names;
+    for (const auto& l : kLosses) names += (names.empty() ? "" : ", ") + std::string(l.name);
+    throw InvalidRequest("Unknown loss_fn '" + loss_fn + "'. Supported: " + names + ".");
+  }
   LossSpec spec;
   spec.kind = found->kind;
   spec.name = found->name;
@@ -164,7 +166,7 @@ LossInputs extract_loss_inputs(const LossSpec& spec, const Datum& d, size_t inde
     check_shape(it->second, "weights", index, tgt->shape, "the shape of target_tokens");
     in.weights = it->second.data;
   } else {
-    in.weights.assign(tgt->data.size(), 1.0);  // absent → ones (open question C8)
+    in.weights.assign(tgt->data.size(), 1.0);  // absent → ones (protocol.md rule C8)
   }
   if (rl) {
     for (const char* key : {"logprobs", "advantages"}) {
