@@ -1,6 +1,6 @@
 #pragma once
 // Splitting forward / forward_backward data into chunks, and merging the chunks' results
-// (semantics.md §9.3–9.4, wire.md §3.6).
+// (protocol.md §S9.3–9.4, protocol.md §W3.6).
 #include <vector>
 
 #include "client/types.hpp"

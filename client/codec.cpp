@@ -1,4 +1,4 @@
-// JSON codecs of the client's wire types (wire.md §7).
+// JSON codecs of the client's wire types (protocol.md §W7).
 #include <nlohmann/json.hpp>
 
 #include "client/errors.hpp"

@@ -12,7 +12,7 @@ namespace {
 
 bool retryable(const Reply& r) {
   return r.status == 0 || r.status == 408 || r.status == 409 || r.status == 429 || r.status >= 500 ||
-         (r.status == 400 && r.body.empty());  // an empty 400 is an edge proxy's reset (wire.md §1.7)
+         (r.status == 400 && r.body.empty());  // an empty 400 is an edge proxy's reset (protocol.md §W1.7)
 }
 
 std::string detail_of(const Reply& r) {

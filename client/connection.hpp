@@ -1,6 +1,6 @@
 #pragma once
 // One credential's connection to a server, shared by a ServiceClient and the clients it
-// creates: the session, its heartbeat, and the SDKs' retry layers (wire.md §1.7, §3.3).
+// creates: the session, its heartbeat, and the SDKs' retry layers (protocol.md §W1.7, §3.3).
 #include <atomic>
 #include <condition_variable>
 #include <memory>
@@ -27,7 +27,7 @@ struct RetryPolicy {
 struct ClientOptions {
   RetryPolicy retry;
   double heartbeat_seconds = 10;       // 0 turns the heartbeat off
-  size_t max_chunk_datums = 1024;      // forward / forward_backward chunking (semantics.md §9.3)
+  size_t max_chunk_datums = 1024;      // forward / forward_backward chunking (protocol.md §S9.3)
   size_t max_chunk_bytes = 5'000'000;
   bool parallel_chunks = true;         // submit chunks 2..n first, then chunk 1, as the SDKs do
   double poll_timeout_seconds = 45;    // per retrieve_future call

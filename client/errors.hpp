@@ -1,5 +1,5 @@
 #pragma once
-// What the client throws. Texts follow the SDKs' (semantics.md §9.11) where one exists.
+// What the client throws. Texts follow the SDKs' (protocol.md §S9.11) where one exists.
 #include <stdexcept>
 #include <string>
 

@@ -66,7 +66,7 @@ Future<ForwardBackwardOutput> TrainingClient::run_chunks(const std::string& path
       for (size_t i = plan[c].first; i < plan[c].second; ++i) items.push_back(data[i]);
       json body = {{forward_only ? "forward_input" : "forward_backward_input",
                     {{"data", items}, {"loss_fn", loss_fn}, {"loss_fn_config", config}}},
-                   {"model_id", model_id_}, {"seq_id", seq}};  // no "type" key here (wire.md §6.12)
+                   {"model_id", model_id_}, {"seq_id", seq}};  // no "type" key here (protocol.md §W6.12)
       ids[c] = conn_->call("POST", path, body).at("request_id");
     };
     if (o.parallel_chunks && plan.size() > 1) {  // chunks 2..n at once, then chunk 1
@@ -165,7 +165,7 @@ Future<OptimStepResponse> TrainingClient::optim_step(const AdamParams& adam, Gra
 }
 
 Future<SaveResponse> TrainingClient::save_state(const std::string& name, std::optional<int64_t> ttl_seconds) {
-  json body = {{"path", name}, {"overwrite", false}, {"type", "save_weights"}};  // overwrite: always sent (wire.md §6.14)
+  json body = {{"path", name}, {"overwrite", false}, {"type", "save_weights"}};  // overwrite: always sent (protocol.md §W6.14)
   if (ttl_seconds) body["ttl_seconds"] = *ttl_seconds;
   const std::string rid = submit("/api/v1/save_weights", body);
   auto conn = conn_;

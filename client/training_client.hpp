@@ -1,7 +1,9 @@
 #pragma once
 // A training client for one model, named after the Fireworks / tinker SDKs' TrainingClient.
-// Every request takes the next seq_id (from 1) and is submitted only after the previous submit
-// returned (turns); results are polled concurrently and come back as Futures.
+// Calls take turns: each request takes the next seq_id (from 1), and a call's requests are all
+// submitted before the next call's (protocol.md §S9.2); the chunks of one forward_backward go
+// 2..n at once, then 1, in parallel mode (§W4.2). Results are polled concurrently and come back
+// as Futures.
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -31,12 +33,12 @@ class TrainingClient {
 
   const std::string& model_id() const { return model_id_; }
   const std::string& base_model() const { return base_model_; }
-  // The 8-hex suffix that makes this client's sampler names unique (semantics.md §7.4).
+  // The 8-hex suffix that makes this client's sampler names unique (protocol.md §S7.4).
   const std::string& sampler_suffix() const { return suffix_; }
 
   Future<ForwardBackwardOutput> forward(const std::vector<Datum>& data, const std::string& loss_fn = "cross_entropy",
                                         const json& loss_fn_config = json::object());
-  // For cross_entropy, metrics["response_tokens"] is added after the merge (semantics.md §9.6).
+  // For cross_entropy, metrics["response_tokens"] is added after the merge (protocol.md §S9.6).
   Future<ForwardBackwardOutput> forward_backward(const std::vector<Datum>& data, const std::string& loss_fn,
                                                  const json& loss_fn_config = json::object());
   // Linearised custom loss: a forward, the callback, then cross_entropy with weights = -grad.

@@ -1,5 +1,5 @@
 #pragma once
-// The client's view of the API's data types (wire.md §7), independent of the emulator: this
+// The client's view of the API's data types (protocol.md §W7), independent of the emulator: this
 // library drives any endpoint that speaks the protocol. JSON codecs live in codec.cpp.
 #include <cstdint>
 #include <map>

@@ -69,7 +69,7 @@ json Oracle::optim_step(const std::string& client, const Adam& adam) {
 }
 
 json Oracle::forward_backward_custom(const std::string& client, const std::vector<Example>& batch, const std::string& loss) {
-  // 1. forward, cross_entropy, datums without weights get all-zero weights (semantics.md §9.7)
+  // 1. forward, cross_entropy, datums without weights get all-zero weights (protocol.md §S9.7)
   std::vector<Example> zeroed = batch;
   for (auto& e : zeroed)
     if (!e.weights) e.weights = std::vector<double>(e.targets.size(), 0.0);

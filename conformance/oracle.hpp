@@ -1,6 +1,6 @@
 #pragma once
 // The expected numbers: Kiln's trainer run in process, with no client and no HTTP, fed the
-// requests a correct client sends for each driver operation (wire.md, semantics.md §9.7).
+// requests a correct client sends for each driver operation (docs/protocol.md §W6, §S9.7).
 // Models are named by the driver's client handles.
 #include <map>
 #include <memory>

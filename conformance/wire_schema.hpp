@@ -1,5 +1,5 @@
 #pragma once
-// What a client may put in each request body (wire.md §6–7, checked against the real SDKs'
+// What a client may put in each request body (protocol.md §W6–7, checked against the real SDKs'
 // captures in wire_schema_test.cpp): required fields, their JSON types and fixed values, and
 // nothing else.
 #include <string>

@@ -10,7 +10,7 @@
 //   unsupported_media 415                       user
 //   internal          500                       server
 //
-// invalid_request is an envelope problem found before anything runs (protocol.md §A11: answered
+// invalid_request is an envelope problem found before anything runs (protocol.md rule A11: answered
 // 400 at submit); user is a content problem (a failed future when found while executing, 400
 // when found at submit). Texts the SDKs, the documented server errors or the recorded exchanges
 // match on are named factories in errors.cpp (errors_snapshot_test pins them); the subclasses
@@ -85,7 +85,7 @@ InvalidRequest load_not_first(const char* what, int64_t seq_id);           // 40
 InvalidRequest sampler_source_required();                                  // 400 "Either model_path or base_model must be provided"
 InvalidRequest model_path_not_tinker();                                    // 400 "model_path must start with 'tinker://'"
 InvalidRequest invalid_tinker_path(const std::string& path);               // 400
-InvalidRequest invalid_checkpoint_id();                                    // 400 (wire.md §10.6)
+InvalidRequest invalid_checkpoint_id();                                    // 400 (protocol.md §W10.6)
 NotFound checkpoint_not_found(const std::string& ref);               // 404, or a failed future (user)
 InvalidRequest unknown_base_model(const std::string& name, const std::string& known);  // 400
 InvalidRequest ttl_not_positive(int64_t ttl);                              // 400

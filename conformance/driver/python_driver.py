@@ -12,7 +12,7 @@ import time
 import urllib.parse
 
 RETRY_STATUSES = {408, 409, 429} | set(range(500, 600))
-MAX_CHUNK_DATUMS = 1024  # wire.md §4.2
+MAX_CHUNK_DATUMS = 1024  # protocol.md §W4.2
 
 
 class ClientError(Exception):
@@ -64,7 +64,7 @@ class Connection:
             conn.close()
 
     def call(self, method, path, body=None):
-        """Retries connection errors, 408/409/429/5xx and an empty 400 with backoff (wire.md §1.7)."""
+        """Retries connection errors, 408/409/429/5xx and an empty 400 with backoff (protocol.md §W1.7)."""
         start, attempt = time.monotonic(), 0
         while True:
             status, answer = self.send(method, path, body)
@@ -77,7 +77,7 @@ class Connection:
             attempt += 1
 
     def poll(self, request_id):
-        """The futures loop (wire.md §3.3)."""
+        """The futures loop (protocol.md §W3.3)."""
         bad_requests, attempt, start = 0, 0, time.monotonic()
         while True:
             status, answer = self.send("POST", "/api/v1/retrieve_future",
@@ -107,7 +107,7 @@ class Connection:
 
 
 def merge_metrics(chunks):
-    """Merges chunk metrics by suffix (wire.md §3.6)."""
+    """Merges chunk metrics by suffix (protocol.md §W3.6)."""
     weights = [len(c["loss_fn_outputs"]) for c in chunks]
     keys = set.intersection(*(set(c["metrics"]) for c in chunks))
     merged = {}
@@ -171,7 +171,7 @@ def wire_datum(d):
 
 
 def resolve_checkpoint_path(name, job):
-    """semantics.md §9.8, with the harness's reading (DIFFERENCES.md)."""
+    """protocol.md §S9.8, with the harness's reading (DIFFERENCES.md)."""
     if name.startswith("gs://") or name.startswith("/"):
         if job and job.strip():
             raise ClientError("checkpoint_name must be a logical checkpoint name, not a full path")

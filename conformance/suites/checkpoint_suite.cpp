@@ -1,4 +1,4 @@
-// Checkpoint lifetimes: save_state(ttl_seconds) expires on the server's clock (wire.md §10.7).
+// Checkpoint lifetimes: save_state(ttl_seconds) expires on the server's clock (protocol.md §W10.7).
 // The resume properties are in training_suite.cpp.
 #include <algorithm>
 

@@ -1,5 +1,5 @@
 // Names a client makes up or checks itself: sampler snapshot names, resolve_checkpoint_path and
-// the duplicate-training-client error (semantics.md §7.4, §9.8, §9.10).
+// the duplicate-training-client error (protocol.md §S7.4, §9.8, §9.10).
 #include <map>
 #include <optional>
 #include <regex>
@@ -60,7 +60,7 @@ void showValue(const ResolveCase& r, std::ostream& os) {
   os << "resolve_checkpoint_path(\"" << r.name << "\"" << (r.job ? ", \"" + *r.job + "\"" : std::string()) << ")";
 }
 
-// Expected per semantics.md §9.8: a full path (gs://, /) is returned as it is, and is an error
+// Expected per protocol.md §S9.8: a full path (gs://, /) is returned as it is, and is an error
 // together with a job; with a job (after stripping) → cross_job://job/name; else the name.
 std::pair<bool, std::string> expected_resolution(const ResolveCase& r) {
   auto strip = [](std::string s) {
@@ -126,15 +126,15 @@ void duplicate_client(Case& c) {
 void add_naming_properties(std::vector<Property>& out) {
   out.push_back({"naming", "naming.sampler_suffix",
                  "save_weights_for_sampler_ext(name) sends and returns '<name>-<8 lower-case hex>': one suffix per training "
-                 "client, different between clients, and the returned path ends with that snapshot name (semantics.md §7.4)",
+                 "client, different between clients, and the returned path ends with that snapshot name (protocol.md §S7.4)",
                  sampler_suffix});
   out.push_back({"naming", "naming.resolve_checkpoint_path",
-                 "resolve_checkpoint_path follows semantics.md §9.8: full paths (gs://, /) unchanged and refused with a job, "
+                 "resolve_checkpoint_path follows protocol.md §S9.8: full paths (gs://, /) unchanged and refused with a job, "
                  "cross_job://<job>/<name> with both stripped, and the exact ValueError texts",
                  resolve_checkpoint_path});
   out.push_back({"naming", "naming.duplicate_client",
                  "a second create_training_client with the same key (base model, rank, seed, targets, alpha) on one service "
-                 "is refused client-side with the exact text of semantics.md §9.10; another seed or service is fine",
+                 "is refused client-side with the exact text of protocol.md §S9.10; another seed or service is fine",
                  duplicate_client});
 }
 

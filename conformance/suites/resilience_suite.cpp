@@ -1,5 +1,5 @@
 // Resilience: with faults injected on the server, a client survives every retry branch of
-// wire.md §1.7 / §3.3 (semantics.md §9.5) and its calls take effect exactly once.
+// protocol.md §W1.7 / §3.3 (protocol.md §S9.5) and its calls take effect exactly once.
 #include <rapidcheck.h>
 
 #include "conformance/oracle.hpp"
@@ -122,7 +122,7 @@ void faulty_training(Case& c, bool lost_answers_only) {
 }
 
 // HTTP 410 on a training future's poll: the client surfaces it (promise_expired) and does not
-// re-run the call, which the server has already executed (semantics.md §9.5).
+// re-run the call, which the server has already executed (protocol.md §S9.5).
 void expired_promise(Case& c) {
   const auto batch = pick("forward_backward batch", gen_batch(2));
   const auto adam = pick("then optim_step", gen_adam());
@@ -156,7 +156,7 @@ void add_resilience_properties(std::vector<Property>& out) {
   out.push_back({"resilience", "resilience.retry_branches",
                  "forward, forward_backward and optim_step succeed with the oracle's answers when their submit meets 503, "
                  "500, 429, 408, 409, an empty 400 or a dropped connection, or their polls meet try_again (408 and 200), "
-                 "429, 500, 503, one 400, a dropped connection or a paused queue (wire.md §1.7, §3.3)",
+                 "429, 500, 503, one 400, a dropped connection or a paused queue (protocol.md §W1.7, §3.3)",
                  [](Case& c) { faulty_training(c, false); }});
   out.push_back({"resilience", "resilience.exactly_once",
                  "when the answer to a submit or a poll is lost after the server acted (dropped connection), the client's "
@@ -164,7 +164,7 @@ void add_resilience_properties(std::vector<Property>& out) {
                  [](Case& c) { faulty_training(c, true); }});
   out.push_back({"resilience", "resilience.expired_promise",
                  "HTTP 410 on the poll of a training future surfaces as promise_expired, without re-running the call the "
-                 "server already executed; training goes on from the server's state (semantics.md §9.5)",
+                 "server already executed; training goes on from the server's state (protocol.md §S9.5)",
                  expired_promise});
 }
 

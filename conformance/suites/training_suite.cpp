@@ -235,7 +235,7 @@ void add_training_properties(std::vector<Property>& out) {
                  machine<ForwardBackward, Forward, OptimStep>()});
   out.push_back({"custom_loss", "custom_loss.linearisation",
                  "forward_backward_custom with the DRIVER.md losses sends a forward, then a cross_entropy "
-                 "forward_backward with weights = -dL/dlp (semantics.md §9.7): results, the custom_loss metric and the "
+                 "forward_backward with weights = -dL/dlp (protocol.md §S9.7): results, the custom_loss metric and the "
                  "following training match the oracle",
                  machine<Custom, OptimStep, Forward>()});
   out.push_back({"checkpoints", "checkpoints.resume_with_optimizer",

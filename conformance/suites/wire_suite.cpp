@@ -1,5 +1,5 @@
 // Wire conformance, read from the server's request journal after a generated workload: the
-// fields each request carries (wire.md §6), seq_id numbering (§4.1, §4.2) and resubmission
+// fields each request carries (protocol.md §W6), seq_id numbering (§4.1, §4.2) and resubmission
 // (§4.4). The client's answers are not looked at here; the other suites do that.
 #include <map>
 #include <set>
@@ -132,7 +132,7 @@ std::map<int64_t, Submit> submits_by_seq(const json& journal, const std::string&
     if (fresh) continue;
     if (it->second.path != path || it->second.body != body)
       throw Failure("seq_id " + std::to_string(seq) + " was sent twice with different requests (" + it->second.path + ", then " + path +
-                    "); a re-sent submit must repeat its body and seq_id exactly (wire.md §4.4)");
+                    "); a re-sent submit must repeat its body and seq_id exactly (protocol.md §W4.4)");
   }
   return out;
 }
@@ -143,7 +143,7 @@ void check_seq_order(const std::map<int64_t, Submit>& submits, const std::vector
   for (const auto& [seq, s] : submits) {
     if (seq != expect_seq)
       throw Failure("seq_ids of the model go " + std::to_string(expect_seq - 1) + " → " + std::to_string(seq) +
-                    "; they must count 1, 2, 3, … with no gap (wire.md §4.1)");
+                    "; they must count 1, 2, 3, … with no gap (protocol.md §W4.1)");
     ++expect_seq;
   }
   auto it = submits.begin();
@@ -162,7 +162,7 @@ void check_seq_order(const std::map<int64_t, Submit>& submits, const std::vector
     if (seen != call.tokens)
       throw Failure("the datums of call #" + std::to_string(k + 1) + " (" + call.path + ", " + std::to_string(call.tokens.size()) +
                     " datums) are not in call order when its requests are read in seq_id order: each chunk's seq_id must "
-                    "follow the position of its datums (wire.md §4.2)");
+                    "follow the position of its datums (protocol.md §W4.2)");
   }
   if (it != submits.end())
     throw Failure("seq_id " + std::to_string(it->first) + " (" + it->second.path + ") belongs to no call the harness made: "
@@ -223,7 +223,7 @@ void chunk_limits(Case& c) {
       if (req.contains(key) && req[key].is_object()) n = req[key].value("data", json::array()).size();
     if (n > 1024)
       throw Failure(e["path"].get<std::string>() + " carried " + std::to_string(n) +
-                    " datums in one request; a client splits calls into chunks of at most 1024 (wire.md §4.2)");
+                    " datums in one request; a client splits calls into chunks of at most 1024 (protocol.md §W4.2)");
   }
 }
 
@@ -270,20 +270,20 @@ void idempotent_resubmission(Case& c) {
 
 void add_wire_properties(std::vector<Property>& out) {
   out.push_back({"wire", "wire.request_fields",
-                 "every request body has the fields wire.md §6–7 require, with their JSON types and fixed values, and no "
+                 "every request body has the fields protocol.md §W6–7 require, with their JSON types and fixed values, and no "
                  "field the API does not define; every endpoint called exists",
                  request_fields});
   out.push_back({"wire", "wire.seq_id_order",
                  "a training client numbers its submits 1, 2, 3, … in call order; the chunks of one call take consecutive "
-                 "seq_ids in the order of their datums, whatever order they are sent in (wire.md §4.1–4.2)",
+                 "seq_ids in the order of their datums, whatever order they are sent in (protocol.md §W4.1–4.2)",
                  seq_id_order});
   out.push_back({"wire", "wire.chunk_limits",
                  "a forward / forward_backward call of more than 1024 datums is split into requests of at most 1024 "
-                 "(wire.md §4.2; the 5 MB estimate is not reached by these workloads)",
+                 "(protocol.md §W4.2; the 5 MB estimate is not reached by these workloads)",
                  chunk_limits});
   out.push_back({"wire", "wire.idempotent_resubmission",
                  "a submit refused (503, 500, 429, 408, empty 400) or whose answer is lost (connection dropped) is re-sent "
-                 "with the same body and seq_id, never as a new seq_id (wire.md §4.4)",
+                 "with the same body and seq_id, never as a new seq_id (protocol.md §W4.4)",
                  idempotent_resubmission});
 }
 

@@ -149,7 +149,7 @@ TEST_F(ControlTest, FaultsFireAsRuledAndChangeNothingWhenTheyFail) {
   EXPECT_EQ(del("/_kiln/faults").first, 200);
   EXPECT_TRUE(get("/_kiln/faults").second["rules"].empty());
   EXPECT_EQ(post("/_kiln/faults", {{"rules", {{{"action", {{"kind", "explode"}}}}}}}).first, 400);
-  // A try_again may come as a 200 too (open question A1); other statuses are refused.
+  // A try_again may come as a 200 too (protocol.md rule A1); other statuses are refused.
   post("/_kiln/faults", {{"rules", {{{"endpoint", "retrieve_future"}, {"times", 1}, {"action", {{"kind", "try_again"}, {"status", 200}}}}}}});
   auto [t200, b200] = post("/api/v1/retrieve_future", {{"request_id", fut["request_id"]}});
   EXPECT_EQ(t200, 200);

@@ -250,7 +250,7 @@ TEST_F(HttpTest, RestCheckpointEndpoints) {
   EXPECT_EQ(cli->Get("/_kiln/download/0123456789abcdef")->status, 404);
 
   EXPECT_EQ(cli->Put((base + "/ttl").c_str(), R"({"ttl_seconds": 0})", "application/json")->status, 400);
-  EXPECT_EQ(cli->Delete(("/api/v1/training_runs/" + m + "/checkpoints/bogus").c_str())->status, 400);  // not kind/name (wire.md §10.6)
+  EXPECT_EQ(cli->Delete(("/api/v1/training_runs/" + m + "/checkpoints/bogus").c_str())->status, 400);  // not kind/name (protocol.md §W10.6)
   EXPECT_EQ(cli->Delete(("/api/v1/training_runs/" + m + "/checkpoints/weights/none").c_str())->status, 404);
 }
 

@@ -98,7 +98,7 @@ void HttpServer::serve(const Handler& h, bool needs_key, bool control, const htt
     if (!control && !faults_->empty()) fault = faults_->match(fault_target(req, key));
     if (fault && fault->kind == "delay") std::this_thread::sleep_for(std::chrono::duration<double>(fault->seconds));
     if (fault && fault->kind == "status" && fault->body && *fault->body == "") {
-      res.status = fault->status;  // an empty body, as an edge proxy's reset looks (wire.md §1.7)
+      res.status = fault->status;  // an empty body, as an edge proxy's reset looks (protocol.md §W1.7)
       res.set_header("X-Kiln-Fault", "empty-body");  // the error handler leaves this one empty
     } else if (fault && fault->kind == "status") {
       send_json(res, fault->status, fault->body.value_or(json{{"detail", "kiln: injected fault (HTTP " + std::to_string(fault->status) + ")"}}));

@@ -201,7 +201,7 @@ void expect_same_shape(const json& recorded, const json& ours, const std::string
 std::optional<std::pair<int, std::string>> deviation(const json& rec) {
   const std::string path = rec["path"];
   const json& b = rec.value("body", json::object());
-  // The load-as-first-call rule (semantics.md §7.6, open question E6): the recordings load the
+  // The load-as-first-call rule (protocol.md §S7.6, protocol.md rule E6): the recordings load the
   // state of a model that has already trained.
   if (path.ends_with("/load_weights") && b.value("seq_id", 1) != 1)
     return std::pair{400, "LoadWeights is not permitted with seq_id " + std::to_string(b["seq_id"].get<int>())};

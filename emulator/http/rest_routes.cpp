@@ -1,4 +1,4 @@
-// REST views of training runs and checkpoints (wire.md §10). Path ids arrive unescaped: run ids
+// REST views of training runs and checkpoints (protocol.md §W10). Path ids arrive unescaped: run ids
 // contain ':' and checkpoint ids contain '/'.
 #include <ctime>
 #include <fstream>
@@ -65,7 +65,7 @@ void HttpServer::register_rest_routes() {
     svc_.set_ttl(key, req.matches[1], req.matches[2], ttl);
     send_json(res, 200, json::object());
   });
-  // 302 to a download URL served here, valid 15 minutes (wire.md §10.5, open question E17).
+  // 302 to a download URL served here, valid 15 minutes (protocol.md §W10.5, protocol.md rule E17).
   route("GET", std::string(kRunId) + kCheckpointId + "/archive", [this](auto& req, auto& res, auto& key) {
     const std::string url = download_url(svc_.archive_checkpoint(key, req.matches[1], req.matches[2]));
     res.status = 302;
@@ -73,7 +73,7 @@ void HttpServer::register_rest_routes() {
     res.set_header("Expires", http_date(std::chrono::system_clock::now() + std::chrono::minutes(15)));
     res.set_content(json{{"url", url}}.dump(), "application/json");
   });
-  // The audit log: the checkpoint events Kiln has, newest first (open question G1).
+  // The audit log: the checkpoint events Kiln has, newest first (protocol.md rule G1).
   route("GET", "/api/v1/audit", [this](auto& req, auto& res, auto& key) {
     const std::string type = req.has_param("event_type") ? req.get_param_value("event_type") : "all";
     if (type != "all" && type != "checkpoints")

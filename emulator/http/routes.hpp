@@ -31,7 +31,7 @@ inline bool is_protobuf(const httplib::Request& req) {
 
 // Whether a poll wants its forward or sample result as protobuf: tinker 0.25 polls with Accept:
 // application/x-protobuf alone and rejects JSON; older clients and Fireworks list
-// application/json too and need JSON (wire.md §3.3).
+// application/json too and need JSON (protocol.md §W3.3).
 inline bool wants_protobuf(const httplib::Request& req) {
   const std::string accept = req.get_header_value("Accept");
   return accept.find("application/x-protobuf") != std::string::npos && accept.find("application/json") == std::string::npos;
@@ -52,7 +52,7 @@ inline json body_json(const httplib::Request& req) {
 }
 
 // The checkpoint id after "/checkpoints/": one or two path segments, up to a known suffix. The
-// service checks its form ("weights/<name>" or "sampler_weights/<name>"; 400 otherwise, wire.md §10.6).
+// service checks its form ("weights/<name>" or "sampler_weights/<name>"; 400 otherwise, protocol.md §W10.6).
 inline const char* kRunId = R"(/api/v1/training_runs/([^/]+))";
 inline const char* kCheckpointId = R"(/checkpoints/([^/]+(?:/[^/]+)?))";
 

@@ -1,4 +1,4 @@
-// Sampling sessions and asample (wire.md §6.17–6.19); results are polled with retrieve_future.
+// Sampling sessions and asample (protocol.md §W6.17–6.19); results are polled with retrieve_future.
 #include "http/routes.hpp"
 #include "http/server.hpp"
 #include "wire/json_codec.hpp"

@@ -1,5 +1,5 @@
 #pragma once
-// The Tinker / Fireworks HTTP API over TrainerService (wire.md), on cpp-httplib: JSON, and protobuf
+// The Tinker / Fireworks HTTP API over TrainerService (docs/protocol.md), on cpp-httplib: JSON, and protobuf
 // where the SDKs send or ask for it (forward_backward bodies, forward and sample results);
 // every route is served bare (/api/v1/...) and under any path prefix.
 #include <atomic>

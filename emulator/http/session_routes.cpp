@@ -1,4 +1,4 @@
-// Handshake, sessions, telemetry and server information (wire.md §6.1–6.8, §10.8).
+// Handshake, sessions, telemetry and server information (protocol.md §W6.1–6.8, §10.8).
 #include "http/routes.hpp"
 #include "http/server.hpp"
 #include "model/registry.hpp"
@@ -46,7 +46,7 @@ void HttpServer::register_session_routes() {
     send_json(res, 200, json::object());
   });
   // Kiln keeps no per-request traces to export; "failed" with a reason is the spec's answer for
-  // an unsupported export (open question G1), and the SDK stops polling on it.
+  // an unsupported export (protocol.md rule G1), and the SDK stops polling on it.
   route("GET", R"(/api/v1/sessions/([^/]+)/trace_export)", [this](auto& req, auto& res, auto& key) {
     svc_.get_session(key, req.matches[1]);  // 404 for an unknown session
     send_json(res, 200, {{"status", "failed"}, {"error", "trace export is not available in Kiln (an offline emulator)"}});

@@ -1,4 +1,4 @@
-// Models and the future-returning training endpoints, and retrieve_future (wire.md §3, §6.9–6.22).
+// Models and the future-returning training endpoints, and retrieve_future (protocol.md §W3, §6.9–6.22).
 #include "http/routes.hpp"
 #include "http/server.hpp"
 #include "wire/json_codec.hpp"

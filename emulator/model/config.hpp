@@ -55,7 +55,7 @@ void from_json(const nlohmann::json& j, ModelConfig& c);
 // rank 0 means full-parameter training; otherwise adapters W + (alpha/rank)·B·A.
 struct LoraConfig {
   int64_t rank = 0;
-  double alpha = 0.0;  // 0 means "absent": 2·rank (spec open question C2)
+  double alpha = 0.0;  // 0 means "absent": 2·rank (spec protocol.md rule C2)
   uint64_t seed = 0;
   bool train_attn = true;
   bool train_mlp = true;
@@ -64,7 +64,7 @@ struct LoraConfig {
   bool full_parameter() const { return rank == 0; }
   double scale() const { return rank == 0 ? 0.0 : effective_alpha() / static_cast<double>(rank); }
   double effective_alpha() const { return alpha > 0.0 ? alpha : 2.0 * static_cast<double>(rank); }
-  // Throws InputError with the spec's texts (open-questions.md C1).
+  // Throws InputError with the spec's texts (protocol.md rule C1).
   void validate() const;
   bool operator==(const LoraConfig&) const = default;
 };

@@ -17,7 +17,7 @@ namespace {
 std::string str(int64_t v) { return std::to_string(v); }
 
 // One draw from a position's scores under the sampling parameters. Returns the token and its
-// log-probability under the tempered, untruncated distribution (open question F3).
+// log-probability under the tempered, untruncated distribution (protocol.md rule F3).
 std::pair<int64_t, float> draw(const TokenScores& z, const SamplingParams& p, SplitMix64& rng) {
   if (p.temperature == 0.0) {  // greedy; ties → the lowest id (F4); logprob at temperature 1
     const int64_t tok = z.argmax();

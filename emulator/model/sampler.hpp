@@ -1,6 +1,6 @@
 #pragma once
 // Text generation from a model: num_samples continuations of a prompt with temperature, top-k,
-// top-p, stop tokens and strings, and prompt logprobs (spec semantics.md §8; open questions F1–F8
+// top-p, stop tokens and strings, and prompt logprobs (protocol.md §S8; rules F1–F8
 // give the choices where the service's behaviour is undocumented).
 #include <cstdint>
 #include <map>

@@ -38,7 +38,7 @@ struct LoadWeightsRequest {
   bool optimizer = false;
   std::string access_key;  // weights_access_token: look the checkpoint up as this API key's
 };
-// save_weights_for_sampler; checkpoint_type "" means base (open question E15). The ephemeral
+// save_weights_for_sampler; checkpoint_type "" means base (protocol.md rule E15). The ephemeral
 // form (tinker's save_weights_and_get_sampling_client) has no name and a sampling_session_seq_id:
 // it snapshots the weights into a sampler instead of writing a checkpoint (E21).
 struct SaveSamplerRequest {

@@ -211,7 +211,7 @@ TEST_F(SamplingTest, ConcurrentRequestsOnASamplerDecodeTogether) {
 namespace kiln::service {
 namespace {
 
-// Not sampling, but the same fixture: create-via-load and weights_access_token (wire.md §6.15).
+// Not sampling, but the same fixture: create-via-load and weights_access_token (protocol.md §W6.15).
 TEST_F(SamplingTest, CreateViaLoadTakesTheCheckpointsLayoutAndCountsAsSeqZero) {
   const auto m = new_model(8);
   train(m, 1);

@@ -83,7 +83,7 @@ struct WeightsInfo {
   bool train_attn = true, train_mlp = true, train_unembed = true;
 };
 
-// A sampling session: a snapshot of weights to sample from (wire.md §6.17–6.19).
+// A sampling session: a snapshot of weights to sample from (protocol.md §W6.17–6.19).
 struct SamplerInfo {
   std::string sampler_id;  // <session_id>:sample:<sampling_session_seq_id> (F6)
   std::string session_id, base_model;

@@ -34,7 +34,7 @@ struct Model {
   std::vector<Save> saves;  // successful training-state saves, in order
 
   bool live(const Save& s) const { return !s.expires_at || now < *s.expires_at; }
-  // The save a bare name resolves to: the newest live one (open question E4), or -1.
+  // The save a bare name resolves to: the newest live one (protocol.md rule E4), or -1.
   int resolve(const std::string& name) const {
     for (int i = static_cast<int>(saves.size()) - 1; i >= 0; --i)
       if (saves[i].name == name && live(saves[i])) return i;

@@ -58,7 +58,7 @@ class TrainerService {
   // The same as a future (the wire's create_model answers with a request id).
   std::string submit_create_model(const std::string& api_key, const CreateModelRequest& req);
   ModelInfo get_info(const std::string& api_key, const std::string& model_id) const;
-  // The create-via-load form of load_weights (wire.md §6.15): creates the model with the
+  // The create-via-load form of load_weights (protocol.md §W6.15): creates the model with the
   // checkpoint's base model (unless req.base_model overrides it) and LoRA layout, then loads it
   // as the model's seq 0. Returns (model id, request id of the load).
   std::pair<std::string, std::string> create_model_from_state(const std::string& api_key, CreateModelRequest req,

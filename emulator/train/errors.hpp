@@ -1,5 +1,5 @@
 #pragma once
-// The two ways a training request fails (protocol.md §A11; the types live in errors.hpp):
+// The two ways a training request fails (protocol.md rule A11; the types live in errors.hpp):
 // - InvalidRequest: the envelope is wrong (unknown loss_fn, bad config keys, bad optimizer
 //   parameters). The wire layer answers HTTP 400 at submit.
 // - UserError: the content is wrong (missing inputs, shapes, token ids, non-finite values). Found

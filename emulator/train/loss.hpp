@@ -1,5 +1,5 @@
 #pragma once
-// The built-in losses of semantics.md §4: per-token loss ℓ and its gradient dℓ/dlogprob, for one
+// The built-in losses of protocol.md §S4: per-token loss ℓ and its gradient dℓ/dlogprob, for one
 // datum. A request's loss is Σ over datums and tokens (no mean).
 #include <map>
 #include <string>

@@ -1,5 +1,5 @@
 #pragma once
-// optim_step: gradient normalization, global-norm clipping and AdamW (semantics.md §6.2–6.5).
+// optim_step: gradient normalization, global-norm clipping and AdamW (protocol.md §S6.2–6.5).
 #include <cstdint>
 #include <map>
 #include <string>
@@ -49,7 +49,7 @@ struct Accumulation {
 // `update_scale` (empty, or one factor per tensor) multiplies each tensor's learning rate, in the
 // Adam step and in the decoupled decay alike (the stand-in calibration, calibration.hpp); the
 // reported metrics are those of the real gradient and the requested learning rate.
-// Returns the metrics that `emit_grad_norm_metrics` asks for (open question D7).
+// Returns the metrics that `emit_grad_norm_metrics` asks for (protocol.md rule D7).
 template <typename T>
 std::map<std::string, double> optimizer_step(model::ParamSet<T>& params, model::ParamSet<T>& grads,
                                              AdamState<T>& state, const Accumulation& acc,

@@ -1,6 +1,6 @@
 #pragma once
 // A trainable model's whole state — weights, accumulated gradient, Adam state — and the three
-// training calls: forward, forward_backward, optim_step (semantics.md §4–6).
+// training calls: forward, forward_backward, optim_step (protocol.md §S4–6).
 #include <map>
 #include <optional>
 #include <string>

@@ -1,5 +1,5 @@
 #pragma once
-// JSON forms of the wire types (wire.md §6–§7, §10) and their backend counterparts: one codec per
+// JSON forms of the wire types (protocol.md §W6–§7, §10) and their backend counterparts: one codec per
 // wire type, so a wire field name lives in exactly one place. Decoders throw
 // train::InvalidRequest naming the field and what was expected.
 #include <string>
@@ -35,7 +35,7 @@ service::LoadAdapterRequest load_adapter_from_json(const json& body);
 // needs_lora_config = false for load_weights' create-via-load form, which takes it from the checkpoint.
 service::CreateModelRequest create_model_from_json(const json& body, bool needs_lora_config = true);
 service::CreateSamplerRequest create_sampler_from_json(const json& body);
-// asample: prompt, num_samples, sampling_params (wire.md §7.5), prompt_logprobs, topk_prompt_logprobs.
+// asample: prompt, num_samples, sampling_params (protocol.md §W7.5), prompt_logprobs, topk_prompt_logprobs.
 model::SampleSpec sample_from_json(const json& body);
 
 // create_session: {"tags"?, "user_metadata"?, "project_id"?}.
@@ -57,12 +57,12 @@ json session_to_json(const service::SessionInfo& s);           // GET sessions/{
 json sampler_to_json(const service::SamplerInfo& s);           // GET samplers/{id}
 json capabilities_to_json(const model::ModelRegistry& registry);  // get_server_capabilities
 
-// Future results (wire.md §3.4) and failures ({"error", "category"}).
+// Future results (protocol.md §W3.4) and failures ({"error", "category"}).
 json result_to_json(const service::TrainingResult& r);
 json failure_to_json(const service::RetrieveResult& r);
-json sample_output_to_json(const model::SampleOutput& r);  // SampleResponse, wire.md §7.8
+json sample_output_to_json(const model::SampleOutput& r);  // SampleResponse, protocol.md §W7.8
 
-// REST objects (wire.md §10.2, §10.3).
+// REST objects (protocol.md §W10.2, §10.3).
 json checkpoint_to_json(const service::CheckpointRecord& r);
 json training_run_to_json(const service::TrainingRunInfo& r);
 

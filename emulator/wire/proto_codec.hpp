@@ -1,5 +1,5 @@
 #pragma once
-// The protobuf transport of tinker 0.25 (wire.md §8, §9): forward_backward requests in, and
+// The protobuf transport of tinker 0.25 (protocol.md §W8, §9): forward_backward requests in, and
 // ForwardBackwardOutput results out; zstd-compressed bodies are decompressed first.
 #include <string>
 
@@ -29,7 +29,7 @@ std::string forward_result_to_proto(const train::ForwardResult& r, const std::st
 
 namespace kiln::wire {
 
-// A sample result as a serialized tinker_public.SampleResponse (wire.md §8.5).
+// A sample result as a serialized tinker_public.SampleResponse (protocol.md §W8.5).
 std::string sample_result_to_proto(const model::SampleOutput& r);
 
 }  // namespace kiln::wire
