@@ -1,6 +1,6 @@
 #pragma once
 // One credential's connection to a server, shared by a ServiceClient and the clients it
-// creates: the session, its heartbeat, and the SDKs' retry layers (protocol.md §W1.7, §3.3).
+// creates: the session, its heartbeat, and the SDKs' retry layers (protocol.md §W1.7, §W3.3).
 #include <atomic>
 #include <condition_variable>
 #include <memory>

@@ -1,5 +1,5 @@
 #pragma once
-// The protobuf transport of tinker 0.25 from the client's side (protocol.md §W8, §9): forward /
+// The protobuf transport of tinker 0.25 from the client's side (protocol.md §W8, §W9): forward /
 // forward_backward requests out (optionally zstd-compressed), ForwardBackwardOutput results in.
 #include <string>
 #include <vector>

@@ -43,6 +43,8 @@ for f in sources:
         for w in wanted:
             if w not in anchors:
                 missing.append(f"{f}: §{w} (in '{m.group(0)}')")
+    for m in re.finditer(r"§\d[\d.]*", text):
+        missing.append(f"{f}: '{m.group(0)}' (a section is cited with its part: §W… or §S…)")
     for m in re.finditer(r"§([A-I]\d{1,2})\b", text):
         missing.append(f"{f}: '§{m.group(1)}' (a rule is cited as 'rule {m.group(1)}', not as a section)")
     for m in re.finditer(r"(?:\(|rules? |, )([A-I]\d{1,2})(?:–([A-I]\d{1,2}))?(?=[,)\s.;:])", text):

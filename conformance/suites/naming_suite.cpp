@@ -1,5 +1,5 @@
 // Names a client makes up or checks itself: sampler snapshot names, resolve_checkpoint_path and
-// the duplicate-training-client error (protocol.md §S7.4, §9.8, §9.10).
+// the duplicate-training-client error (protocol.md §S7.4, §S9.8, §S9.10).
 #include <map>
 #include <optional>
 #include <regex>

@@ -1,5 +1,5 @@
 // Resilience: with faults injected on the server, a client survives every retry branch of
-// protocol.md §W1.7 / §3.3 (protocol.md §S9.5) and its calls take effect exactly once.
+// protocol.md §W1.7 / §W3.3 (protocol.md §S9.5) and its calls take effect exactly once.
 #include <rapidcheck.h>
 
 #include "conformance/oracle.hpp"
@@ -156,7 +156,7 @@ void add_resilience_properties(std::vector<Property>& out) {
   out.push_back({"resilience", "resilience.retry_branches",
                  "forward, forward_backward and optim_step succeed with the oracle's answers when their submit meets 503, "
                  "500, 429, 408, 409, an empty 400 or a dropped connection, or their polls meet try_again (408 and 200), "
-                 "429, 500, 503, one 400, a dropped connection or a paused queue (protocol.md §W1.7, §3.3)",
+                 "429, 500, 503, one 400, a dropped connection or a paused queue (protocol.md §W1.7, §W3.3)",
                  [](Case& c) { faulty_training(c, false); }});
   out.push_back({"resilience", "resilience.exactly_once",
                  "when the answer to a submit or a poll is lost after the server acted (dropped connection), the client's "

@@ -1,6 +1,6 @@
 // Wire conformance, read from the server's request journal after a generated workload: the
-// fields each request carries (protocol.md §W6), seq_id numbering (§4.1, §4.2) and resubmission
-// (§4.4). The client's answers are not looked at here; the other suites do that.
+// fields each request carries (protocol.md §W6), seq_id numbering (§W4.1, §W4.2) and resubmission
+// (§W4.4). The client's answers are not looked at here; the other suites do that.
 #include <map>
 #include <set>
 #include <sstream>

@@ -34,6 +34,14 @@ json page(const httplib::Request& req, const std::vector<T>& items, size_t defau
 }  // namespace
 
 void HttpServer::register_rest_routes() {
+  // A checkpoint's base model and LoRA layout (protocol.md §W6.20), and Fireworks' list of the
+  // caller's training-state names (§W6.21).
+  route("POST", "/api/v1/weights_info", [this](auto& req, auto& res, auto& key) {
+    send_json(res, 200, wire::weights_info_to_json(svc_.weights_info(key, wire::require_string(body_json(req), "tinker_path", ""))));
+  });
+  route("GET", "/api/v1/list_checkpoints", [this](auto&, auto& res, auto& key) {
+    send_json(res, 200, {{"checkpoints", svc_.list_checkpoint_names(key)}});
+  });
   route("GET", "/api/v1/training_runs", [this](auto& req, auto& res, auto& key) {
     send_json(res, 200, page(req, svc_.list_training_runs(key), 20, "training_runs", wire::training_run_to_json));
   });

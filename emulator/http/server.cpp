@@ -67,6 +67,7 @@ HttpServer::HttpServer(service::TrainerService& service, ServerOptions options)
   });
   register_session_routes();
   register_training_routes();
+  register_future_routes();
   register_sampling_routes();
   register_rest_routes();
   register_control_routes();

@@ -59,6 +59,7 @@ class HttpServer {
   void route(const char* method, const std::string& pattern, Handler h, bool needs_key = true);
   void register_session_routes();
   void register_training_routes();
+  void register_future_routes();  // retrieve_future
   void register_sampling_routes();
   void register_rest_routes();
   void register_control_routes();

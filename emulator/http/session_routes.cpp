@@ -1,4 +1,4 @@
-// Handshake, sessions, telemetry and server information (protocol.md §W6.1–6.8, §10.8).
+// Handshake, sessions, telemetry and server information (protocol.md §W6.1–6.8, §W10.8).
 #include "http/routes.hpp"
 #include "http/server.hpp"
 #include "model/registry.hpp"

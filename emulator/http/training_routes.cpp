@@ -1,4 +1,4 @@
-// Models and the future-returning training endpoints, and retrieve_future (protocol.md §W3, §6.9–6.22).
+// Models and the future-returning training endpoints, and retrieve_future (protocol.md §W3, §W6.9–6.22).
 #include "http/routes.hpp"
 #include "http/server.hpp"
 #include "wire/json_codec.hpp"
@@ -60,7 +60,9 @@ void HttpServer::register_training_routes() {
   route("POST", "/api/v1/get_info", [this](auto& req, auto& res, auto& key) {
     send_json(res, 200, wire::model_info_to_json(svc_.get_info(key, wire::require_string(body_json(req), "model_id", ""))));
   });
+}
 
+void HttpServer::register_future_routes() {
   // Long-poll: hold up to poll_hold_seconds, then 408 try_again (the SDK re-polls at once). A
   // held poll occupies an HTTP thread, so at most half of them may hold: beyond that a poll is
   // answered at once, and pollers can never starve the other requests.
@@ -87,13 +89,6 @@ void HttpServer::register_training_routes() {
     } else {
       send_json(res, 200, wire::result_to_json(r.result));
     }
-  });
-
-  route("POST", "/api/v1/weights_info", [this](auto& req, auto& res, auto& key) {
-    send_json(res, 200, wire::weights_info_to_json(svc_.weights_info(key, wire::require_string(body_json(req), "tinker_path", ""))));
-  });
-  route("GET", "/api/v1/list_checkpoints", [this](auto&, auto& res, auto& key) {
-    send_json(res, 200, {{"checkpoints", svc_.list_checkpoint_names(key)}});
   });
 }
 

@@ -46,7 +46,7 @@ struct DatumLoss {
   std::vector<double> elementwise;  // ℓ, n·k values
   std::vector<double> grad;         // dL/dlp, n·k values
   double total = 0;                 // Σ ℓ
-  int64_t loss_tokens = 0;          // entries with a non-zero gradient weight (§6.2)
+  int64_t loss_tokens = 0;          // entries with a non-zero gradient weight (protocol.md §S6.2)
 };
 DatumLoss compute_loss(const LossSpec& spec, const LossInputs& in, const std::vector<double>& lp);
 

@@ -1,5 +1,5 @@
 #pragma once
-// JSON forms of the wire types (protocol.md §W6–§7, §10) and their backend counterparts: one codec per
+// JSON forms of the wire types (protocol.md §W6–7, §W10) and their backend counterparts: one codec per
 // wire type, so a wire field name lives in exactly one place. Decoders throw
 // train::InvalidRequest naming the field and what was expected.
 #include <string>
@@ -62,7 +62,7 @@ json result_to_json(const service::TrainingResult& r);
 json failure_to_json(const service::RetrieveResult& r);
 json sample_output_to_json(const model::SampleOutput& r);  // SampleResponse, protocol.md §W7.8
 
-// REST objects (protocol.md §W10.2, §10.3).
+// REST objects (protocol.md §W10.2, §W10.3).
 json checkpoint_to_json(const service::CheckpointRecord& r);
 json training_run_to_json(const service::TrainingRunInfo& r);
 

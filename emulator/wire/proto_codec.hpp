@@ -1,5 +1,5 @@
 #pragma once
-// The protobuf transport of tinker 0.25 (protocol.md §W8, §9): forward_backward requests in, and
+// The protobuf transport of tinker 0.25 (protocol.md §W8, §W9): forward_backward requests in, and
 // ForwardBackwardOutput results out; zstd-compressed bodies are decompressed first.
 #include <string>
 

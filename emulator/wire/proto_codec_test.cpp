@@ -1,4 +1,4 @@
-// The protobuf codec against the spec's hex test vectors (protocol.md §W8.3, §8.4), byte for byte.
+// The protobuf codec against the spec's hex test vectors (protocol.md §W8.3, §W8.4), byte for byte.
 #include "wire/proto_codec.hpp"
 
 #include <zstd.h>
