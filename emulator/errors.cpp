@@ -10,6 +10,7 @@ int http_status(ErrorCode code) {
     case ErrorCode::user: return 400;
     case ErrorCode::not_found: return 404;
     case ErrorCode::conflict: return 409;
+    case ErrorCode::gone: return 410;
     case ErrorCode::unsupported_media: return 415;
     case ErrorCode::internal: return 500;
   }
@@ -30,6 +31,9 @@ NotFound future_not_found() { return NotFound("Future not found"); }
 NotFound session_not_found(const std::string& id) { return NotFound("session '" + id + "' not found"); }
 NotFound model_not_found(const std::string& id) { return NotFound("model '" + id + "' not found"); }
 NotFound sampler_not_found(const std::string& id) { return NotFound("sampling session '" + id + "' not found"); }
+Gone session_finished(const std::string& id) {
+  return Gone("session '" + id + "' is finished; create a new ServiceClient to continue");
+}
 InvalidRequest seq_id_reused() { return InvalidRequest("Training request sequence number was reused"); }
 InvalidRequest base_model_required() { return InvalidRequest("base_model is required"); }
 InvalidRequest base_only(const std::string& model_id) {

@@ -7,6 +7,7 @@
 //   user              400                       user
 //   not_found         404                       user
 //   conflict          409                       user
+//   gone              410                       user
 //   unsupported_media 415                       user
 //   internal          500                       server
 //
@@ -21,7 +22,7 @@
 
 namespace kiln {
 
-enum class ErrorCode { invalid_request, user, not_found, conflict, unsupported_media, internal };
+enum class ErrorCode { invalid_request, user, not_found, conflict, gone, unsupported_media, internal };
 
 class Error : public std::runtime_error {
  public:
@@ -55,6 +56,10 @@ class Conflict : public Error {
  public:
   explicit Conflict(std::string message) : Error(ErrorCode::conflict, std::move(message)) {}
 };
+class Gone : public Error {
+ public:
+  explicit Gone(std::string message) : Error(ErrorCode::gone, std::move(message)) {}
+};
 class UnsupportedMediaType : public Error {
  public:
   explicit UnsupportedMediaType(std::string message) : Error(ErrorCode::unsupported_media, std::move(message)) {}
@@ -77,6 +82,7 @@ NotFound future_not_found();                                         // 404 "Fut
 NotFound session_not_found(const std::string& session_id);           // 404
 NotFound model_not_found(const std::string& model_id);               // 404
 NotFound sampler_not_found(const std::string& sampler_id);           // 404
+Gone session_finished(const std::string& session_id);                // 410 "session '<id>' is finished"
 InvalidRequest seq_id_reused();                                            // 400 "Training request sequence number was reused"
 InvalidRequest base_model_required();                                      // 400 "base_model is required"
 InvalidRequest base_only(const std::string& model_id);                     // 400 (model_id may be "")

@@ -41,6 +41,12 @@ void HttpServer::register_session_routes() {
     for (const auto& s : svc_.list_sessions(key)) ids.push_back(s.session_id);
     send_json(res, 200, {{"sessions", ids}});
   });
+  // tinker 0.29+ ServiceClient.close() / `with ServiceClient()`: {"reason": {"type"}, "detail"?}.
+  route("POST", R"(/api/v1/sessions/([^/]+)/finish)", [this](auto& req, auto& res, auto& key) {
+    const auto f = wire::finish_session_from_json(body_json(req));
+    svc_.finish_session(key, req.matches[1], f.reason, f.detail);
+    send_json(res, 200, json::object());
+  });
   route("PUT", R"(/api/v1/sessions/([^/]+)/project)", [this](auto& req, auto& res, auto& key) {
     svc_.set_session_project(key, req.matches[1], wire::require_string(body_json(req), "project_id", ""));
     send_json(res, 200, json::object());

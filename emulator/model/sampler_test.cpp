@@ -163,6 +163,14 @@ TEST(SamplerTest, StopTokensAndStringsEndTheSequenceIncludingTheMatch) {
   stopped = sample(with_eos, spec_of(spec.prompt, 1, [](auto& p) { p.max_tokens = 10; p.temperature = 0; })).sequences[0];
   EXPECT_TRUE(stopped.stopped);
   EXPECT_EQ(stopped.tokens.size(), 1u);
+  // ... unless the request turned end-of-sequence off (tinker 0.26+'s stop=[]).
+  stopped = sample(with_eos, spec_of(spec.prompt, 1, [](auto& p) {
+              p.max_tokens = 10;
+              p.temperature = 0;
+              p.end_of_sequence = false;
+            })).sequences[0];
+  EXPECT_FALSE(stopped.stopped);
+  EXPECT_EQ(stopped.tokens.size(), 10u);
   // Reaching max_tokens is "length" even when the last token is also a stop token.
   spec.params.stop_strings.clear();
   spec.params.stop_tokens = {free_run[0]};

@@ -72,7 +72,8 @@ nlohmann::json TrainerService::state() const {
   for (const auto& [id, s] : sessions_.all())
     sessions.push_back({{"session_id", id}, {"tenant", s->tenant}, {"created", iso8601(s->info.created)},
                         {"last_heartbeat", iso8601(s->info.last_heartbeat)},
-                        {"training_run_ids", s->info.training_run_ids}, {"sampler_ids", s->info.sampler_ids}});
+                        {"training_run_ids", s->info.training_run_ids}, {"sampler_ids", s->info.sampler_ids},
+                        {"finished", s->info.finish_reason ? json(*s->info.finish_reason) : json(nullptr)}});
   for (const auto& [id, m] : models_.all()) {
     json view = model_view(id, *m);
     view.update(queue_.view(id));

@@ -43,6 +43,10 @@ struct SessionInfo {
   TimePoint created, last_heartbeat;
   std::vector<std::string> training_run_ids;
   std::vector<std::string> sampler_ids;
+  // Set by sessions/{id}/finish (tinker 0.29+ ServiceClient.close): "success", "errored" or
+  // "interrupted", and the client's detail. A finished session takes no new work (410).
+  std::optional<std::string> finish_reason;
+  std::string finish_detail;
 };
 
 struct CreateModelRequest {

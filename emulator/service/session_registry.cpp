@@ -22,6 +22,12 @@ const SessionRegistry::Session& SessionRegistry::find_owned(const std::string& t
   return const_cast<SessionRegistry*>(this)->find_owned(tenant, session_id);
 }
 
+SessionRegistry::Session& SessionRegistry::find_open(const std::string& tenant, const std::string& session_id) {
+  Session& s = find_owned(tenant, session_id);
+  if (s.info.finish_reason) throw errors::session_finished(session_id);
+  return s;
+}
+
 SessionRegistry::Session* SessionRegistry::find(const std::string& session_id) {
   auto it = sessions_.find(session_id);
   return it == sessions_.end() ? nullptr : it->second.get();

@@ -24,6 +24,8 @@ class SessionRegistry {
   // The session `session_id` of `tenant`; NotFound (errors::session_not_found) otherwise.
   Session& find_owned(const std::string& tenant, const std::string& session_id);
   const Session& find_owned(const std::string& tenant, const std::string& session_id) const;
+  // find_owned, for new work: a finished session is errors::session_finished (410).
+  Session& find_open(const std::string& tenant, const std::string& session_id);
   // The session, whoever owns it (a run or sampler records itself there); null when unknown.
   Session* find(const std::string& session_id);
   std::vector<SessionInfo> list(const std::string& tenant) const;

@@ -50,7 +50,18 @@ SessionInfo TrainerService::create_session(const std::string& api_key, std::vect
 
 void TrainerService::heartbeat(const std::string& api_key, const std::string& session_id) {
   std::lock_guard lock(mu_);
-  sessions_.find_owned(tenant_key(api_key), session_id).info.last_heartbeat = clock_->now();
+  sessions_.find_open(tenant_key(api_key), session_id).info.last_heartbeat = clock_->now();
+}
+
+void TrainerService::finish_session(const std::string& api_key, const std::string& session_id, std::string reason,
+                                    std::string detail) {
+  if (reason != "success" && reason != "errored" && reason != "interrupted")
+    throw InvalidRequest("field 'reason.type' must be success, errored or interrupted, got '" + reason + "'");
+  std::lock_guard lock(mu_);
+  auto& s = sessions_.find_owned(tenant_key(api_key), session_id).info;
+  if (s.finish_reason) return;  // finishing again (a retried call) keeps the first reason
+  s.finish_reason = std::move(reason);
+  s.finish_detail = std::move(detail);
 }
 
 void TrainerService::set_session_project(const std::string& api_key, const std::string& session_id,
@@ -74,7 +85,7 @@ std::vector<SessionInfo> TrainerService::list_sessions(const std::string& api_ke
 std::string TrainerService::create_model(const std::string& api_key, const CreateModelRequest& req) {
   const std::string tenant = tenant_key(api_key);
   std::lock_guard lock(mu_);
-  sessions_.find_owned(tenant, req.session_id);
+  sessions_.find_open(tenant, req.session_id);
   auto [m, created] = models_.create(tenant, req, clock_->now());
   if (created) {
     sessions_.record_run(req.session_id, m->info.model_id);
@@ -195,7 +206,7 @@ std::string TrainerService::create_sampler(const std::string& api_key, const Cre
   const std::string id = Samplers::id_for(req.session_id, req.sampling_session_seq_id);
   {
     std::lock_guard lock(mu_);
-    sessions_.find_owned(tenant, req.session_id);
+    sessions_.find_open(tenant, req.session_id);
     if (req.sampling_session_seq_id < 0)
       throw InvalidRequest("sampling_session_seq_id must be >= 0, got " + std::to_string(req.sampling_session_seq_id));
     if (samplers_.exists(tenant, id)) return id;

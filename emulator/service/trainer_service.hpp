@@ -48,7 +48,12 @@ class TrainerService {
   // checkpoints (they behave exactly like unknown ids).
   SessionInfo create_session(const std::string& api_key, std::vector<std::string> tags,
                              std::map<std::string, std::string> user_metadata, std::string project_id);
+  // errors::session_finished (410) once the session is finished: the SDK's heartbeat loop stops.
   void heartbeat(const std::string& api_key, const std::string& session_id);
+  // sessions/{id}/finish: `reason` is success, errored or interrupted. Its models, samplers and
+  // futures keep working; the session takes no new models or samplers. Idempotent.
+  void finish_session(const std::string& api_key, const std::string& session_id, std::string reason,
+                      std::string detail);
   SessionInfo get_session(const std::string& api_key, const std::string& session_id) const;
   std::vector<SessionInfo> list_sessions(const std::string& api_key) const;
   void set_session_project(const std::string& api_key, const std::string& session_id, std::string project_id);

@@ -201,7 +201,22 @@ service::ForwardRequest forward_from_json(const json& body, bool backward) {
   return r;
 }
 
+namespace {
+// tinker 0.29+ names the optimizer: {"type": "adamw"} (what Kiln implements) or {"type":
+// "dimuon", ...}, whose exact definition is not public; anything but adamw is refused by name.
+void check_optimizer_type(const json& body, const char* key) {
+  auto it = body.find(key);
+  if (it == body.end() || it->is_null()) return;
+  if (!it->is_object()) throw InvalidRequest(std::string("field '") + key + "' must be an object, got " + type_name(*it));
+  const std::string type = require_string(*it, "type", key);
+  if (type != "adamw")
+    throw InvalidRequest(std::string("field '") + key + ".type': optimizer '" + type +
+                         "' is not supported; Kiln implements 'adamw' only");
+}
+}  // namespace
+
 service::OptimStepRequest optim_step_from_json(const json& body) {
+  check_optimizer_type(body, "optimizer_params");
   const json& a = require(body, "adam_params", "");
   service::OptimStepRequest r;
   auto num = [&](const char* k, double& dst) {
@@ -279,6 +294,9 @@ model::SampleSpec sample_from_json(const json& body) {
   }
   if (auto stop = sp->find("stop"); stop != sp->end() && !stop->is_null()) {
     const std::string f = "sampling_params.stop";
+    // tinker 0.26+: an explicit empty list turns off the model's end-of-sequence stop; absent or
+    // null keeps it.
+    if (stop->is_array() && stop->empty()) p.end_of_sequence = false;
     if (stop->is_string()) {
       p.stop_strings.push_back(stop->get<std::string>());
     } else if (stop->is_array() && std::all_of(stop->begin(), stop->end(), [](const json& x) { return x.is_string(); })) {
@@ -309,6 +327,7 @@ service::CreateModelRequest create_model_from_json(const json& body, bool needs_
   r.session_id = require_string(body, "session_id", "");
   r.model_seq_id = require_int(body, "model_seq_id", "");
   r.base_model = optional_string(body, "base_model", "").value_or("");
+  check_optimizer_type(body, "optimizer_config");
   r.base_only = optional_bool(body, "base_only", false, "");
   if (auto it = body.find("lora_config"); it != body.end() && !it->is_null()) {
     const json& l = *it;
@@ -428,6 +447,13 @@ CreateSessionBody create_session_from_json(const json& body) {
   return b;
 }
 
+FinishSessionBody finish_session_from_json(const json& body) {
+  FinishSessionBody f;
+  f.reason = require_string(require(body, "reason", ""), "type", "reason");
+  f.detail = optional_string(body, "detail", "").value_or("");
+  return f;
+}
+
 json submitted_to_json(const std::string& request_id, const std::string& model_id) {
   return {{"request_id", request_id}, {"model_id", model_id}};
 }
@@ -474,8 +500,8 @@ json sampler_to_json(const service::SamplerInfo& s) {
 
 json capabilities_to_json(const model::ModelRegistry& registry) {
   json models = json::array();
-  for (const auto& e : registry.entries()) models.push_back({{"model_name", e.name}, {"max_context_length", e.config.max_context}});
-  return {{"supported_models", models}};
+  for (const auto& e : registry.entries()) models.push_back({{"model_name", e.name}, {"max_context_length", e.config.max_context}, {"trainable", true}, {"sampleable", true}});
+  return {{"supported_models", models}};  // tinker 0.30+ reads trainable / sampleable too
 }
 
 }  // namespace kiln::wire

@@ -45,6 +45,11 @@ struct CreateSessionBody {
   std::string project_id;
 };
 CreateSessionBody create_session_from_json(const json& body);
+// sessions/{id}/finish: {"reason": {"type": "success" | "errored" | "interrupted"}, "detail"?}.
+struct FinishSessionBody {
+  std::string reason, detail;
+};
+FinishSessionBody finish_session_from_json(const json& body);
 
 // Immediate replies.
 json submitted_to_json(const std::string& request_id, const std::string& model_id);  // {"request_id", "model_id"}

@@ -107,6 +107,14 @@ ProtoForwardBackward forward_backward_from_proto(const std::string& bytes) {
   out.request.backward = !msg.forward_only();
   out.request.loss_fn = msg.loss_fn();
   for (const auto& [k, v] : msg.loss_fn_config()) out.request.loss_fn_config[k] = v;
+  for (const auto& [k, v] : msg.loss_fn_config_v2()) {
+    if (v.has_number())
+      out.request.loss_fn_config[k] = v.number();
+    else if (v.has_text())
+      out.request.loss_fn_config[k] = v.text();
+    else
+      throw InvalidRequest("field 'loss_fn_config_v2." + k + "' has no value (expected number or text)");
+  }
   for (int i = 0; i < msg.data_size(); ++i) {
     const auto& d = msg.data(i);
     const std::string field = "data[" + std::to_string(i) + "]";

@@ -1,0 +1,134 @@
+// What tinker 0.26–0.32 added on the wire (docs/protocol.md §W12), with requests shaped as those
+// SDKs send them and answers checked field by field.
+#include "http/test_fixture.hpp"
+
+namespace kiln::http {
+namespace {
+
+using nlohmann::json;
+using testing::HttpTest;
+
+// ServiceClient.close() / `with ServiceClient()`: sessions/{id}/finish, after which the heartbeat
+// answers 410 (the SDK's loop stops) and the session takes no new models; its models still train.
+TEST_F(HttpTest, AFinishedSessionAnswers410ToHeartbeatsAndNewModels) {
+  const std::string m = model();
+  const std::string session = m.substr(0, m.find(':'));
+  auto [bad, bad_body] = post("/api/v1/sessions/" + session + "/finish", {{"reason", {{"type", "done"}}}});
+  EXPECT_EQ(bad, 400);
+  EXPECT_EQ(bad_body["detail"], "field 'reason.type' must be success, errored or interrupted, got 'done'");
+  EXPECT_EQ(post("/api/v1/session_heartbeat", {{"session_id", session}, {"type", "session_heartbeat"}}).first, 200);
+  auto [s1, b1] = post("/api/v1/sessions/" + session + "/finish", {{"reason", {{"type", "success"}}}, {"detail", "all done"}});
+  ASSERT_EQ(s1, 200) << b1;
+  EXPECT_EQ(b1, json::object());
+  EXPECT_EQ(post("/api/v1/sessions/" + session + "/finish", {{"reason", {{"type", "errored"}}}}).first, 200);  // a retry
+  auto [s2, b2] = post("/api/v1/session_heartbeat", {{"session_id", session}, {"type", "session_heartbeat"}});
+  EXPECT_EQ(s2, 410);
+  EXPECT_EQ(b2["detail"], "session '" + session + "' is finished; create a new ServiceClient to continue");
+  auto [s3, b3] = post("/api/v1/create_model", {{"session_id", session}, {"model_seq_id", 1}, {"base_model", "kiln/tiny"},
+                                                {"lora_config", {{"rank", 4}}}, {"type", "create_model"}});
+  EXPECT_EQ(s3, 410) << b3;
+  auto [s4, f4] = post("/api/v1/forward_backward", {{"forward_backward_input", {{"data", {datum({1, 2, 3})}}, {"loss_fn", "cross_entropy"}}},
+                                                    {"model_id", m}, {"seq_id", 1}});
+  ASSERT_EQ(s4, 200);
+  EXPECT_TRUE(result(f4["request_id"]).contains("loss_fn_outputs"));
+  auto [s5, state] = get("/_kiln/state");
+  EXPECT_EQ(state["sessions"][0]["finished"], "success");  // the first reason stands
+  EXPECT_EQ(post("/api/v1/sessions/session-nope/finish", {{"reason", {{"type", "success"}}}}).first, 404);
+}
+
+// create_model always carries optimizer_config since 0.29; optim_step may carry optimizer_params.
+// AdamW is what Kiln implements; Dimuon is refused by name.
+TEST_F(HttpTest, OptimizerConfigAdamwIsAcceptedAndDimuonRefused) {
+  const std::string session = this->session();
+  auto create = [&](const json& optimizer, int seq) {
+    return post("/api/v1/create_model", {{"session_id", session}, {"model_seq_id", seq}, {"base_model", "kiln/tiny"},
+                                         {"lora_config", {{"rank", 4}}}, {"optimizer_config", optimizer}, {"type", "create_model"}});
+  };
+  auto [s1, f1] = create({{"type", "adamw"}}, 0);
+  ASSERT_EQ(s1, 200) << f1;
+  const std::string m = result(f1["request_id"])["model_id"];
+  auto [s2, b2] = create({{"type", "dimuon"}, {"version", 1}}, 1);
+  EXPECT_EQ(s2, 400);
+  EXPECT_EQ(b2["detail"], "field 'optimizer_config.type': optimizer 'dimuon' is not supported; Kiln implements 'adamw' only");
+  auto [s3, b3] = post("/api/v1/optim_step", {{"adam_params", {{"learning_rate", 1e-3}}}, {"model_id", m}, {"seq_id", 1},
+                                              {"optimizer_params", {{"type", "dimuon"}, {"learning_rate", 1e-3}, {"damping", 0.1}}},
+                                              {"type", "optim_step"}});
+  EXPECT_EQ(s3, 400);
+  EXPECT_EQ(b3["detail"], "field 'optimizer_params.type': optimizer 'dimuon' is not supported; Kiln implements 'adamw' only");
+  auto [s4, f4] = post("/api/v1/optim_step", {{"adam_params", {{"learning_rate", 1e-3}}}, {"model_id", m}, {"seq_id", 2},
+                                              {"type", "optim_step"}});
+  ASSERT_EQ(s4, 200) << f4;  // seq 1's refusal counted as arrived
+  EXPECT_TRUE(result(f4["request_id"]).contains("metrics"));
+}
+
+// 0.30+ reads SupportedModel.trainable / .sampleable.
+TEST_F(HttpTest, CapabilitiesSayEachModelTrainsAndSamples) {
+  auto [s, caps] = get("/api/v1/get_server_capabilities");
+  ASSERT_EQ(s, 200);
+  ASSERT_FALSE(caps["supported_models"].empty());
+  for (const auto& m : caps["supported_models"]) {
+    EXPECT_EQ(m["trainable"], true) << m;
+    EXPECT_EQ(m["sampleable"], true) << m;
+  }
+}
+
+// loss_fn_config_v2 (field 7): number and text values; it wins over field 5. Provenance spans
+// (Datum fields 3 and 4) decode.
+TEST_F(HttpTest, ProtobufLossConfigV2IsHonoured) {
+  const std::string m = model();
+  auto request = [&](int seq, double v1_low, std::optional<double> v2_low, const char* text_key) {
+    tinker_public::ForwardBackwardRequest req;
+    req.set_model_id(m);
+    req.set_seq_id(seq);
+    req.set_loss_fn("ppo");
+    req.set_forward_only(true);
+    (*req.mutable_loss_fn_config())["clip_low_threshold"] = v1_low;
+    if (v2_low) (*req.mutable_loss_fn_config_v2())["clip_low_threshold"].set_number(*v2_low);
+    if (text_key) (*req.mutable_loss_fn_config_v2())[text_key].set_text("x");
+    auto* d = req.add_data();
+    const int32_t tokens[2] = {5, 6};
+    d->add_model_input()->mutable_encoded_text()->set_tokens(std::string(reinterpret_cast<const char*>(tokens), sizeof tokens));
+    auto* span = d->add_model_input_spans()->mutable_sampled_tokens();
+    span->set_sequence_id("seq-1");
+    span->set_length(2);
+    auto tensor = [&](const char* name, tinker_public::DType dtype, const void* p, size_t n) {
+      auto& t = (*d->mutable_loss_fn_inputs())[name];
+      t.set_dtype(dtype);
+      t.set_dense(std::string(static_cast<const char*>(p), n));
+    };
+    const int64_t targets[2] = {6, 7};
+    const float lp[2] = {-1.f, -1.f}, adv[2] = {1.f, 1.f};
+    tensor("target_tokens", tinker_public::DTYPE_INT64, targets, sizeof targets);
+    tensor("logprobs", tinker_public::DTYPE_FLOAT32, lp, sizeof lp);
+    tensor("advantages", tinker_public::DTYPE_FLOAT32, adv, sizeof adv);
+    return cli->Post("/api/v1/forward_backward", req.SerializeAsString(), "application/x-protobuf");
+  };
+  // v1 says lo 1.5 > hi 1.2 (refused); v2 overrides it with 0.7 (accepted).
+  auto refused = request(1, 1.5, std::nullopt, nullptr);
+  EXPECT_EQ(refused->status, 400) << refused->body;
+  auto accepted = request(2, 1.5, 0.7, nullptr);
+  ASSERT_EQ(accepted->status, 200) << accepted->body;
+  EXPECT_TRUE(result(json::parse(accepted->body)["request_id"]).contains("loss_fn_outputs"));
+  auto text = request(3, 0.8, std::nullopt, "clip_high_threshold");  // a text value reaches the loss's own check
+  EXPECT_EQ(text->status, 400);
+  EXPECT_NE(json::parse(text->body)["detail"].get<std::string>().find("clip_high_threshold"), std::string::npos) << text->body;
+}
+
+// stop=[] turns end-of-sequence off; absent keeps it. kiln/tiny has no end-of-sequence id, so
+// this pins the decoding: the unit test of the sampler pins the behaviour.
+TEST_F(HttpTest, AnEmptyStopListIsAccepted) {
+  const std::string session = this->session();
+  auto [s, sampler] = post("/api/v1/create_sampling_session", {{"session_id", session}, {"sampling_session_seq_id", 0},
+                                                               {"base_model", "kiln/tiny"}, {"type", "create_sampling_session"}});
+  ASSERT_EQ(s, 200) << sampler;
+  auto [a, fut] = post("/api/v1/asample", {{"sampling_session_id", sampler["sampling_session_id"]}, {"seq_id", 0},
+                                           {"num_samples", 1}, {"prompt", {{"chunks", {{{"tokens", {1, 2}}, {"type", "encoded_text"}}}}}},
+                                           {"sampling_params", {{"max_tokens", 4}, {"stop", json::array()}, {"seed", 1}}},
+                                           {"record_stability_info", false}, {"topk_sample_logprobs", 0}, {"prompt_alt_tokens_k", 0},
+                                           {"type", "sample"}});
+  ASSERT_EQ(a, 200) << fut;
+  EXPECT_EQ(result(fut["request_id"])["sequences"][0]["tokens"].size(), 4u);
+}
+
+}  // namespace
+}  // namespace kiln::http
