@@ -130,5 +130,27 @@ TEST_F(HttpTest, AnEmptyStopListIsAccepted) {
   EXPECT_EQ(result(fut["request_id"])["sequences"][0]["tokens"].size(), 4u);
 }
 
+// 0.30+: user_metadata on save_state and save_weights_for_sampler comes back in the listings.
+TEST_F(HttpTest, SavesKeepTheirUserMetadata) {
+  const std::string m = model();
+  auto [s1, f1] = post("/api/v1/save_weights", {{"model_id", m}, {"seq_id", 1}, {"path", "step-1"},
+                                                {"user_metadata", {{"epoch", "3"}, {"note", "warm"}}}, {"type", "save_weights"}});
+  ASSERT_EQ(s1, 200) << f1;
+  EXPECT_EQ(result(f1["request_id"])["path"], "tinker://" + m + "/weights/step-1");
+  auto [s2, f2] = post("/api/v1/save_weights_for_sampler", {{"model_id", m}, {"seq_id", 2}, {"path", "s-1"},
+                                                            {"user_metadata", {{"stage", "rl"}}}, {"type", "save_weights_for_sampler"}});
+  ASSERT_EQ(s2, 200) << f2;
+  result(f2["request_id"]);
+  auto [s3, list] = get("/api/v1/training_runs/" + m + "/checkpoints");
+  ASSERT_EQ(s3, 200);
+  std::map<std::string, json> by_id;
+  for (const auto& c : list["checkpoints"]) by_id[c["checkpoint_id"]] = c["user_metadata"];
+  EXPECT_EQ(by_id["weights/step-1"], (json{{"epoch", "3"}, {"note", "warm"}}));
+  EXPECT_EQ(by_id["sampler_weights/s-1"], (json{{"stage", "rl"}}));
+  auto [s4, bad] = post("/api/v1/save_weights", {{"model_id", m}, {"seq_id", 3}, {"path", "x"}, {"user_metadata", "a"}});
+  EXPECT_EQ(s4, 400);
+  EXPECT_EQ(bad["detail"], "field 'user_metadata' must be an object, got string");
+}
+
 }  // namespace
 }  // namespace kiln::http

@@ -50,7 +50,8 @@ void check_ttl(const std::optional<int64_t>& ttl) {
 }
 
 CheckpointRecord CheckpointOps::make_record(const ModelTable::Model& m, CheckpointKind kind, const std::string& name,
-                                            std::optional<int64_t> ttl, const std::string& type) const {
+                                            std::optional<int64_t> ttl, const std::string& type,
+                                            std::map<std::string, std::string> user_metadata) const {
   CheckpointRecord r;
   r.tenant = m.tenant;
   r.run_id = m.info.model_id;
@@ -62,6 +63,7 @@ CheckpointRecord CheckpointOps::make_record(const ModelTable::Model& m, Checkpoi
   r.checkpoint_type = type;
   r.created = clock_.now();
   if (ttl) r.expires = r.created + std::chrono::seconds(*ttl);
+  r.user_metadata = std::move(user_metadata);
   return r;
 }
 
@@ -75,7 +77,7 @@ SaveResult CheckpointOps::save_state(ModelTable::Model& m, const SaveWeightsRequ
   files.optimizer = optimizer_file(m.state->adam());
   files.config = hf_config(m.info);
   if (!m.info.lora.full_parameter()) files.adapter_config = peft_config(m.info);
-  CheckpointRecord rec = make_record(m, CheckpointKind::training, r.name, r.ttl_seconds, "training");
+  CheckpointRecord rec = make_record(m, CheckpointKind::training, r.name, r.ttl_seconds, "training", r.user_metadata);
   rec.has_optimizer = true;
   return {store_.save(rec, files).tinker_path(), ""};
 }
@@ -159,7 +161,7 @@ SaveResult CheckpointOps::save_sampler(ModelTable::Model& m, const SaveSamplerRe
       throw UserError("checkpoint_type 'delta' needs an earlier 'base' sampler save from this training client");
     files.model = xor_delta(params, *m.sampler_anchor, m.sampler_anchor_name, m.info.base_model);
   }
-  const CheckpointRecord rec = store_.save(make_record(m, CheckpointKind::sampler, r.name, r.ttl_seconds, type), files);
+  const CheckpointRecord rec = store_.save(make_record(m, CheckpointKind::sampler, r.name, r.ttl_seconds, type, r.user_metadata), files);
   if (!lora && type == "base") {
     m.sampler_anchor = params;
     m.sampler_anchor_name = r.name;

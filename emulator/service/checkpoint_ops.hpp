@@ -56,7 +56,8 @@ class CheckpointOps {
 
  private:
   CheckpointRecord make_record(const ModelTable::Model& m, CheckpointKind kind, const std::string& name,
-                               std::optional<int64_t> ttl, const std::string& type) const;
+                               std::optional<int64_t> ttl, const std::string& type,
+                               std::map<std::string, std::string> user_metadata = {}) const;
   void adopt_alpha(ModelTable::Model& m, const CheckpointRecord& rec);
 
   CheckpointStore& store_;

@@ -36,7 +36,8 @@ void to_json(nlohmann::json& j, const CheckpointRecord& r) {
        {"expires_ns", r.expires ? nlohmann::json(r.expires->time_since_epoch().count()) : nlohmann::json(nullptr)},
        {"expires", r.expires ? nlohmann::json(iso8601(*r.expires)) : nlohmann::json(nullptr)},
        {"size_bytes", r.size_bytes},
-       {"public", r.is_public}};
+       {"public", r.is_public},
+       {"user_metadata", r.user_metadata}};
 }
 
 void from_json(const nlohmann::json& j, CheckpointRecord& r) {
@@ -54,6 +55,8 @@ void from_json(const nlohmann::json& j, CheckpointRecord& r) {
     r.expires = TimePoint(TimePoint::duration(j.at("expires_ns").get<TimePoint::duration::rep>()));
   r.size_bytes = j.at("size_bytes");
   r.is_public = j.at("public");
+  // Checkpoints written before user_metadata was kept have none.
+  r.user_metadata = j.value("user_metadata", std::map<std::string, std::string>{});
 }
 
 void validate_checkpoint_name(const std::string& name) {

@@ -38,6 +38,7 @@ struct CheckpointRecord {
   std::optional<TimePoint> expires;
   int64_t size_bytes = 0;
   bool is_public = false;
+  std::map<std::string, std::string> user_metadata;  // from the save request (tinker 0.30+)
 
   std::string checkpoint_id() const { return std::string(kind_dir(kind)) + "/" + name; }
   std::string tinker_path() const { return "tinker://" + run_id + "/" + checkpoint_id(); }

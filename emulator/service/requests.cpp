@@ -27,6 +27,10 @@ struct Hasher {
     (*this)(v.size());
     for (const auto& x : v) (*this)(x);
   }
+  void operator()(const std::map<std::string, std::string>& m) {
+    (*this)(m.size());
+    for (const auto& [k, v] : m) (*this)(k), (*this)(v);
+  }
   template <typename T>
   void operator()(const std::optional<T>& v) {
     (*this)(v.has_value());
@@ -73,11 +77,11 @@ uint64_t fingerprint(const TrainingRequest& r) {
           h(a.learning_rate), h(a.beta1), h(a.beta2), h(a.eps), h(a.weight_decay), h(a.grad_clip_norm);
           h(static_cast<int>(a.emit_grad_norm_metrics)), h(static_cast<int>(q.normalization));
         } else if constexpr (std::is_same_v<Q, SaveWeightsRequest>) {
-          h(q.name), h(q.ttl_seconds), h(q.overwrite);
+          h(q.name), h(q.ttl_seconds), h(q.overwrite), h(q.user_metadata);
         } else if constexpr (std::is_same_v<Q, LoadWeightsRequest>) {
           h(q.path), h(q.optimizer), h(q.access_key);
         } else if constexpr (std::is_same_v<Q, SaveSamplerRequest>) {
-          h(q.name), h(q.ttl_seconds), h(q.checkpoint_type), h(q.sampling_session_seq_id);
+          h(q.name), h(q.ttl_seconds), h(q.checkpoint_type), h(q.sampling_session_seq_id), h(q.user_metadata);
         } else if constexpr (std::is_same_v<Q, LoadAdapterRequest>) {
           h(q.adapter_path);
         }

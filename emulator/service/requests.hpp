@@ -31,6 +31,7 @@ struct SaveWeightsRequest {
   std::string name;
   std::optional<int64_t> ttl_seconds;
   bool overwrite = false;
+  std::map<std::string, std::string> user_metadata;  // tinker 0.30+: kept with the checkpoint
 };
 // load_state (optimizer = false) and load_state_with_optimizer.
 struct LoadWeightsRequest {
@@ -46,6 +47,7 @@ struct SaveSamplerRequest {
   std::optional<int64_t> ttl_seconds;
   std::string checkpoint_type;
   std::optional<int64_t> sampling_session_seq_id;
+  std::map<std::string, std::string> user_metadata;  // tinker 0.30+: kept with the checkpoint
 };
 // Fireworks load_adapter: a weights-only warm start of a LoRA model from a sampler checkpoint.
 struct LoadAdapterRequest {

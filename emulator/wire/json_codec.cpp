@@ -239,7 +239,7 @@ service::OptimStepRequest optim_step_from_json(const json& body) {
 
 service::SaveWeightsRequest save_weights_from_json(const json& body) {
   return {require_string(body, "path", ""), optional_int(body, "ttl_seconds", ""),
-          optional_bool(body, "overwrite", false, "")};
+          optional_bool(body, "overwrite", false, ""), string_map(body, "user_metadata", "")};
 }
 
 service::LoadWeightsRequest load_weights_from_json(const json& body) {
@@ -260,6 +260,7 @@ service::SaveSamplerRequest save_sampler_from_json(const json& body) {
     r.sampling_session_seq_id.reset();  // a named save is a checkpoint, even if a counter came along
   }
   r.ttl_seconds = optional_int(body, "ttl_seconds", "");
+  r.user_metadata = string_map(body, "user_metadata", "");
   if (auto it = body.find("checkpoint_type"); it != body.end() && !it->is_null()) {
     if (!it->is_string()) throw InvalidRequest("field 'checkpoint_type' must be a string, got " + type_name(*it));
     r.checkpoint_type = it->get<std::string>();
@@ -418,7 +419,8 @@ json checkpoint_to_json(const service::CheckpointRecord& r) {
           {"tinker_path", r.tinker_path()},
           {"size_bytes", r.size_bytes},
           {"public", r.is_public},
-          {"expires_at", r.expires ? json(service::iso8601(*r.expires)) : json(nullptr)}};
+          {"expires_at", r.expires ? json(service::iso8601(*r.expires)) : json(nullptr)},
+          {"user_metadata", r.user_metadata}};
 }
 
 json training_run_to_json(const service::TrainingRunInfo& r) {
