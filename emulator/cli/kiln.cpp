@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -39,6 +40,10 @@ options (each also read from the environment variable shown):
   --faults FILE        fault-injection rules to load at start, as POST /_kiln/faults takes (KILN_FAULTS)
   --journal FILE       append every request and response as a JSON line (KILN_JOURNAL)
   --journal-size N     entries GET /_kiln/journal keeps (KILN_JOURNAL_SIZE, default 1000)
+  --api-keys FILE      accept only these API keys, one per line, each optionally followed by the
+                       email its identity carries; others get 401 (KILN_API_KEYS; default: any key)
+  --jwt-auth           client/config turns on the SDKs' JWT exchange (auth/token), the path
+                       whoami() reads its identity from (KILN_JWT_AUTH=1)
 )";
 
 kiln::http::HttpServer* g_server = nullptr;
@@ -70,6 +75,8 @@ int main(int argc, char** argv) {
               threads = env_or("KILN_THREADS", "1"), workers = env_or("KILN_WORKERS", "2"),
               seed = env_or("KILN_SEED", ""), log_format = env_or("KILN_LOG_FORMAT", "text"),
               poll_hold = env_or("KILN_POLL_HOLD", "25"), http_threads = env_or("KILN_HTTP_THREADS", "128");
+  std::string api_keys = env_or("KILN_API_KEYS", "");
+  bool jwt_auth = env_or("KILN_JWT_AUTH", "0") == "1";
   std::string faults = env_or("KILN_FAULTS", ""), journal = env_or("KILN_JOURNAL", ""),
               journal_size = env_or("KILN_JOURNAL_SIZE", "1000");
   bool overwrite_training_state = env_or("KILN_OVERWRITE_TRAINING_STATE", "0") == "1";
@@ -80,6 +87,10 @@ int main(int argc, char** argv) {
       std::cout << kUsage;
       return 0;
     }
+    if (a == "--jwt-auth") {
+      jwt_auth = true;
+      continue;
+    }
     if (a == "--overwrite-training-state" || a == "--virtual-clock") {
       (a == "--virtual-clock" ? virtual_clock : overwrite_training_state) = true;
       continue;
@@ -88,7 +99,8 @@ int main(int argc, char** argv) {
                         : a == "--models" ? &models : a == "--threads" ? &threads : a == "--workers" ? &workers
                         : a == "--seed" ? &seed : a == "--log-format" ? &log_format : a == "--poll-hold" ? &poll_hold
                         : a == "--http-threads" ? &http_threads : a == "--faults" ? &faults
-                        : a == "--journal" ? &journal : a == "--journal-size" ? &journal_size : nullptr;
+                        : a == "--journal" ? &journal : a == "--journal-size" ? &journal_size
+                        : a == "--api-keys" ? &api_keys : nullptr;
     if (!target) return fail("unknown option '" + a + "'");
     if (i + 1 >= argc) return fail("option '" + a + "' needs a value");
     *target = argv[++i];
@@ -117,6 +129,19 @@ int main(int argc, char** argv) {
     ho.http_threads = std::stoi(http_threads);
     ho.journal_file = journal;
     ho.journal_capacity = std::stoul(journal_size);
+    ho.jwt_auth = jwt_auth;
+    if (!api_keys.empty()) {
+      std::ifstream in(api_keys);
+      if (!in) return fail("cannot read the API keys file " + api_keys);
+      for (std::string line; std::getline(in, line);) {
+        std::istringstream fields(line);
+        std::string key, email;
+        if (!(fields >> key) || key[0] == '#') continue;
+        fields >> email;
+        ho.api_keys[key] = email;
+      }
+      if (ho.api_keys.empty()) return fail("the API keys file " + api_keys + " lists no key");
+    }
     kiln::http::HttpServer server(service, ho);
     if (!faults.empty()) {
       std::ifstream in(faults);

@@ -92,7 +92,9 @@ void HttpServer::serve(const Handler& h, bool needs_key, bool control, const htt
   const std::string key = credential(req);
   std::optional<FaultAction> fault;
   if (needs_key && key.empty()) {
-    send_json(res, 401, {{"detail", "missing or expired credential: send X-API-Key or Authorization: Bearer <key>"}});
+    const bool sent = !req.get_header_value("X-API-Key").empty() || !req.get_header_value("Authorization").empty();
+    send_json(res, 401, {{"detail", sent ? "invalid API key: unknown, revoked or expired"
+                                         : "missing credential: send X-API-Key or Authorization: Bearer <key>"}});
   } else {
     // Building a target parses the body and may look the model up: only when rules are set.
     if (!control && !faults_->empty()) fault = faults_->match(fault_target(req, key));

@@ -152,5 +152,60 @@ TEST_F(HttpTest, SavesKeepTheirUserMetadata) {
   EXPECT_EQ(bad["detail"], "field 'user_metadata' must be an object, got string");
 }
 
+// kiln serve --api-keys FILE --jwt-auth: only listed keys pass (others get the 401 the SDKs raise
+// as AuthenticationError); client/config turns on the JWT exchange, and the JWT carries the
+// identity (sub) that training runs name as model_owner, and the key's email.
+class KeyedHttpTest : public HttpTest {
+ protected:
+  void configure(ServerOptions& o) override {
+    o.api_keys = {{"tml-test", "alice@example.com"}, {"tml-bob", ""}};
+    o.jwt_auth = true;
+  }
+  static json jwt_claims(const std::string& jwt) {
+    std::string payload = jwt.substr(jwt.find('.') + 1);
+    payload = payload.substr(0, payload.find('.'));
+    static const std::string abc = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    std::string out;
+    int val = 0, bits = -8;
+    for (char c : payload) {
+      val = (val << 6) + static_cast<int>(abc.find(c));
+      if ((bits += 6) >= 0) out.push_back(static_cast<char>((val >> bits) & 0xff)), bits -= 8;
+    }
+    return json::parse(out);
+  }
+};
+
+TEST_F(KeyedHttpTest, OnlyListedKeysPassAndTheJwtCarriesTheOwnerIdentity) {
+  httplib::Client other(server->base_url());
+  other.set_default_headers({{"X-API-Key", "tml-mallory"}});
+  auto r = other.Post("/api/v1/create_session", "{}", "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 401);
+  EXPECT_EQ(json::parse(r->body)["detail"], "invalid API key: unknown, revoked or expired");
+  EXPECT_EQ(post("/api/v1/client/config", {{"sdk_version", "0.30.1"}}).second["pjwt_auth_enabled"], true);
+  auto [s, token] = post("/api/v1/auth/token", json::object());
+  ASSERT_EQ(s, 200) << token;
+  const json claims = jwt_claims(token["jwt"]);
+  EXPECT_EQ(claims["email"], "alice@example.com");
+  const std::string sub = claims["sub"];
+  EXPECT_EQ(sub.rfind("tml:organization_user:", 0), 0u) << sub;
+  EXPECT_GT(claims["exp"].get<int64_t>(), claims["iat"].get<int64_t>());
+  // The JWT stands for the key from now on, and the run it makes is owned by the JWT's identity.
+  httplib::Client with_jwt(server->base_url());
+  with_jwt.set_default_headers({{"X-API-Key", token["jwt"].get<std::string>()}});
+  auto created = with_jwt.Post("/api/v1/create_session", "{}", "application/json");
+  ASSERT_EQ(created->status, 200) << created->body;
+  const std::string m = model();
+  EXPECT_EQ(get("/api/v1/training_runs/" + m).second["model_owner"], sub);
+  // Bob's identity is another one, with the default email.
+  httplib::Client bob(server->base_url());
+  bob.set_default_headers({{"X-API-Key", "tml-bob"}});
+  auto bob_token = bob.Post("/api/v1/auth/token", "{}", "application/json");
+  ASSERT_EQ(bob_token->status, 200);
+  const json bob_claims = jwt_claims(json::parse(bob_token->body)["jwt"]);
+  EXPECT_NE(bob_claims["sub"], sub);
+  EXPECT_NE(bob_claims["email"].get<std::string>().find("@kiln.local"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace kiln::http

@@ -112,7 +112,8 @@ std::string HttpServer::credential(const httplib::Request& req) const {
   const std::string key = auth.rfind("Bearer ", 0) == 0 && auth.size() > 7 ? auth.substr(7) : req.get_header_value("X-API-Key");
   std::lock_guard lock(tokens_->mu);
   auto it = tokens_->jwts.find(key);
-  if (it == tokens_->jwts.end()) return key;  // any other credential is opaque, JWT-looking or not
+  if (it == tokens_->jwts.end())  // any other credential is opaque, JWT-looking or not
+    return opts_.api_keys.empty() || opts_.api_keys.count(key) ? key : std::string();
   return it->second.second > std::chrono::system_clock::now() ? it->second.first : std::string();
 }
 
@@ -122,7 +123,9 @@ std::string HttpServer::issue_jwt(const std::string& credential) {
   const auto secs = [](auto t) { return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count(); };
   const std::string tenant = service::TrainerService::tenant_key(credential);
   std::lock_guard lock(tokens_->mu);
-  const json payload = {{"iss", "kiln"}, {"sub", tenant}, {"email", tenant + "@kiln.local"}, {"iat", secs(now)},
+  const auto listed = opts_.api_keys.find(credential);
+  const std::string email = listed != opts_.api_keys.end() && !listed->second.empty() ? listed->second : tenant + "@kiln.local";
+  const json payload = {{"iss", "kiln"}, {"sub", service::owner_urn(tenant)}, {"email", email}, {"iat", secs(now)},
                         {"exp", secs(exp)}, {"jti", ++tokens_->counter}};
   const std::string jwt = base64url(R"({"alg":"none","typ":"JWT"})") + "." + base64url(payload.dump()) + "." +
                           base64url("kiln-unsigned");

@@ -4,6 +4,7 @@
 // every route is served bare (/api/v1/...) and under any path prefix.
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -30,6 +31,10 @@ struct ServerOptions {
   std::string log_format = "text";      // text | json | none
   size_t journal_capacity = 1000;       // entries kept for GET /_kiln/journal
   std::string journal_file;             // also appended here as JSON lines when set
+  // When not empty, only these API keys are accepted (key → the email its JWT carries; "" for
+  // the default); any other key is answered 401, as the service answers a revoked key.
+  std::map<std::string, std::string> api_keys;
+  bool jwt_auth = false;  // client/config announces pjwt_auth_enabled: clients exchange keys for JWTs
 };
 
 class HttpServer {

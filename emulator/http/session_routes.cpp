@@ -10,8 +10,8 @@ void HttpServer::register_session_routes() {
   route("GET", "/api/v1/healthz", [](auto&, auto& res, auto&) { send_json(res, 200, {{"status", "ok"}}); }, false);
   // use_pyqwest_transport must be false, or tinker 0.25 imports a package it may not have. The
   // other flags are the SDK defaults, stated: parallel chunks, and each version's own transport.
-  route("POST", "/api/v1/client/config", [](auto&, auto& res, auto&) {
-    send_json(res, 200, {{"use_pyqwest_transport", false}, {"pjwt_auth_enabled", false},
+  route("POST", "/api/v1/client/config", [this](auto&, auto& res, auto&) {
+    send_json(res, 200, {{"use_pyqwest_transport", false}, {"pjwt_auth_enabled", opts_.jwt_auth},
                          {"parallel_fwdbwd_chunks", true}, {"proto_write_fwdbwd", false},
                          {"proto_compress_fwdbwd", false}});
   });

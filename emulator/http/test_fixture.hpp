@@ -37,6 +37,7 @@ class HttpTest : public ::testing::Test {
     o.poll_hold_seconds = 0.3;
     o.log_format = "none";
     o.max_body_bytes = 1 << 20;
+    configure(o);
     server = std::make_unique<HttpServer>(svc, o);
     const int port = server->bind();
     thread = std::thread([this] { server->run(); });
@@ -44,6 +45,7 @@ class HttpTest : public ::testing::Test {
     cli->set_default_headers({{"X-API-Key", "tml-test"}, {"Accept", "application/json"}});
     cli->set_read_timeout(std::chrono::seconds(30));
   }
+  virtual void configure(ServerOptions&) {}  // a fixture's own server options
   void TearDown() override {
     server->stop();
     thread.join();

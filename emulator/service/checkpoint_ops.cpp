@@ -250,7 +250,7 @@ std::vector<TrainingRunInfo> CheckpointOps::training_runs(const std::string& ten
     auto [it, inserted] = runs.try_emplace(c.run_id);
     auto& run = it->second;
     if (inserted)
-      run = {c.run_id, c.base_model, "kiln:" + tenant, c.lora.has_value(), c.lora ? c.lora->rank : 0, c.created,
+      run = {c.run_id, c.base_model, owner_urn(tenant), c.lora.has_value(), c.lora ? c.lora->rank : 0, c.created,
              std::nullopt, std::nullopt, {}};
     auto& slot = c.kind == CheckpointKind::training ? run.last_checkpoint : run.last_sampler_checkpoint;
     if (!slot) slot = c;

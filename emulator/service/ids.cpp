@@ -25,4 +25,6 @@ std::string tenant_key(const std::string& api_key) {
   return buf;
 }
 
+std::string owner_urn(const std::string& tenant) { return "tml:organization_user:" + tenant; }
+
 }  // namespace kiln::service

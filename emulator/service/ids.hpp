@@ -21,6 +21,10 @@ class IdGenerator {
 // The tenant an API key names (a hash: the key itself is never stored or written).
 std::string tenant_key(const std::string& api_key);
 
+// The identity a tenant has on the wire (model_owner, the JWT's sub): the live service's form,
+// tml:organization_user:<id>.
+std::string owner_urn(const std::string& tenant);
+
 // FNV-1a, 64 bit: the one digest of names the service uses (ids, tenants).
 uint64_t fnv1a(const std::string& s);
 

@@ -253,7 +253,7 @@ std::vector<TrainingRunInfo> TrainerService::list_training_runs(const std::strin
     std::lock_guard lock(mu_);
     for (const auto& [id, m] : models_.all())
       if (m->tenant == tenant)
-        live.push_back({id, m->info.base_model, "kiln:" + tenant, !m->info.lora.full_parameter(), m->info.lora.rank,
+        live.push_back({id, m->info.base_model, owner_urn(tenant), !m->info.lora.full_parameter(), m->info.lora.rank,
                         m->info.last_request_time, std::nullopt, std::nullopt, m->info.user_metadata});
   }
   return checkpoints_.training_runs(tenant, std::move(live));
