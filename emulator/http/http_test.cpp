@@ -437,7 +437,8 @@ TEST_F(HttpTest, AuthTokenSessionsAuditAndBilling) {
   EXPECT_EQ(audit[0]["tinker_path"], "tinker://" + m + "/weights/a1");
   EXPECT_EQ(audit[0]["model_id"], m);
   const std::string day = audit[0]["timestamp"].get<std::string>().substr(0, 10);
-  EXPECT_EQ(get("/api/v1/audit?event_type=all&day=" + day).second["entries"].size(), 1u);
+  // "all" adds the two sessions and the training run made above.
+  EXPECT_EQ(get("/api/v1/audit?event_type=all&day=" + day).second["entries"].size(), 4u);
   EXPECT_EQ(get("/api/v1/audit?event_type=all&day=1999-01-01").second["entries"].size(), 0u);
   EXPECT_EQ(get("/api/v1/audit?event_type=bogus").first, 400);
   EXPECT_EQ(get("/api/v1/billing/usage/events?starting_on=2026-01-01T00:00:00Z&ending_before=2026-12-01T00:00:00Z").second,

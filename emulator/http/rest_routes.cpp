@@ -81,19 +81,17 @@ void HttpServer::register_rest_routes() {
     res.set_header("Expires", http_date(std::chrono::system_clock::now() + std::chrono::minutes(15)));
     res.set_content(json{{"url", url}}.dump(), "application/json");
   });
-  // The audit log: the checkpoint events Kiln has, newest first (protocol.md rule G1).
+  // The audit log: what happened, when it happened, newest first (protocol.md rule G1).
   route("GET", "/api/v1/audit", [this](auto& req, auto& res, auto& key) {
     const std::string type = req.has_param("event_type") ? req.get_param_value("event_type") : "all";
     if (type != "all" && type != "checkpoints")
       throw train::InvalidRequest("event_type must be 'all' or 'checkpoints', got '" + type + "'");
     const std::string day = req.has_param("day") ? req.get_param_value("day") : "";
     json entries = json::array();
-    for (const auto& c : svc_.list_user_checkpoints(key)) {
-      const std::string when = service::iso8601(c.created);
-      if (!day.empty() && when.rfind(day, 0) != 0) continue;
-      entries.push_back({{"timestamp", when}, {"event", "checkpoint_created"}, {"model_id", c.run_id},
-                         {"tinker_path", c.tinker_path()},
-                         {"purpose", c.kind == service::CheckpointKind::training ? "training" : "sampler"}});
+    for (const auto& e : svc_.audit(key)) {
+      const std::string when = service::iso8601(e.time);
+      if ((!day.empty() && when.rfind(day, 0) != 0) || (type == "checkpoints" && e.event.rfind("checkpoint_", 0) != 0)) continue;
+      entries.push_back(wire::audit_entry_to_json(e));
     }
     send_json(res, 200, {{"entries", entries}});
   });

@@ -152,6 +152,34 @@ TEST_F(HttpTest, SavesKeepTheirUserMetadata) {
   EXPECT_EQ(bad["detail"], "field 'user_metadata' must be an object, got string");
 }
 
+// The audit log records events when they happen: a deleted checkpoint's creation and deletion
+// both stay listed, with event_details (0.30+).
+TEST_F(HttpTest, TheAuditLogRecordsWhatHappenedIncludingDeletions) {
+  const std::string m = model();
+  auto [s1, f1] = post("/api/v1/save_weights", {{"model_id", m}, {"seq_id", 1}, {"path", "w1"}, {"type", "save_weights"}});
+  ASSERT_EQ(s1, 200);
+  result(f1["request_id"]);
+  const std::string ck = "/api/v1/training_runs/" + m + "/checkpoints/weights/w1";
+  ASSERT_EQ(cli->Post((ck + "/publish").c_str(), "", "application/json")->status, 200);
+  ASSERT_EQ(cli->Put((ck + "/ttl").c_str(), json{{"ttl_seconds", 600}}.dump(), "application/json")->status, 200);
+  ASSERT_EQ(cli->Delete(ck.c_str())->status, 200);
+  auto [s2, audit] = get("/api/v1/audit?event_type=checkpoints");
+  ASSERT_EQ(s2, 200);
+  std::vector<std::string> events;
+  for (const auto& e : audit["entries"]) {
+    events.push_back(e["event"]);
+    EXPECT_EQ(e["tinker_path"], "tinker://" + m + "/weights/w1");
+    EXPECT_EQ(e["purpose"], "training");
+    EXPECT_TRUE(e["event_details"].is_object());
+  }
+  EXPECT_EQ(events, (std::vector<std::string>{"checkpoint_deleted", "checkpoint_ttl_changed", "checkpoint_published",
+                                              "checkpoint_created"}));
+  EXPECT_EQ(audit["entries"][1]["event_details"]["ttl_seconds"], "600");
+  auto [s3, all] = get("/api/v1/audit?event_type=all");
+  ASSERT_EQ(s3, 200);
+  EXPECT_EQ(all["entries"].back()["event"], "session_created");  // the oldest
+}
+
 // kiln serve --api-keys FILE --jwt-auth: only listed keys pass (others get the 401 the SDKs raise
 // as AuthenticationError); client/config turns on the JWT exchange, and the JWT carries the
 // identity (sub) that training runs name as model_owner, and the key's email.

@@ -35,6 +35,7 @@ void TrainerService::reset(const std::string& api_key) {
   sessions_.forget(tenant);
   futures_.forget(tenant);
   store_->clear(tenant);
+  audit_.forget(tenant);
   if (tenant.empty()) ids_.restart();
 }
 

@@ -1,5 +1,7 @@
 #include "service/trainer_service.hpp"
 
+#include "service/checkpoint_ref.hpp"
+
 #include <cstdio>
 
 #include "service/envelope.hpp"
@@ -11,6 +13,7 @@ TrainerService::TrainerService(ServiceOptions options)
       clock_(opts_.clock ? opts_.clock : std::make_shared<RealClock>()),
       registry_(opts_.registry ? opts_.registry : &model::ModelRegistry::builtin()),
       store_(std::make_unique<CheckpointStore>(opts_.data_dir, clock_)),
+      audit_(opts_.data_dir + "/.audit.jsonl"),
       ids_(opts_.seed),
       futures_(ids_, *clock_, opts_.result_retention_seconds, opts_.unpolled_retention_seconds),
       models_(*registry_, ids_.seed()),
@@ -45,6 +48,7 @@ SessionInfo TrainerService::create_session(const std::string& api_key, std::vect
   info.user_metadata = std::move(user_metadata);
   info.project_id = std::move(project_id);
   info.created = info.last_heartbeat = clock_->now();
+  audit_.record({info.created, tenant_key(api_key), "session_created", "", "", "", {{"session_id", info.session_id}}});
   return sessions_.add(tenant_key(api_key), std::move(info)).info;
 }
 
@@ -89,6 +93,8 @@ std::string TrainerService::create_model(const std::string& api_key, const Creat
   auto [m, created] = models_.create(tenant, req, clock_->now());
   if (created) {
     sessions_.record_run(req.session_id, m->info.model_id);
+    audit_.record({clock_->now(), tenant, "training_run_created", m->info.model_id, "", "",
+                   {{"base_model", m->info.base_model}, {"session_id", req.session_id}}});
     queue_.add_lane(m->info.model_id);
   }
   return m->info.model_id;
@@ -176,6 +182,10 @@ void TrainerService::run_training(std::unique_lock<std::mutex>& lock) {
   } catch (const std::exception& e) {
     outcome = RetrieveResult::failure(e);
   }
+  if (const auto* saved = std::get_if<SaveResult>(&outcome.result);
+      saved && outcome.status == RetrieveResult::Status::done && !saved->path.empty())
+    if (const auto ref = CheckpointRef::parse(saved->path); ref.kind)
+      if (auto rec = store_->find(m->tenant, ref.run_id, *ref.kind, ref.name)) audit_checkpoint("checkpoint_created", *rec);
   lock.lock();
   models_.record_outcome(*m, next.request, outcome);
   queue_.done(next.lane);
@@ -284,18 +294,32 @@ std::vector<std::string> TrainerService::list_checkpoint_names(const std::string
 
 void TrainerService::delete_checkpoint(const std::string& api_key, const std::string& run_id,
                                        const std::string& checkpoint_id) {
-  store_->remove(checkpoints_.find(tenant_key(api_key), run_id, checkpoint_id));
+  const CheckpointRecord rec = checkpoints_.find(tenant_key(api_key), run_id, checkpoint_id);
+  store_->remove(rec);
+  audit_checkpoint("checkpoint_deleted", rec);
+}
+
+std::vector<AuditEntry> TrainerService::audit(const std::string& api_key) const { return audit_.list(tenant_key(api_key)); }
+
+void TrainerService::audit_checkpoint(const std::string& event, const CheckpointRecord& r,
+                                      std::map<std::string, std::string> details) {
+  audit_.record({clock_->now(), r.tenant, event, r.run_id, r.tinker_path(),
+                 r.kind == CheckpointKind::training ? "training" : "sampler", std::move(details)});
 }
 
 void TrainerService::set_published(const std::string& api_key, const std::string& run_id,
                                    const std::string& checkpoint_id, bool published) {
-  checkpoints_.set_published(checkpoints_.find(tenant_key(api_key), run_id, checkpoint_id), published);
+  const CheckpointRecord rec = checkpoints_.find(tenant_key(api_key), run_id, checkpoint_id);
+  checkpoints_.set_published(rec, published);
+  audit_checkpoint(published ? "checkpoint_published" : "checkpoint_unpublished", rec);
 }
 
 void TrainerService::set_ttl(const std::string& api_key, const std::string& run_id, const std::string& checkpoint_id,
                              std::optional<int64_t> ttl_seconds) {
   check_ttl(ttl_seconds);
-  checkpoints_.set_ttl(checkpoints_.find(tenant_key(api_key), run_id, checkpoint_id), ttl_seconds);
+  const CheckpointRecord rec = checkpoints_.find(tenant_key(api_key), run_id, checkpoint_id);
+  checkpoints_.set_ttl(rec, ttl_seconds);
+  audit_checkpoint("checkpoint_ttl_changed", rec, {{"ttl_seconds", ttl_seconds ? std::to_string(*ttl_seconds) : "none"}});
 }
 
 std::string TrainerService::archive_checkpoint(const std::string& api_key, const std::string& run_id,

@@ -29,6 +29,7 @@
 #include "service/samplers.hpp"
 #include "service/seq_queue.hpp"
 #include "service/service_types.hpp"
+#include "service/audit_log.hpp"
 #include "service/session_registry.hpp"
 #include "service/worker_pool.hpp"
 
@@ -97,6 +98,7 @@ class TrainerService {
   TrainingRunInfo get_training_run(const std::string& api_key, const std::string& run_id) const;
   std::vector<CheckpointRecord> list_run_checkpoints(const std::string& api_key, const std::string& run_id) const;
   std::vector<CheckpointRecord> list_user_checkpoints(const std::string& api_key) const;  // newest first
+  std::vector<AuditEntry> audit(const std::string& api_key) const;                        // newest first
   std::vector<std::string> list_checkpoint_names(const std::string& api_key) const;     // Fireworks, sorted
   void delete_checkpoint(const std::string& api_key, const std::string& run_id, const std::string& checkpoint_id);
   void set_published(const std::string& api_key, const std::string& run_id, const std::string& checkpoint_id,
@@ -135,11 +137,13 @@ class TrainerService {
   void run_training(std::unique_lock<std::mutex>& lock);  // a worker's unit of training work
   void tick();  // the ticker: retention, progression wake-ups, the gap rule
   static std::optional<InjectedFailure> take_injected_failure();
+  void audit_checkpoint(const std::string& event, const CheckpointRecord& r, std::map<std::string, std::string> details = {});
 
   ServiceOptions opts_;
   std::shared_ptr<const Clock> clock_;
   const model::ModelRegistry* registry_;
   std::unique_ptr<CheckpointStore> store_;
+  AuditLog audit_;  // its own lock: saves are recorded by workers
 
   mutable std::mutex mu_;  // the service's one lock: guards everything below
   IdGenerator ids_;

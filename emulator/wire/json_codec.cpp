@@ -456,6 +456,14 @@ FinishSessionBody finish_session_from_json(const json& body) {
   return f;
 }
 
+json audit_entry_to_json(const service::AuditEntry& e) {
+  json j = {{"timestamp", service::iso8601(e.time)}, {"event", e.event}, {"event_details", e.details}};
+  if (!e.model_id.empty()) j["model_id"] = e.model_id;
+  if (!e.tinker_path.empty()) j["tinker_path"] = e.tinker_path;
+  if (!e.purpose.empty()) j["purpose"] = e.purpose;
+  return j;
+}
+
 json submitted_to_json(const std::string& request_id, const std::string& model_id) {
   return {{"request_id", request_id}, {"model_id", model_id}};
 }

@@ -70,6 +70,8 @@ json sample_output_to_json(const model::SampleOutput& r);  // SampleResponse, pr
 // REST objects (protocol.md §W10.2, §W10.3).
 json checkpoint_to_json(const service::CheckpointRecord& r);
 json training_run_to_json(const service::TrainingRunInfo& r);
+// {"timestamp", "event", "model_id"?, "tinker_path"?, "purpose"?, "event_details"}.
+json audit_entry_to_json(const service::AuditEntry& e);
 
 // Field access with the error texts of this layer.
 const json& require(const json& obj, const char* key, const std::string& where);
