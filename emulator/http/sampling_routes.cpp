@@ -20,6 +20,11 @@ void HttpServer::register_sampling_routes() {
     const auto sub = svc_.submit_sample(key, sampler, seq_id, wire::sample_from_json(b));
     send_json(res, 200, wire::sample_submission_to_json(sub));
   });
+  // tinker 0.32: a cloned sampling client joins the session → {"type", "client_counter"}.
+  route("POST", "/api/v1/join_sampling_session", [this](auto& req, auto& res, auto& key) {
+    const int64_t n = svc_.join_sampler(key, wire::require_string(body_json(req), "sampling_session_id", ""));
+    send_json(res, 200, {{"type", "join_sampling_session"}, {"client_counter", n}});
+  });
   route("GET", R"(/api/v1/samplers/([^/]+))", [this](auto& req, auto& res, auto& key) {
     send_json(res, 200, wire::sampler_to_json(svc_.get_sampler(key, req.matches[1])));
   });

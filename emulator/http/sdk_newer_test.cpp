@@ -152,6 +152,20 @@ TEST_F(HttpTest, SavesKeepTheirUserMetadata) {
   EXPECT_EQ(bad["detail"], "field 'user_metadata' must be an object, got string");
 }
 
+// 0.32: cloned sampling clients join their sampler's session and are numbered.
+TEST_F(HttpTest, JoiningASamplingSessionNumbersTheClients) {
+  const std::string session = this->session();
+  auto [s, sampler] = post("/api/v1/create_sampling_session", {{"session_id", session}, {"sampling_session_seq_id", 0},
+                                                               {"base_model", "kiln/tiny"}, {"type", "create_sampling_session"}});
+  ASSERT_EQ(s, 200);
+  const json join = {{"sampling_session_id", sampler["sampling_session_id"]}, {"type", "join_sampling_session"}};
+  EXPECT_EQ(post("/api/v1/join_sampling_session", join).second, (json{{"type", "join_sampling_session"}, {"client_counter", 1}}));
+  EXPECT_EQ(post("/api/v1/join_sampling_session", join).second["client_counter"], 2);
+  auto [s2, missing] = post("/api/v1/join_sampling_session", {{"sampling_session_id", session + ":sample:9"}});
+  EXPECT_EQ(s2, 404);
+  EXPECT_EQ(missing["detail"], "sampling session '" + session + ":sample:9' not found");
+}
+
 // The audit log records events when they happen: a deleted checkpoint's creation and deletion
 // both stay listed, with event_details (0.30+).
 TEST_F(HttpTest, TheAuditLogRecordsWhatHappenedIncludingDeletions) {

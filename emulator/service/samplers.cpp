@@ -33,6 +33,10 @@ Samplers::Sampler& Samplers::find_owned(const std::string& tenant, const std::st
   return *it->second;
 }
 
+int64_t Samplers::join(const std::string& tenant, const std::string& sampler_id) {
+  return ++find_owned(tenant, sampler_id).joined_clients;
+}
+
 const SamplerInfo& Samplers::info(const std::string& tenant, const std::string& sampler_id) const {
   return const_cast<Samplers*>(this)->find_owned(tenant, sampler_id).info;
 }

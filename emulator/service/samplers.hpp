@@ -37,6 +37,9 @@ class Samplers {
   bool add(const std::string& tenant, SamplerInfo info, std::shared_ptr<const model::Transformer<float>> weights);
   // errors::sampler_not_found for an unknown (or another tenant's) id.
   const SamplerInfo& info(const std::string& tenant, const std::string& sampler_id) const;
+  // join_sampling_session (tinker 0.32, a cloned sampling client): the number of the client that
+  // joined, 1 for the first; errors::sampler_not_found for an unknown id.
+  int64_t join(const std::string& tenant, const std::string& sampler_id);
 
   // Queues num_samples continuations (protocol.md §W6.18). The same seq_id and spec again is the
   // same submission (a retry after 429). `forced` fails it at once (fault injection).
@@ -70,6 +73,7 @@ class Samplers {
     std::unique_ptr<model::BatchSampler> batch;  // the running worker's
     std::map<int64_t, Job> in_batch;             // BatchSampler handle → its request (the worker's)
     int64_t decode_steps = 0, sampled_tokens = 0, largest_batch = 0;  // statistics
+    int64_t joined_clients = 0;
   };
   Sampler& find_owned(const std::string& tenant, const std::string& sampler_id);
   void enqueue(Sampler& s);

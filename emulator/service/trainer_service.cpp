@@ -244,6 +244,11 @@ SamplerInfo TrainerService::get_sampler(const std::string& api_key, const std::s
   return samplers_.info(tenant_key(api_key), sampler_id);
 }
 
+int64_t TrainerService::join_sampler(const std::string& api_key, const std::string& sampler_id) {
+  std::lock_guard lock(mu_);
+  return samplers_.join(tenant_key(api_key), sampler_id);
+}
+
 SampleSubmission TrainerService::submit_sample(const std::string& api_key, const std::string& sampler_id,
                                                int64_t seq_id, model::SampleSpec spec) {
   std::lock_guard lock(mu_);

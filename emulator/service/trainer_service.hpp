@@ -86,6 +86,7 @@ class TrainerService {
   // expired checkpoint does not change it (E13). The same create request again returns the same id.
   std::string create_sampler(const std::string& api_key, const CreateSamplerRequest& req);
   SamplerInfo get_sampler(const std::string& api_key, const std::string& sampler_id) const;
+  int64_t join_sampler(const std::string& api_key, const std::string& sampler_id);  // join_sampling_session
   // Queues num_samples continuations; stateless, so not ordered. Resubmitting the same seq_id and
   // request returns the same future (a retry after 429). Invalid specs throw InvalidRequest.
   // The submission fixes one id per sequence (tinker >= 0.26 asserts them on the promise).
