@@ -79,7 +79,9 @@ SaveResult CheckpointOps::save_state(ModelTable::Model& m, const SaveWeightsRequ
   if (!m.info.lora.full_parameter()) files.adapter_config = peft_config(m.info);
   CheckpointRecord rec = make_record(m, CheckpointKind::training, r.name, r.ttl_seconds, "training", r.user_metadata);
   rec.has_optimizer = true;
-  return {store_.save(rec, files).tinker_path(), ""};
+  rec = store_.save(rec, files);
+  audit("checkpoint_created", rec);
+  return {rec.tinker_path(), ""};
 }
 
 CheckpointRecord CheckpointOps::resolve(const std::string& tenant, const std::string& ref, CheckpointKind want,
@@ -162,6 +164,7 @@ SaveResult CheckpointOps::save_sampler(ModelTable::Model& m, const SaveSamplerRe
     files.model = xor_delta(params, *m.sampler_anchor, m.sampler_anchor_name, m.info.base_model);
   }
   const CheckpointRecord rec = store_.save(make_record(m, CheckpointKind::sampler, r.name, r.ttl_seconds, type, r.user_metadata), files);
+  audit("checkpoint_created", rec);
   if (!lora && type == "base") {
     m.sampler_anchor = params;
     m.sampler_anchor_name = r.name;
@@ -265,11 +268,23 @@ void CheckpointOps::set_published(const CheckpointRecord& rec, bool published) {
   CheckpointRecord updated = rec;
   updated.is_public = published;
   store_.update(updated);
+  audit(published ? "checkpoint_published" : "checkpoint_unpublished", rec);
 }
 
 void CheckpointOps::set_ttl(CheckpointRecord rec, std::optional<int64_t> ttl_seconds) {
   rec.expires = ttl_seconds ? std::optional(clock_.now() + std::chrono::seconds(*ttl_seconds)) : std::nullopt;
   store_.update(rec);
+  audit("checkpoint_ttl_changed", rec, {{"ttl_seconds", ttl_seconds ? std::to_string(*ttl_seconds) : "none"}});
+}
+
+void CheckpointOps::remove(const CheckpointRecord& rec) {
+  store_.remove(rec);
+  audit("checkpoint_deleted", rec);
+}
+
+void CheckpointOps::audit(const std::string& event, const CheckpointRecord& r, std::map<std::string, std::string> details) {
+  audit_.record({clock_.now(), r.tenant, event, r.run_id, r.tinker_path(),
+                 r.kind == CheckpointKind::training ? "training" : "sampler", std::move(details)});
 }
 
 }  // namespace kiln::service

@@ -12,6 +12,7 @@
 #include "model/registry.hpp"
 #include "model/transformer.hpp"
 #include "service/checkpoint_store.hpp"
+#include "service/audit_log.hpp"
 #include "service/model_table.hpp"
 #include "service/service_types.hpp"
 
@@ -20,9 +21,11 @@ namespace kiln::service {
 class CheckpointOps {
  public:
   // `mu` is the service's lock, taken only to change what other threads read (a model's info).
+  // Every change to a checkpoint (created, deleted, published, unpublished, TTL) goes to `audit`.
   CheckpointOps(CheckpointStore& store, const model::ModelRegistry& registry, const Clock& clock, std::mutex& mu,
-                bool overwrite_training_state)
-      : store_(store), registry_(registry), clock_(clock), mu_(mu), overwrite_training_state_(overwrite_training_state) {}
+                bool overwrite_training_state, AuditLog& audit)
+      : store_(store), registry_(registry), clock_(clock), mu_(mu), overwrite_training_state_(overwrite_training_state),
+        audit_(audit) {}
 
   // Training requests, run by the worker that holds the model.
   SaveResult save_state(ModelTable::Model& m, const SaveWeightsRequest& r);
@@ -50,6 +53,7 @@ class CheckpointOps {
   std::vector<TrainingRunInfo> training_runs(const std::string& tenant, std::vector<TrainingRunInfo> live) const;
   void set_published(const CheckpointRecord& rec, bool published);
   void set_ttl(CheckpointRecord rec, std::optional<int64_t> ttl_seconds);
+  void remove(const CheckpointRecord& rec);
 
   CheckpointStore& store() { return store_; }
   const CheckpointStore& store() const { return store_; }
@@ -59,12 +63,14 @@ class CheckpointOps {
                                std::optional<int64_t> ttl, const std::string& type,
                                std::map<std::string, std::string> user_metadata = {}) const;
   void adopt_alpha(ModelTable::Model& m, const CheckpointRecord& rec);
+  void audit(const std::string& event, const CheckpointRecord& r, std::map<std::string, std::string> details = {});
 
   CheckpointStore& store_;
   const model::ModelRegistry& registry_;
   const Clock& clock_;
   std::mutex& mu_;
   bool overwrite_training_state_;
+  AuditLog& audit_;
 };
 
 // Throws errors::ttl_not_positive for a TTL that is given and not positive.

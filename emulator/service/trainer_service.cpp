@@ -1,7 +1,5 @@
 #include "service/trainer_service.hpp"
 
-#include "service/checkpoint_ref.hpp"
-
 #include <cstdio>
 
 #include "service/envelope.hpp"
@@ -19,7 +17,7 @@ TrainerService::TrainerService(ServiceOptions options)
       models_(*registry_, ids_.seed()),
       queue_([this] { pool_->notify(); }),
       samplers_(mu_, futures_, [this] { pool_->notify(); }),
-      checkpoints_(*store_, *registry_, *clock_, mu_, opts_.overwrite_training_state),
+      checkpoints_(*store_, *registry_, *clock_, mu_, opts_.overwrite_training_state, audit_),
       executor_(checkpoints_, samplers_, sessions_, mu_) {
   std::vector<WorkerPool::Source> sources = {
       {[this] { return queue_.has_ready(); }, [this](auto& lock) { run_training(lock); }},
@@ -182,10 +180,6 @@ void TrainerService::run_training(std::unique_lock<std::mutex>& lock) {
   } catch (const std::exception& e) {
     outcome = RetrieveResult::failure(e);
   }
-  if (const auto* saved = std::get_if<SaveResult>(&outcome.result);
-      saved && outcome.status == RetrieveResult::Status::done && !saved->path.empty())
-    if (const auto ref = CheckpointRef::parse(saved->path); ref.kind)
-      if (auto rec = store_->find(m->tenant, ref.run_id, *ref.kind, ref.name)) audit_checkpoint("checkpoint_created", *rec);
   lock.lock();
   models_.record_outcome(*m, next.request, outcome);
   queue_.done(next.lane);
@@ -299,32 +293,21 @@ std::vector<std::string> TrainerService::list_checkpoint_names(const std::string
 
 void TrainerService::delete_checkpoint(const std::string& api_key, const std::string& run_id,
                                        const std::string& checkpoint_id) {
-  const CheckpointRecord rec = checkpoints_.find(tenant_key(api_key), run_id, checkpoint_id);
-  store_->remove(rec);
-  audit_checkpoint("checkpoint_deleted", rec);
+  checkpoints_.remove(checkpoints_.find(tenant_key(api_key), run_id, checkpoint_id));
 }
 
 std::vector<AuditEntry> TrainerService::audit(const std::string& api_key) const { return audit_.list(tenant_key(api_key)); }
 
-void TrainerService::audit_checkpoint(const std::string& event, const CheckpointRecord& r,
-                                      std::map<std::string, std::string> details) {
-  audit_.record({clock_->now(), r.tenant, event, r.run_id, r.tinker_path(),
-                 r.kind == CheckpointKind::training ? "training" : "sampler", std::move(details)});
-}
 
 void TrainerService::set_published(const std::string& api_key, const std::string& run_id,
                                    const std::string& checkpoint_id, bool published) {
-  const CheckpointRecord rec = checkpoints_.find(tenant_key(api_key), run_id, checkpoint_id);
-  checkpoints_.set_published(rec, published);
-  audit_checkpoint(published ? "checkpoint_published" : "checkpoint_unpublished", rec);
+  checkpoints_.set_published(checkpoints_.find(tenant_key(api_key), run_id, checkpoint_id), published);
 }
 
 void TrainerService::set_ttl(const std::string& api_key, const std::string& run_id, const std::string& checkpoint_id,
                              std::optional<int64_t> ttl_seconds) {
   check_ttl(ttl_seconds);
-  const CheckpointRecord rec = checkpoints_.find(tenant_key(api_key), run_id, checkpoint_id);
-  checkpoints_.set_ttl(rec, ttl_seconds);
-  audit_checkpoint("checkpoint_ttl_changed", rec, {{"ttl_seconds", ttl_seconds ? std::to_string(*ttl_seconds) : "none"}});
+  checkpoints_.set_ttl(checkpoints_.find(tenant_key(api_key), run_id, checkpoint_id), ttl_seconds);
 }
 
 std::string TrainerService::archive_checkpoint(const std::string& api_key, const std::string& run_id,

@@ -138,7 +138,6 @@ class TrainerService {
   void run_training(std::unique_lock<std::mutex>& lock);  // a worker's unit of training work
   void tick();  // the ticker: retention, progression wake-ups, the gap rule
   static std::optional<InjectedFailure> take_injected_failure();
-  void audit_checkpoint(const std::string& event, const CheckpointRecord& r, std::map<std::string, std::string> details = {});
 
   ServiceOptions opts_;
   std::shared_ptr<const Clock> clock_;
