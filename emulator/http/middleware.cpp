@@ -95,6 +95,9 @@ void HttpServer::serve(const Handler& h, bool needs_key, bool control, const htt
     const bool sent = !req.get_header_value("X-API-Key").empty() || !req.get_header_value("Authorization").empty();
     send_json(res, 401, {{"detail", sent ? "invalid API key: unknown, revoked or expired"
                                          : "missing credential: send X-API-Key or Authorization: Bearer <key>"}});
+  } else if (draining_ && !control && req.method == "POST" && req.path.find("/retrieve_future") == std::string::npos) {
+    res.set_header("Retry-After", "5");
+    send_json(res, 503, {{"detail", "kiln is shutting down and accepts no new work; retry against a running server"}});
   } else {
     // Building a target parses the body and may look the model up: only when rules are set.
     if (!control && !faults_->empty()) fault = faults_->match(fault_target(req, key));

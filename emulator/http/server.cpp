@@ -46,8 +46,19 @@ HttpServer::HttpServer(service::TrainerService& service, ServerOptions options)
   srv_->new_task_queue = [threads = opts_.http_threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   srv_->set_payload_max_length(opts_.max_body_bytes);
   srv_->set_keep_alive_max_count(1000);
-  srv_->set_read_timeout(std::chrono::seconds(60));
-  srv_->set_write_timeout(std::chrono::seconds(60));
+  // A client that stalls while sending a request, or while reading an answer, holds a connection
+  // thread for at most this long (README "Guarantees").
+  srv_->set_read_timeout(std::chrono::milliseconds(static_cast<int64_t>(opts_.io_timeout_seconds * 1000)));
+  srv_->set_write_timeout(std::chrono::milliseconds(static_cast<int64_t>(opts_.io_timeout_seconds * 1000)));
+  srv_->set_keep_alive_timeout(5);
+  // RFC 9112 section 6.3: a request with neither Content-Length nor Transfer-Encoding has an empty body.
+  // httplib would instead read until the connection closes (a `curl -X POST` with no data would
+  // hang until the read timeout), so such a request is given an explicit zero length here.
+  srv_->set_pre_routing_handler([](const httplib::Request& req, httplib::Response&) {
+    if (!req.has_header("Content-Length") && !req.has_header("Transfer-Encoding"))
+      const_cast<httplib::Request&>(req).headers.emplace("Content-Length", "0");  // a non-const object
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
   // Statuses httplib produces itself (413, 404 for unknown routes, 400 for unreadable requests)
   // still get a JSON body: an empty 400 reads as a connection reset to the SDK.
   srv_->set_error_handler([](const httplib::Request& req, httplib::Response& res) {

@@ -28,6 +28,7 @@ struct ServerOptions {
   double poll_hold_seconds = 25;        // retrieve_future long-poll, below the SDK's 45 s timeout
   int http_threads = 128;               // connections served at once (long-polls each hold one)
   size_t max_body_bytes = 64u << 20;    // request bodies beyond this get 413
+  double io_timeout_seconds = 30;       // a stalled send or receive closes the connection after this
   std::string log_format = "text";      // text | json | none
   size_t journal_capacity = 1000;       // entries kept for GET /_kiln/journal
   std::string journal_file;             // also appended here as JSON lines when set
@@ -47,6 +48,10 @@ class HttpServer {
   void run();
   void stop();
   std::string base_url() const;
+  // A stopping server (SIGTERM) drains: from now on new work is refused with a retryable 503
+  // while polls, listings and the control API are still answered, so clients collect what is in
+  // flight. Then stop().
+  void begin_drain() { draining_ = true; }
   FaultInjector& faults() { return *faults_; }
 
   // Serves one request without a socket, through the same routes (fault injection and journal
@@ -86,7 +91,8 @@ class HttpServer {
   ServerOptions opts_;
   std::unique_ptr<httplib::Server> srv_;
   int port_ = 0;
-  std::atomic<int> holding_polls_{0};  // retrieve_future calls currently holding a thread
+  std::atomic<int> holding_polls_{0};
+  std::atomic<bool> draining_{false};  // retrieve_future calls currently holding a thread
   struct Downloads;
   std::unique_ptr<Downloads> downloads_;
   struct Tokens;
