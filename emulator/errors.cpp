@@ -61,6 +61,10 @@ InvalidRequest unknown_base_model(const std::string& name, const std::string& kn
 InvalidRequest ttl_not_positive(int64_t ttl) {
   return InvalidRequest("ttl_seconds must be positive, got " + std::to_string(ttl));
 }
+InternalError checkpoint_not_written(const std::string& checkpoint_id, const std::string& cause) {
+  return InternalError("checkpoint '" + checkpoint_id + "' was not saved: " + cause +
+                       "; nothing was stored or listed, and the model is unchanged");
+}
 UserError missing_credential() {
   return UserError("missing or expired credential: send X-API-Key or Authorization: Bearer <key>");
 }

@@ -60,6 +60,10 @@ class Gone : public Error {
  public:
   explicit Gone(std::string message) : Error(ErrorCode::gone, std::move(message)) {}
 };
+class InternalError : public Error {  // the server's fault (a full disk): category "server"
+ public:
+  explicit InternalError(std::string message) : Error(ErrorCode::internal, std::move(message)) {}
+};
 class UnsupportedMediaType : public Error {
  public:
   explicit UnsupportedMediaType(std::string message) : Error(ErrorCode::unsupported_media, std::move(message)) {}
@@ -95,7 +99,9 @@ InvalidRequest invalid_checkpoint_id();                                    // 40
 NotFound checkpoint_not_found(const std::string& ref);               // 404, or a failed future (user)
 InvalidRequest unknown_base_model(const std::string& name, const std::string& known);  // 400
 InvalidRequest ttl_not_positive(int64_t ttl);                              // 400
-UserError missing_credential();                                       // 401 (answered by the HTTP layer)
+UserError missing_credential();
+// A save whose files could not be written (a full disk, a file-size limit): nothing was listed.
+InternalError checkpoint_not_written(const std::string& checkpoint_id, const std::string& cause);                                       // 401 (answered by the HTTP layer)
 }  // namespace errors
 
 }  // namespace kiln

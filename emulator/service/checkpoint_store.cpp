@@ -1,6 +1,7 @@
 #include "service/checkpoint_store.hpp"
 
 #include <fcntl.h>
+#include <stdio.h>  // renameat2
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "service/data_dir_lock.hpp"
 #include "train/errors.hpp"
 
 namespace kiln::service {
@@ -147,11 +149,10 @@ bool CheckpointStore::session_used(const std::string& session_id) const {
 bool CheckpointStore::live(const CheckpointRecord& r) const { return !r.expires || clock_->now() < *r.expires; }
 
 CheckpointRecord CheckpointStore::save(CheckpointRecord record, const Files& files) {
-  {  // save times are strictly increasing, so "newest" is the save order even on a frozen clock
-    std::lock_guard lock(mu_);
-    for (const auto& r : records_)
-      if (r.created >= record.created) record.created = r.created + std::chrono::microseconds(1);
-  }
+  // The TTL the caller set counts from completion, not from the request: a large save that takes
+  // longer than its TTL is still listed for the whole TTL once it is complete.
+  std::optional<TimePoint::duration> ttl;
+  if (record.expires) ttl = *record.expires - record.created;
   const fs::path tmp = temp_dir(root_);
   fs::create_directories(tmp);
   try {
@@ -166,21 +167,37 @@ CheckpointRecord CheckpointStore::save(CheckpointRecord record, const Files& fil
     write_synced(tmp / "config.json", files.config.dump(2) + "\n");
     if (files.adapter_config) write_synced(tmp / "adapter_config.json", files.adapter_config->dump(2) + "\n");
     record.size_bytes = size;
-    write_synced(tmp / "metadata.json", nlohmann::json(record).dump(2) + "\n");
-    sync_dir(tmp);
 
     const fs::path final_dir = dir_of(record);
     fs::create_directories(final_dir.parent_path());
     std::lock_guard lock(mu_);
-    if (fs::exists(final_dir)) {  // replace: the old one stays whole until the new one is in place
-      const fs::path old = temp_dir(root_);
-      fs::rename(final_dir, old);
-      fs::rename(tmp, final_dir);
-      fs::remove_all(old);
+    // Stamped now, under the lock: save times are strictly increasing, so "newest" is the save
+    // order even on a frozen clock.
+    record.created = clock_->now();
+    for (const auto& r : records_)
+      if (r.created >= record.created) record.created = r.created + std::chrono::microseconds(1);
+    if (ttl) record.expires = record.created + *ttl;
+    write_synced(tmp / "metadata.json", nlohmann::json(record).dump(2) + "\n");
+    sync_dir(tmp);
+    if (fs::exists(final_dir)) {
+      // Replace in one step (renameat2 RENAME_EXCHANGE): at every instant, a crash leaves either
+      // the old checkpoint or the new one in place; the swapped-out old one is then removed.
+      // Filesystems without it (EINVAL) get two renames, with a short window holding neither.
+      if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, final_dir.c_str(), RENAME_EXCHANGE) != 0) {
+        if (errno != EINVAL && errno != ENOSYS)
+          throw std::runtime_error("cannot replace " + final_dir.string() + ": " + std::strerror(errno));
+        const fs::path old = temp_dir(root_);
+        fs::rename(final_dir, old);
+        fs::rename(tmp, final_dir);
+        fs::rename(old, tmp);
+      }
+      sync_dir(final_dir.parent_path());
+      std::error_code ec;
+      fs::remove_all(tmp, ec);  // the old checkpoint now; removed at the next start if this fails
     } else {
       fs::rename(tmp, final_dir);
+      sync_dir(final_dir.parent_path());
     }
-    sync_dir(final_dir.parent_path());
     records_.erase(std::remove_if(records_.begin(), records_.end(),
                                   [&](const CheckpointRecord& r) {
                                     return r.tenant == record.tenant && r.run_id == record.run_id &&
@@ -189,10 +206,14 @@ CheckpointRecord CheckpointStore::save(CheckpointRecord record, const Files& fil
                    records_.end());
     records_.push_back(record);
     return record;
-  } catch (...) {
+  } catch (const Error&) {
     std::error_code ec;
     fs::remove_all(tmp, ec);
     throw;
+  } catch (const std::exception& e) {  // the filesystem's refusal, as the user reads it
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    throw errors::checkpoint_not_written(record.checkpoint_id(), e.what());
   }
 }
 
@@ -244,7 +265,8 @@ void CheckpointStore::clear(const std::string& tenant) {
   std::lock_guard lock(mu_);
   std::error_code ec;
   if (tenant.empty()) {
-    for (const auto& entry : fs::directory_iterator(root_, ec)) fs::remove_all(entry.path(), ec);
+    for (const auto& entry : fs::directory_iterator(root_, ec))
+      if (entry.path().filename() != kLockFileName) fs::remove_all(entry.path(), ec);  // the server's, not data
     records_.clear();
     return;
   }

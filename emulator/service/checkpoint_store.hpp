@@ -5,7 +5,8 @@
 //   config.json            the architecture, Hugging Face Llama style
 //   adapter_config.json    PEFT adapter description (LoRA checkpoints)
 //   metadata.json          owner, base model, LoRA config, kind, checkpoint_type, times, size
-// Writes are atomic: a temporary directory is filled and fsynced, then renamed into place.
+// Writes are atomic: a temporary directory (<root>/.tmp/…) is filled and fsynced, then renamed
+// into place (exchanged with the old one when replacing); leftovers are removed at start.
 // A new store on the same root finds everything written before.
 #include <memory>
 #include <mutex>
@@ -61,7 +62,9 @@ class CheckpointStore {
     std::optional<nlohmann::json> adapter_config;
   };
   // Writes atomically, replacing an existing checkpoint of the same identity only once the new
-  // one is complete. Returns the stored record (size filled in).
+  // one is complete. `created` is stamped when the files are complete, and `expires` (if set)
+  // keeps its distance from `created`: a TTL counts from completion. Returns the stored record
+  // (size and times filled in).
   CheckpointRecord save(CheckpointRecord record, const Files& files);
 
   // Live (not expired) checkpoints only.

@@ -1,5 +1,6 @@
 #include "service/checkpoint_store.hpp"
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 
@@ -51,6 +52,48 @@ TEST(CheckpointStore, SavesAtomicallyAndSurvivesARestart) {
   ASSERT_TRUE(found);
   EXPECT_EQ(again.read_model(*found).tensors[0].data, (model::AlignedVector<float>{1.0f, 1.0f}));
   EXPECT_FALSE(again.find("tenant-b", "session-1:train:0", CheckpointKind::training, "step-1"));
+}
+
+// A clock that moves one second each time it is read, as a slow save would see it.
+class TickingClock : public Clock {
+ public:
+  TimePoint now() const override { return start_ + std::chrono::seconds(ticks_++); }
+
+ private:
+  TimePoint start_ = std::chrono::system_clock::now();
+  mutable std::atomic<int> ticks_{0};
+};
+
+// The TTL counts from the moment the checkpoint is complete and listed, not from the request.
+TEST(CheckpointStore, TheTtlCountsFromCompletion) {
+  TempDir dir;
+  auto clock = std::make_shared<TickingClock>();
+  CheckpointStore store(dir.path(), clock);
+  auto r = record("ttl");
+  r.created = clock->now();  // the request
+  r.expires = r.created + std::chrono::seconds(2);
+  const auto saved = store.save(r, files(1.0f));
+  EXPECT_GT(saved.created, r.created);
+  ASSERT_TRUE(saved.expires);
+  EXPECT_EQ(*saved.expires - saved.created, std::chrono::seconds(2));
+  // The clock has moved once since the stamp: still listed.
+  EXPECT_EQ(store.list("tenant-a").size(), 1u);
+  CheckpointStore again(dir.path(), clock);
+  ASSERT_TRUE(again.all().size() == 1);
+  EXPECT_EQ(again.all()[0].expires, saved.expires);  // the stored metadata says the same
+}
+
+// Replacing exchanges the directories: the old files are gone, the new ones in place, nothing
+// left in .tmp.
+TEST(CheckpointStore, ReplacingLeavesNoTemporaryBehind) {
+  TempDir dir;
+  auto clock = std::make_shared<VirtualClock>();
+  CheckpointStore store(dir.path(), clock);
+  store.save(record("x"), files(1.0f));
+  const auto second = store.save(record("x"), files(2.0f));
+  EXPECT_EQ(store.read_model(second).tensors[0].data, (model::AlignedVector<float>{2.0f, 2.0f}));
+  const auto tmp = std::filesystem::path(dir.path()) / ".tmp";
+  EXPECT_TRUE(!std::filesystem::exists(tmp) || std::filesystem::is_empty(tmp));
 }
 
 TEST(CheckpointStore, ReplacingKeepsOneCopyAndListsNewestFirst) {
