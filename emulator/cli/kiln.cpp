@@ -1,4 +1,6 @@
 // kiln: the emulator's command line. `kiln serve` runs the HTTP API on loopback.
+#include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -14,6 +16,7 @@
 #include "http/server.hpp"
 #include "model/registry.hpp"
 #include "model/threads.hpp"
+#include "service/data_dir_lock.hpp"
 
 namespace {
 
@@ -33,6 +36,10 @@ options (each also read from the environment variable shown):
   --log-format FORMAT  text, json or none (KILN_LOG_FORMAT, default text)
   --poll-hold SECONDS  retrieve_future long-poll hold (KILN_POLL_HOLD, default 25)
   --http-threads N     connections served at once; each long-poll holds one (KILN_HTTP_THREADS, default 128)
+  --io-timeout SECONDS a client stalled mid-request or mid-answer is cut off after this
+                       (KILN_IO_TIMEOUT, default 30)
+  --drain-seconds S    on SIGTERM / SIGINT, how long requests in flight may run to their end
+                       while new work gets 503 (KILN_DRAIN_SECONDS, default 30)
   --overwrite-training-state
                        re-saving a training-state name replaces it, as Fireworks trainers do
                        (KILN_OVERWRITE_TRAINING_STATE=1; default: ResourceAlreadyExists)
@@ -46,10 +53,35 @@ options (each also read from the environment variable shown):
                        whoami() reads its identity from (KILN_JWT_AUTH=1)
 )";
 
+// SIGINT / SIGTERM: the first drains (README "Guarantees"), a second stops at once. The handler
+// only counts and raises the server's draining flag (lock-free atomics, async-signal-safe); the
+// waiting runs on an ordinary thread.
+std::atomic<int> g_signals{0};
+static_assert(std::atomic<int>::is_always_lock_free && std::atomic<bool>::is_always_lock_free);
 kiln::http::HttpServer* g_server = nullptr;
 
 void on_signal(int) {
-  if (g_server) g_server->stop();
+  g_signals.fetch_add(1);
+  if (g_server) g_server->begin_drain();
+}
+
+// Waits for a signal, then: new work refused (503), requests in flight run to their end for up
+// to `drain_seconds` and their results stay pollable for a moment, then the server stops.
+void drain_on_signal(kiln::http::HttpServer& server, const kiln::service::TrainerService& service,
+                     double drain_seconds, const std::atomic<bool>& stopped) {
+  using namespace std::chrono;
+  while (g_signals.load() == 0 && !stopped.load()) std::this_thread::sleep_for(milliseconds(20));
+  if (stopped.load()) return;
+  server.begin_drain();
+  std::fprintf(stderr, "kiln: stopping: %zu request(s) in flight, waiting up to %.0f s (signal again to stop now)\n",
+               service.pending_requests(), drain_seconds);
+  const auto deadline = steady_clock::now() + duration<double>(drain_seconds);
+  while (service.pending_requests() > 0 && steady_clock::now() < deadline && g_signals.load() < 2)
+    std::this_thread::sleep_for(milliseconds(20));
+  // Pollers re-poll at once on a result: a short grace lets them collect the last ones.
+  const auto grace = steady_clock::now() + milliseconds(500);
+  while (steady_clock::now() < grace && g_signals.load() < 2) std::this_thread::sleep_for(milliseconds(20));
+  server.stop();
 }
 
 std::string env_or(const char* name, const std::string& fallback) {
@@ -79,6 +111,7 @@ int main(int argc, char** argv) {
   bool jwt_auth = env_or("KILN_JWT_AUTH", "0") == "1";
   std::string faults = env_or("KILN_FAULTS", ""), journal = env_or("KILN_JOURNAL", ""),
               journal_size = env_or("KILN_JOURNAL_SIZE", "1000");
+  std::string drain_seconds = env_or("KILN_DRAIN_SECONDS", "30"), io_timeout = env_or("KILN_IO_TIMEOUT", "30");
   bool overwrite_training_state = env_or("KILN_OVERWRITE_TRAINING_STATE", "0") == "1";
   bool virtual_clock = env_or("KILN_VIRTUAL_CLOCK", "0") == "1";
   for (int i = 2; i < argc; ++i) {
@@ -100,7 +133,8 @@ int main(int argc, char** argv) {
                         : a == "--seed" ? &seed : a == "--log-format" ? &log_format : a == "--poll-hold" ? &poll_hold
                         : a == "--http-threads" ? &http_threads : a == "--faults" ? &faults
                         : a == "--journal" ? &journal : a == "--journal-size" ? &journal_size
-                        : a == "--api-keys" ? &api_keys : nullptr;
+                        : a == "--api-keys" ? &api_keys : a == "--drain-seconds" ? &drain_seconds
+                        : a == "--io-timeout" ? &io_timeout : nullptr;
     if (!target) return fail("unknown option '" + a + "'");
     if (i + 1 >= argc) return fail("option '" + a + "' needs a value");
     *target = argv[++i];
@@ -120,6 +154,7 @@ int main(int argc, char** argv) {
     if (log_format != "text" && log_format != "json" && log_format != "none")
       return fail("--log-format must be text, json or none");
     kiln::model::set_num_threads(std::stoi(threads));
+    const kiln::service::DataDirLock lock(data_dir);  // before the store cleans up leftovers
     kiln::service::TrainerService service(so);
     kiln::http::ServerOptions ho;
     ho.host = host;
@@ -127,6 +162,7 @@ int main(int argc, char** argv) {
     ho.log_format = log_format;
     ho.poll_hold_seconds = std::stod(poll_hold);
     ho.http_threads = std::stoi(http_threads);
+    ho.io_timeout_seconds = std::stod(io_timeout);
     ho.journal_file = journal;
     ho.journal_capacity = std::stoul(journal_size);
     ho.jwt_auth = jwt_auth;
@@ -152,6 +188,11 @@ int main(int argc, char** argv) {
     g_server = &server;
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
+    std::signal(SIGXFSZ, SIG_IGN);  // a file-size limit fails the write (EFBIG), not the process
+    std::signal(SIGPIPE, SIG_IGN);
+    std::atomic<bool> stopped{false};
+    std::thread drainer(drain_on_signal, std::ref(server), std::cref(service), std::stod(drain_seconds),
+                        std::cref(stopped));
     if (log_format == "json")
       std::printf("%s\n", nlohmann::json{{"event", "serving"}, {"base_url", server.base_url()}, {"data_dir", data_dir},
                                          {"hint", "export TINKER_BASE_URL=" + server.base_url()}}
@@ -162,6 +203,8 @@ int main(int argc, char** argv) {
                   data_dir.c_str(), server.base_url().c_str());
     std::fflush(stdout);
     server.run();
+    stopped = true;
+    drainer.join();
     g_server = nullptr;
     std::printf("kiln: stopped\n");
   } catch (const std::exception& e) {

@@ -1,5 +1,7 @@
 #include "service/future_table.hpp"
 
+#include <algorithm>
+
 namespace kiln::service {
 
 namespace {
@@ -147,6 +149,12 @@ void FutureTable::forget(const std::string& tenant) {
   std::erase_if(futures_, [&](const auto& f) { return tenant.empty() || f.second->tenant == tenant; });
   if (tenant.empty()) progression_ = {};
   done_cv_.notify_all();
+}
+
+size_t FutureTable::pending() const {
+  return static_cast<size_t>(std::count_if(futures_.begin(), futures_.end(), [](const auto& f) {
+    return f.second->state.status == RetrieveResult::Status::pending;
+  }));
 }
 
 nlohmann::json FutureTable::view() const {

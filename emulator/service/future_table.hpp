@@ -67,6 +67,7 @@ class FutureTable {
   void stop();
   // Forgets the futures of `tenant` (every tenant's when empty; then the progression resets too).
   void forget(const std::string& tenant);
+  size_t pending() const;  // futures whose request has not run yet
   // Request ids by state, with polls, delivery and failures (the control API's state view).
   nlohmann::json view() const;
 

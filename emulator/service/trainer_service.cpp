@@ -191,6 +191,11 @@ std::string TrainerService::future_owner(const std::string& api_key, const std::
   return futures_.owner(tenant_key(api_key), request_id);
 }
 
+size_t TrainerService::pending_requests() const {
+  std::lock_guard lock(mu_);
+  return futures_.pending();
+}
+
 RetrieveResult TrainerService::retrieve(const std::string& api_key, const std::string& request_id,
                                         std::chrono::milliseconds wait) {
   std::unique_lock lock(mu_);

@@ -78,6 +78,8 @@ class TrainerService {
   void refuse(const std::string& api_key, const std::string& model_id, int64_t seq_id);
   // The model or sampler a future belongs to; "" when unknown or it has none (fault matching).
   std::string future_owner(const std::string& api_key, const std::string& request_id) const;
+  // Requests accepted and not yet run, of every tenant (a stopping server waits for these).
+  size_t pending_requests() const;
   // Waits up to `wait` for the result. Throws NotFound for an unknown (or another tenant's) id.
   RetrieveResult retrieve(const std::string& api_key, const std::string& request_id,
                           std::chrono::milliseconds wait = std::chrono::milliseconds(0));
