@@ -138,9 +138,14 @@ std::string TrainerService::submit(const std::string& api_key, const std::string
                                    TrainingRequest req) {
   const std::string tenant = tenant_key(api_key);
   std::lock_guard lock(mu_);
-  auto& m = models_.find_owned(tenant, model_id);
+  ModelTable::Model* found = models_.find(model_id);
+  if (!found || found->tenant != tenant) throw errors::model_not_found(model_id);
+  auto& m = *found;
   const uint64_t fp = fingerprint(req);
+  // A retried submit (its answer was lost) gets its future back, even when the request it
+  // repeats has since unloaded the model.
   if (auto earlier = queue_.resubmission(model_id, seq_id, fp)) return *earlier;
+  if (m.unloaded) throw errors::model_not_found(model_id);
   try {
     accept_envelope(m.info, seq_id, req);
   } catch (const InvalidRequest&) {
