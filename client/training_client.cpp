@@ -180,6 +180,12 @@ Future<LoadResponse> TrainingClient::load(const std::string& path, bool optimize
 
 Future<LoadResponse> TrainingClient::load_state(const std::string& path) { return load(path, false); }
 
+Future<UnloadResponse> TrainingClient::unload() {
+  const std::string rid = submit("/api/v1/unload_model", {{"type", "unload_model"}});
+  auto conn = conn_;
+  return Future<UnloadResponse>::start([conn, rid] { return UnloadResponse{conn->poll(rid, "UnloadModelResponse").value("model_id", "")}; });
+}
+
 Future<LoadResponse> TrainingClient::load_state_with_optimizer(const std::string& path) { return load(path, true); }
 
 SaveSamplerResult TrainingClient::save_weights_for_sampler_ext(const std::string& name, const std::string& checkpoint_type,

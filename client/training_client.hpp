@@ -48,6 +48,8 @@ class TrainingClient {
   Future<SaveResponse> save_state(const std::string& name, std::optional<int64_t> ttl_seconds = std::nullopt);
   Future<LoadResponse> load_state(const std::string& path);
   Future<LoadResponse> load_state_with_optimizer(const std::string& path);
+  // unload_model: the server frees the model; later requests on it fail.
+  Future<UnloadResponse> unload();
   // Blocks; sends "<name>-<suffix>" and returns {path, snapshot_name}.
   SaveSamplerResult save_weights_for_sampler_ext(const std::string& name, const std::string& checkpoint_type = "",
                                                  std::optional<int64_t> ttl_seconds = std::nullopt);

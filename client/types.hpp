@@ -56,6 +56,10 @@ struct LoadResponse {
   std::string path;
 };
 
+struct UnloadResponse {
+  std::string model_id;
+};
+
 struct ModelInfo {
   std::string model_id, model_name;
   bool is_lora = false;

@@ -97,6 +97,8 @@ std::pair<int, json> Api::post(const std::string& path, const json& body) {
 
 std::pair<int, json> Api::get(const std::string& path) { return parsed(cli_->Get(path.c_str())); }
 
+std::pair<int, json> Api::del(const std::string& path) { return parsed(cli_->Delete(path.c_str())); }
+
 std::pair<int, json> Api::result(const std::string& request_id, double seconds) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
   while (std::chrono::steady_clock::now() < deadline) {

@@ -34,6 +34,7 @@ class ServeProcess {
 
   bool running() const { return port_ > 0; }
   int port() const { return port_; }
+  int pid() const { return static_cast<int>(pid_); }
   std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_); }
   void signal(int sig);
   // Waits for the process to end; its exit code, or 128 + signal.
@@ -55,6 +56,7 @@ class Api {
   ~Api();
   std::pair<int, json> post(const std::string& path, const json& body);
   std::pair<int, json> get(const std::string& path);
+  std::pair<int, json> del(const std::string& path);
   // Polls retrieve_future through 408s (up to `seconds`); the 200 body, or {} with status.
   std::pair<int, json> result(const std::string& request_id, double seconds = 60);
   // POST then poll: the result of a submitted request.

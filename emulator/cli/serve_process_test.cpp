@@ -198,7 +198,8 @@ TEST(ServeProcess, SigkillDuringSavesLeavesOnlyWholeCheckpoints) {
       for (auto& m : models) probes.push_back(probe_logprobs(api, m));
       for (size_t i = 0; i < models.size(); ++i)
         for (int k = 0; k < 3; ++k) {
-          const std::string name = "t" + std::to_string(trial) + "-" + std::to_string(k);
+          // append(), not "t" + …: GCC 12 warns (-Wrestrict) falsely on that form here.
+          const std::string name = std::string("t").append(std::to_string(trial)).append("-").append(std::to_string(k));
           api.post("/api/v1/save_weights", {{"model_id", models[i].model_id}, {"path", name},
                                             {"seq_id", models[i].next_seq++}, {"type", "save_weights"}});
           api.post("/api/v1/save_weights_for_sampler", {{"model_id", models[i].model_id}, {"path", name + "-s"},
