@@ -4,7 +4,7 @@ BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: bootstrap build serve test bench sanitize clean
+.PHONY: bootstrap build serve test bench sanitize fuzz stress stress-short clean
 
 bootstrap:
 	@.ci/bootstrap
@@ -28,5 +28,25 @@ bench: build
 sanitize:
 	@$(MAKE) test BUILD_DIR=build-sanitize BUILD_TYPE=RelWithDebInfo CMAKE_FLAGS=-DKILN_SANITIZE=ON
 
+# libFuzzer targets (fuzz/README.md), built with clang in their own folder, FUZZ_SECONDS each.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@.ci/bootstrap --fuzz
+	@cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ -DKILN_FUZZ=ON >/dev/null
+	@cmake --build build-fuzz -j $(JOBS) --target fuzzers
+	@fuzz/run build-fuzz $(FUZZ_SECONDS)
+
+# README "Guarantees": SIGKILL during saves (KILN_CRASH_TRIALS trials), then the soak test
+# (SOAK_CLIENTS clients for SOAK_MINUTES minutes, faults injected). stress-short is CI's version.
+SOAK_CLIENTS ?= 32
+SOAK_MINUTES ?= 10
+KILN_CRASH_TRIALS ?= 100
+stress: build
+	@cd $(BUILD_DIR) && KILN_CRASH_TRIALS=$(KILN_CRASH_TRIALS) ./emulator/cli/serve_process_test --gtest_filter='*Sigkill*'
+	@$(BUILD_DIR)/stress/soak --clients $(SOAK_CLIENTS) --minutes $(SOAK_MINUTES)
+
+stress-short:
+	@$(MAKE) stress KILN_CRASH_TRIALS=10 SOAK_MINUTES=2
+
 clean:
-	rm -rf build build-sanitize
+	rm -rf build build-sanitize build-fuzz

@@ -65,7 +65,18 @@ void to_json(nlohmann::json& j, const ModelConfig& c) {
   }
 }
 
+void require_representable_numbers(const nlohmann::json& doc, const std::string& what) {
+  if (doc.is_number_float()) {
+    const double x = doc.get<double>();
+    if (!std::isfinite(x) || std::fabs(x) >= 2147483648.0)
+      throw InputError(what, "holds the number " + doc.dump() + ", outside the range Kiln reads");
+  }
+  if (doc.is_structured())
+    for (const auto& v : doc) require_representable_numbers(v, what);
+}
+
 void from_json(const nlohmann::json& j, ModelConfig& c) {
+  require_representable_numbers(j, "config");
   j.at("vocab_size").get_to(c.vocab_size);
   j.at("d_model").get_to(c.d_model);
   j.at("n_layers").get_to(c.n_layers);

@@ -49,6 +49,12 @@ struct ModelConfig {
   bool operator==(const ModelConfig&) const = default;
 };
 
+// Files Kiln reads back (checkpoint metadata, a --models registry) hold integers where a number
+// is read into an integer field; nlohmann converts a floating-point value by a plain cast, which
+// is undefined beyond the target's range. Throws InputError naming `what` if any number in `doc`
+// is non-finite or a floating-point value of magnitude 2^31 or more (found by fuzzing).
+void require_representable_numbers(const nlohmann::json& doc, const std::string& what);
+
 void to_json(nlohmann::json& j, const ModelConfig& c);
 void from_json(const nlohmann::json& j, ModelConfig& c);
 

@@ -190,9 +190,10 @@ std::vector<std::pair<int64_t, SampleOutput>> BatchSampler::step() {
   for (auto& seq : active_) {
     Request& r = requests_.at(seq->request);
     const auto& p = r.spec.params;
-    const auto [tok, lp] = draw(TokenScores::of(seq->scores, 0), p, seq->rng);
+    const auto drawn = draw(TokenScores::of(seq->scores, 0), p, seq->rng);
+    const int64_t tok = drawn.first;  // not a structured binding: the lambda below captures it
     seq->out.tokens.push_back(tok);
-    seq->out.logprobs.push_back(lp);
+    seq->out.logprobs.push_back(drawn.second);
     const auto is = [&](const std::vector<int64_t>& ids) { return std::find(ids.begin(), ids.end(), tok) != ids.end(); };
     // Reaching max_tokens reads "length" even on a stop token (the vendor's e2e suite requires it).
     bool done = static_cast<int64_t>(seq->out.tokens.size()) >= r.limit;

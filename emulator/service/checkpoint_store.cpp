@@ -43,6 +43,12 @@ void to_json(nlohmann::json& j, const CheckpointRecord& r) {
 }
 
 void from_json(const nlohmann::json& j, CheckpointRecord& r) {
+  // Only the integer fields: created_ns / expires_ns are nanoseconds, far beyond 2^31.
+  for (const char* k : {"size_bytes", "lora"})
+    if (j.contains(k)) model::require_representable_numbers(j[k], k);
+  for (const char* k : {"created_ns", "expires_ns"})
+    if (j.contains(k) && !j[k].is_null() && !j[k].is_number_integer())
+      throw std::runtime_error(std::string("metadata field '") + k + "' is not an integer");
   r.tenant = j.at("owner");
   r.run_id = j.at("training_run_id");
   r.kind = j.at("kind") == "weights" ? CheckpointKind::training : CheckpointKind::sampler;

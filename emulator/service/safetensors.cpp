@@ -55,30 +55,52 @@ SafetensorsFile decode_safetensors(const std::string& bytes) {
     throw std::runtime_error(std::string("safetensors: header is not JSON: ") + e.what());
   }
   const size_t base = 8 + n;
+  const size_t data_bytes = bytes.size() - base;
+  if (!header.is_object()) throw std::runtime_error("safetensors: header is not a JSON object");
   SafetensorsFile file;
-  for (const auto& [name, entry] : header.items()) {
+  for (auto item = header.begin(); item != header.end(); ++item) {
+    const std::string& name = item.key();
+    const auto& entry = item.value();
     if (name == "__metadata__") {
-      for (const auto& [k, v] : entry.items()) file.metadata[k] = v.get<std::string>();
+      if (!entry.is_object()) throw std::runtime_error("safetensors: __metadata__ is not an object");
+      for (auto kv = entry.begin(); kv != entry.end(); ++kv) {
+        if (!kv.value().is_string()) throw std::runtime_error("safetensors: metadata '" + kv.key() + "' is not a string");
+        file.metadata[kv.key()] = kv.value().get<std::string>();
+      }
       continue;
     }
-    const std::string dtype = entry.at("dtype");
-    const auto shape = entry.at("shape").get<std::vector<int64_t>>();
-    const auto off = entry.at("data_offsets").get<std::vector<uint64_t>>();
-    if (off.size() != 2 || off[0] > off[1] || base + off[1] > bytes.size())
-      throw std::runtime_error("safetensors: tensor '" + name + "' has data offsets outside the file");
-    auto copy = [&](auto& set) {
+    const auto bad = [&](const std::string& what) { return std::runtime_error("safetensors: tensor '" + name + "' " + what); };
+    if (!entry.is_object() || !entry.contains("dtype") || !entry["dtype"].is_string() || !entry.contains("shape") ||
+        !entry["shape"].is_array() || !entry.contains("data_offsets") || !entry["data_offsets"].is_array())
+      throw bad("needs a string dtype, a shape array and a data_offsets array");
+    const std::string dtype = entry["dtype"];
+    std::vector<int64_t> shape;
+    uint64_t elements = 1;
+    for (const auto& d : entry["shape"]) {
+      if (!d.is_number_unsigned()) throw bad("has a shape entry that is not a non-negative integer");
+      const uint64_t dim = d.get<uint64_t>();
+      if (dim > data_bytes || (dim > 0 && elements > data_bytes / dim)) throw bad("has a shape larger than the file");
+      elements *= dim;
+      shape.push_back(static_cast<int64_t>(dim));
+    }
+    std::vector<uint64_t> off;
+    for (const auto& o : entry["data_offsets"]) {
+      if (!o.is_number_unsigned()) throw bad("has a data offset that is not a non-negative integer");
+      off.push_back(o.get<uint64_t>());
+    }
+    if (off.size() != 2 || off[0] > off[1] || off[1] > data_bytes) throw bad("has data offsets outside the file");
+    const auto copy = [&](auto& set) {
       auto& t = set[set.add(name, shape)];
       const size_t want = t.data.size() * sizeof(t.data[0]);
-      if (want != off[1] - off[0])
-        throw std::runtime_error("safetensors: tensor '" + name + "' size does not match its shape");
-      std::memcpy(t.data.data(), bytes.data() + base + off[0], want);
+      if (want != off[1] - off[0]) throw bad("size does not match its shape");
+      if (want > 0) std::memcpy(t.data.data(), bytes.data() + base + off[0], want);
     };
     if (dtype == "F32")
       copy(file.tensors);
     else if (dtype == "U32")
       copy(file.words);
     else
-      throw std::runtime_error("safetensors: tensor '" + name + "' has unsupported dtype " + dtype);
+      throw bad("has unsupported dtype " + dtype);
   }
   return file;
 }

@@ -48,7 +48,7 @@ std::vector<T> unpack(const std::string& bytes, const std::string& field) {
     throw InvalidRequest("field '" + field + "' has " + std::to_string(bytes.size()) + " bytes, not a multiple of " +
                          std::to_string(sizeof(T)));
   std::vector<T> out(bytes.size() / sizeof(T));
-  std::memcpy(out.data(), bytes.data(), bytes.size());  // little-endian, as this machine
+  if (!out.empty()) std::memcpy(out.data(), bytes.data(), bytes.size());  // little-endian, as this machine
   return out;
 }
 
