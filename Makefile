@@ -26,7 +26,7 @@ bench: build
 
 # ASan + UBSan build of everything, tests included, in its own build folder.
 sanitize:
-	@$(MAKE) test BUILD_DIR=build-sanitize BUILD_TYPE=RelWithDebInfo CMAKE_FLAGS=-DKILN_SANITIZE=ON
+	@$(MAKE) test BUILD_DIR=build-sanitize BUILD_TYPE=Release CMAKE_FLAGS=-DKILN_SANITIZE=ON
 
 # libFuzzer targets (fuzz/README.md), built with clang in their own folder, FUZZ_SECONDS each.
 FUZZ_SECONDS ?= 60

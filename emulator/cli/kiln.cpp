@@ -38,6 +38,8 @@ options (each also read from the environment variable shown):
   --http-threads N     connections served at once; each long-poll holds one (KILN_HTTP_THREADS, default 128)
   --io-timeout SECONDS a client stalled mid-request or mid-answer is cut off after this
                        (KILN_IO_TIMEOUT, default 30)
+  --result-retention S how long a result stays pollable after its first delivery (KILN_RESULT_RETENTION,
+                       default 600; the service guarantees at least 300)
   --drain-seconds S    on SIGTERM / SIGINT, how long requests in flight may run to their end
                        while new work gets 503 (KILN_DRAIN_SECONDS, default 30)
   --overwrite-training-state
@@ -111,7 +113,8 @@ int main(int argc, char** argv) {
   bool jwt_auth = env_or("KILN_JWT_AUTH", "0") == "1";
   std::string faults = env_or("KILN_FAULTS", ""), journal = env_or("KILN_JOURNAL", ""),
               journal_size = env_or("KILN_JOURNAL_SIZE", "1000");
-  std::string drain_seconds = env_or("KILN_DRAIN_SECONDS", "30"), io_timeout = env_or("KILN_IO_TIMEOUT", "30");
+  std::string drain_seconds = env_or("KILN_DRAIN_SECONDS", "30"), io_timeout = env_or("KILN_IO_TIMEOUT", "30"),
+              result_retention = env_or("KILN_RESULT_RETENTION", "600");
   bool overwrite_training_state = env_or("KILN_OVERWRITE_TRAINING_STATE", "0") == "1";
   bool virtual_clock = env_or("KILN_VIRTUAL_CLOCK", "0") == "1";
   for (int i = 2; i < argc; ++i) {
@@ -134,7 +137,7 @@ int main(int argc, char** argv) {
                         : a == "--http-threads" ? &http_threads : a == "--faults" ? &faults
                         : a == "--journal" ? &journal : a == "--journal-size" ? &journal_size
                         : a == "--api-keys" ? &api_keys : a == "--drain-seconds" ? &drain_seconds
-                        : a == "--io-timeout" ? &io_timeout : nullptr;
+                        : a == "--io-timeout" ? &io_timeout : a == "--result-retention" ? &result_retention : nullptr;
     if (!target) return fail("unknown option '" + a + "'");
     if (i + 1 >= argc) return fail("option '" + a + "' needs a value");
     *target = argv[++i];
@@ -144,6 +147,8 @@ int main(int argc, char** argv) {
     kiln::service::ServiceOptions so;
     so.data_dir = data_dir;
     so.workers = std::stoi(workers);
+    so.result_retention_seconds = std::stod(result_retention);
+    if (!(so.result_retention_seconds > 0)) return fail("--result-retention must be a positive number of seconds");
     so.overwrite_training_state = overwrite_training_state;
     if (virtual_clock) so.clock = std::make_shared<kiln::service::VirtualClock>();
     if (!seed.empty()) so.seed = std::stoull(seed);
