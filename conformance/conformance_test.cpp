@@ -18,6 +18,14 @@
 namespace kiln::conformance {
 namespace {
 
+// A driver timeout that only a hung driver reaches: at the default 30 s a loaded machine could
+// fail a property that was right (issue #18's flaky ConformCliTest).
+RunOptions options() {
+  RunOptions o;
+  o.timeout_seconds = 300;
+  return o;
+}
+
 std::string describe(const PropertyResult& r) {
   std::string out = std::string(status_name(r.status)) + " " + r.name + ": " + r.message;
   for (const auto& line : r.counterexample) out += "\n  " + line;
@@ -25,7 +33,7 @@ std::string describe(const PropertyResult& r) {
 }
 
 TEST(ConformanceTest, TheCppDriverPassesEveryProperty) {
-  RunOptions o;
+  RunOptions o = options();
   o.driver_command = KILN_CPP_DRIVER;
   const auto results = run_properties(o);
   EXPECT_GE(results.size(), 17u);
@@ -36,7 +44,7 @@ TEST(ConformanceTest, TheCppDriverPassesEveryProperty) {
 }
 
 TEST(ConformanceTest, TheCppDriverOverProtobufPassesEveryProperty) {
-  RunOptions o;
+  RunOptions o = options();
   o.driver_command = KILN_CPP_DRIVER;
   o.client_options = {{"wire_format", "protobuf"}};  // tinker 0.25's transport, zstd included
   o.cases = 5;
@@ -53,7 +61,7 @@ class MutantTest : public ::testing::TestWithParam<Mutant> {};
 
 TEST_P(MutantTest, FailsTheNamedProperty) {
   const Mutant& m = GetParam();
-  RunOptions o;
+  RunOptions o = options();
   o.driver_command = std::string(KILN_CPP_DRIVER) + " --mutant " + m.name;
   o.properties = {m.property};
   o.shrink_seconds = 5;
@@ -67,7 +75,7 @@ TEST_P(MutantTest, FailsTheNamedProperty) {
 }
 
 TEST(ConformanceTest, TheSameSeedFindsTheSameMinimalCase) {
-  RunOptions o;
+  RunOptions o = options();
   o.driver_command = std::string(KILN_CPP_DRIVER) + " --mutant custom_loss_wrong_sign";
   o.properties = {"custom_loss.linearisation"};
   o.shrink_seconds = 600;  // no time budget cutting shrinking short at a load-dependent point
@@ -82,8 +90,11 @@ INSTANTIATE_TEST_SUITE_P(EveryMutant, MutantTest, ::testing::ValuesIn(mutants())
                          [](const auto& info) { return std::string(info.param.name); });
 
 // Runs `kiln conform ARGS` with the environment prefix `env`; returns (exit status, stdout).
+const std::string kDriverTimeout = std::to_string(static_cast<int>(options().timeout_seconds));
+
 std::pair<int, std::string> conform(const std::string& env, const std::string& args) {
-  const std::string cmd = env + " " + KILN_BINARY + " conform " + args + " 2>/dev/null";
+  // stderr too, so that a failure's message shows the driver's and the runner's diagnostics.
+  const std::string cmd = env + " " + KILN_BINARY + " conform --timeout " + kDriverTimeout + " " + args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   std::string out;
   char buf[4096];

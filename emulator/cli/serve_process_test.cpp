@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <map>
 #include <random>
+#include <set>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -171,10 +172,12 @@ TEST(ServeProcess, AFullDiskFailsTheSaveClearlyAndListsNothing) {
 }
 
 // SIGKILL at a random moment while saves of LoRA and full-parameter checkpoints are in flight.
-// After each restart: no partial directory, nothing left in .tmp, and every listed checkpoint
-// loads and computes exactly what the model computed when it was saved. Trials accumulate on one
-// data directory, so earlier checkpoints must survive later crashes too. KILN_CRASH_TRIALS sets
-// the count (`make stress` runs 100).
+// After each restart: no partial directory, nothing left in .tmp, every checkpoint listed before
+// is still listed, and every newly listed one loads and computes exactly what the model computed
+// when it was saved (a sampler checkpoint: a sampler is created from it). Trials accumulate on
+// one data directory, so earlier checkpoints must survive later crashes; after the last trial
+// every listed checkpoint is loaded and checked once more. KILN_CRASH_TRIALS sets the count
+// (`make stress` runs 100).
 TEST(ServeProcess, SigkillDuringSavesLeavesOnlyWholeCheckpoints) {
   const char* env = std::getenv("KILN_CRASH_TRIALS");
   const int trials = env ? std::atoi(env) : 4;
@@ -183,6 +186,7 @@ TEST(ServeProcess, SigkillDuringSavesLeavesOnlyWholeCheckpoints) {
   std::mt19937 rng(20261202);
   std::map<std::string, json> expected;                      // training-state tinker path → probe logprobs
   std::map<std::string, std::pair<std::string, int>> layout;  // tinker path → (base, rank)
+  std::set<std::string> verified;  // loaded and checked after some restart
   int listed_total = 0, lost_in_flight = 0;
   for (int trial = 0; trial < trials; ++trial) {
     SCOPED_TRACE("trial " + std::to_string(trial));
@@ -218,25 +222,34 @@ TEST(ServeProcess, SigkillDuringSavesLeavesOnlyWholeCheckpoints) {
     EXPECT_TRUE(tmp_is_empty(data)) << "leftovers of interrupted saves were not cleaned at start";
     EXPECT_TRUE(partial_checkpoint_dirs(data).empty());
     Api api(server.base_url(), "tml-k");
-    const json listed = api.get("/api/v1/checkpoints?limit=10000").second["checkpoints"];
+    const bool last = trial + 1 == trials;
+    std::set<std::string> listed_paths;
+    int listed_now = 0;
+    const json listed = api.get("/api/v1/checkpoints?limit=100000").second["checkpoints"];
     const std::string session = new_session(api);
-    int model_seq = 0, listed_now = 0;
+    int model_seq = 0;
     for (const auto& c : listed) {
       const std::string path = c["tinker_path"];
+      listed_paths.insert(path);
+      if (path.find("/t" + std::to_string(trial) + "-") != std::string::npos && c["checkpoint_type"] != "sampler") ++listed_now;
+      if (verified.count(path) && !last) continue;  // checked after an earlier crash; files untouched since
       if (c["checkpoint_type"] == "sampler") {  // loads into a sampler
         auto [s, b] = api.post("/api/v1/create_sampling_session", {{"session_id", session}, {"sampling_session_seq_id", model_seq++},
                                                                    {"model_path", path}, {"type", "create_sampling_session"}});
         EXPECT_EQ(s, 200) << path << " " << b;
-        continue;
+      } else {
+        ASSERT_TRUE(expected.count(path)) << "listed but never saved: " << path;
+        const auto [base, rank] = layout[path];
+        Trained fresh = create(api, session, model_seq++, base, rank);
+        api.call("/api/v1/load_weights", {{"model_id", fresh.model_id}, {"path", path}, {"seq_id", fresh.next_seq++},
+                                          {"optimizer", true}, {"type", "load_weights"}});
+        EXPECT_EQ(probe_logprobs(api, fresh), expected[path]) << path << " does not compute what was saved";
+        // One model per checkpoint checked: unloaded at once, so long runs stay small.
+        api.post("/api/v1/unload_model", {{"model_id", fresh.model_id}, {"seq_id", fresh.next_seq++}, {"type", "unload_model"}});
       }
-      ASSERT_TRUE(expected.count(path)) << "listed but never saved: " << path;
-      if (path.find("/weights/t" + std::to_string(trial) + "-") != std::string::npos) ++listed_now;
-      const auto [base, rank] = layout[path];
-      Trained fresh = create(api, session, model_seq++, base, rank);
-      api.call("/api/v1/load_weights", {{"model_id", fresh.model_id}, {"path", path}, {"seq_id", fresh.next_seq++},
-                                        {"optimizer", true}, {"type", "load_weights"}});
-      EXPECT_EQ(probe_logprobs(api, fresh), expected[path]) << path << " does not compute what was saved";
+      verified.insert(path);
     }
+    for (const auto& path : verified) EXPECT_TRUE(listed_paths.count(path)) << path << " was listed before this crash, not after";
     listed_total += listed_now;
     lost_in_flight += submitted / 2 - listed_now;
   }
