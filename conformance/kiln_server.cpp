@@ -56,7 +56,10 @@ void KilnServer::wait_idle(const std::string& model_id) const {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (std::chrono::steady_clock::now() < deadline) {
     bool busy = false;
-    for (const auto& m : svc_->state()["models"])
+    // The state is kept in a variable: iterating `svc_->state()["models"]` directly walks a
+    // destroyed temporary (found by ASan; it made conformance tests fail now and then).
+    const nlohmann::json state = svc_->state();
+    for (const auto& m : state["models"])
       if (m["model_id"] == model_id) busy = m["running"].get<bool>() || !m["queued_seq_ids"].empty();
     if (!busy) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(5));

@@ -78,8 +78,8 @@ std::pair<int, json> post_retrying(Api& api, const std::string& path, const json
 
 // One client: a LoRA model of its own, trained until the deadline; every 5th step a training
 // save (two names in turn); every 12th a new model from the last save with its optimizer state
-// (it continues from the saved step) and the old one unloaded; every 3rd a sample from a sampler
-// on the client's first sampler save.
+// (it continues from the saved step), the old one unloaded and the checkpoints of the one before
+// it deleted; every 3rd a sample from a sampler on the client's first sampler save.
 void run_client(const std::string& url, int index, steady_clock::time_point deadline, ClientReport& report) {
   report.tenant_key = "soak-tenant-" + std::to_string(index % 4);
   try {
@@ -116,6 +116,13 @@ void run_client(const std::string& url, int index, steady_clock::time_point dead
         tc = next;
         report.models.push_back({tc.model_id(), saved_step});
         ++report.loads;
+        // Clean up as a user would: the checkpoints of the model before the one just left (the
+        // one just left holds the save the new model loaded). Memory then stays flat.
+        if (report.models.size() >= 3) {
+          const std::string old_run = report.models[report.models.size() - 3].first;
+          for (int k = 0; k < 2; ++k)
+            raw.del("/api/v1/training_runs/" + old_run + "/checkpoints/weights/c" + std::to_string(index) + "-" + std::to_string(k));
+        }
       }
       if (step % 3 == 2) {
         auto [s, sub] = post_retrying(raw, "/api/v1/asample", {{"sampling_session_id", sampler}, {"seq_id", step}, {"num_samples", 1},
@@ -251,7 +258,8 @@ int main(int argc, char** argv) {
           ++failures;
         }
       }
-    for (const auto& c : as.get("/api/v1/checkpoints?limit=100000").second["checkpoints"]) {
+    const json listed = as.get("/api/v1/checkpoints?limit=100000").second;  // kept: not a temporary's member
+    for (const auto& c : listed["checkpoints"]) {
       const std::string path = c["tinker_path"];
       const std::string run = path.substr(9, path.find('/', 9) - 9);  // tinker://<run>/...
       if (owner.count(run) && owner[run] != tenant) {

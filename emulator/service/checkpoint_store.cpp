@@ -156,7 +156,8 @@ bool CheckpointStore::live(const CheckpointRecord& r) const { return !r.expires 
 
 CheckpointRecord CheckpointStore::save(CheckpointRecord record, const Files& files) {
   // The TTL the caller set counts from completion, not from the request: a large save that takes
-  // longer than its TTL is still listed for the whole TTL once it is complete.
+  // longer than its TTL is still listed for the whole TTL once it is complete. (Found by the
+  // stateful test: counted from the nudged `created` below, a TTL ran a microsecond long.)
   std::optional<TimePoint::duration> ttl;
   if (record.expires) ttl = *record.expires - record.created;
   const fs::path tmp = temp_dir(root_);
@@ -179,10 +180,11 @@ CheckpointRecord CheckpointStore::save(CheckpointRecord record, const Files& fil
     std::lock_guard lock(mu_);
     // Stamped now, under the lock: save times are strictly increasing, so "newest" is the save
     // order even on a frozen clock.
-    record.created = clock_->now();
+    const TimePoint completed = clock_->now();
+    record.created = completed;
     for (const auto& r : records_)
       if (r.created >= record.created) record.created = r.created + std::chrono::microseconds(1);
-    if (ttl) record.expires = record.created + *ttl;
+    if (ttl) record.expires = completed + *ttl;  // from the clock, not from the ordering nudge
     write_synced(tmp / "metadata.json", nlohmann::json(record).dump(2) + "\n");
     sync_dir(tmp);
     if (fs::exists(final_dir)) {

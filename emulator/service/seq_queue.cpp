@@ -94,6 +94,14 @@ void SeqQueue::advance(const std::string& id, Lane& l) {
   }
 }
 
+void SeqQueue::forget_finished(const std::function<bool(const std::string&)>& known) {
+  for (auto& [id, l] : lanes_) {
+    for (auto it = l.seen.begin(); it != l.seen.end() && it->first < l.next_seq && !known(it->second.second);)
+      it = l.seen.erase(it);
+    l.rejected.erase(l.rejected.begin(), l.rejected.lower_bound(l.next_seq));  // below next_seq: refused anyway
+  }
+}
+
 std::vector<std::string> SeqQueue::skip_stalled(TimePoint now, TimePoint::duration grace) {
   std::vector<std::string> log;
   for (auto& [id, l] : lanes_) {

@@ -57,6 +57,12 @@ class SeqQueue {
   Next pop();
   void done(const std::string& lane);
   bool running(const std::string& lane) const;
+  // Forgets what it remembers of requests that ran and whose futures are gone (`known` says which
+  // request ids still have one): a resubmission of such a seq_id is then refused as reused, as
+  // the result it would return is gone too. Without this a lane's memory grows with every
+  // request of a long run (found by the soak test). Cheap: each lane is pruned from its oldest
+  // seq_id up to the first still known.
+  void forget_finished(const std::function<bool(const std::string& request_id)>& known);
   // The gap rule: a lane waiting on a missing seq_id for `grace` skips to the next one that came.
   // Returns one line per skip, for the log.
   std::vector<std::string> skip_stalled(TimePoint now, TimePoint::duration grace);

@@ -34,6 +34,25 @@ struct Harness {
   }
 };
 
+// A seq_id's memory lasts as long as its future: forgotten once the future is, after which a
+// resubmission is refused as reused (there is no result to give back).
+TEST(SeqQueue, ForgetsRequestsWhoseFuturesAreGone) {
+  Harness h;
+  h.q.add_lane("m");
+  const std::string one = h.submit("m", 1), two = h.submit("m", 2);
+  h.drain();
+  h.submit("m", 4);  // waits for 3: not run, never forgotten
+  h.q.forget_finished([&](const std::string& rid) { return rid != one; });  // 1's future is gone
+  EXPECT_THROW(h.q.resubmission("m", 1, 0), InvalidRequest);
+  EXPECT_EQ(h.q.resubmission("m", 2, 0), two);  // still known: still the same future
+  h.q.forget_finished([](const std::string&) { return false; });
+  EXPECT_THROW(h.q.resubmission("m", 2, 0), InvalidRequest);
+  EXPECT_EQ(h.q.resubmission("m", 4, 0), "m/req-4");  // waiting: kept whatever the futures say
+  h.submit("m", 3);
+  h.drain();
+  EXPECT_EQ(h.ran.size(), 4u);
+}
+
 TEST(SeqQueue, RunsEachLaneInSeqIdOrderWhateverTheArrivalOrder) {
   rc::check([] {
     const int n = *rc::gen::inRange(1, 12);

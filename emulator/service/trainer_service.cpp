@@ -209,6 +209,7 @@ RetrieveResult TrainerService::retrieve(const std::string& api_key, const std::s
 
 void TrainerService::tick() {
   futures_.tick();
+  queue_.forget_finished([this](const std::string& rid) { return futures_.find(rid) != nullptr; });
   const auto grace = std::chrono::duration_cast<TimePoint::duration>(std::chrono::duration<double>(opts_.seq_gap_grace_seconds));
   for (const auto& line : queue_.skip_stalled(clock_->now(), grace)) std::fprintf(stderr, "kiln: %s\n", line.c_str());
 }
