@@ -4,7 +4,7 @@ BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: bootstrap build serve test bench sanitize fuzz stress stress-short clean
+.PHONY: bootstrap build serve test bench sanitize-build sanitize fuzz stress stress-short clean
 
 bootstrap:
 	@.ci/bootstrap
@@ -24,17 +24,22 @@ bench: build
 	@.ci/bootstrap --bench
 	@bench/run $(BUILD_DIR)
 
-# ASan + UBSan build of everything, tests included, in its own build folder.
-sanitize:
-	@$(MAKE) test BUILD_DIR=build-sanitize BUILD_TYPE=Release CMAKE_FLAGS=-DKILN_SANITIZE=ON
+# One clang tree with ASan + UBSan (and libFuzzer coverage) serves both targets below.
+SANITIZE_DIR ?= build-sanitize
+sanitize-build:
+	@.ci/bootstrap --fuzz
+	@cmake -S . -B $(SANITIZE_DIR) -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=clang++ -DKILN_SANITIZE=ON -DKILN_FUZZ=ON >/dev/null
+	@cmake --build $(SANITIZE_DIR) -j $(JOBS) $(SANITIZE_TARGET)
 
-# libFuzzer targets (fuzz/README.md), built with clang in their own folder, FUZZ_SECONDS each.
+# The whole test suite under ASan + UBSan.
+sanitize: sanitize-build
+	@cd $(SANITIZE_DIR) && ctest --output-on-failure -j $(JOBS)
+
+# libFuzzer targets (fuzz/README.md), FUZZ_SECONDS each.
 FUZZ_SECONDS ?= 60
 fuzz:
-	@.ci/bootstrap --fuzz
-	@cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ -DKILN_FUZZ=ON >/dev/null
-	@cmake --build build-fuzz -j $(JOBS) --target fuzzers
-	@fuzz/run build-fuzz $(FUZZ_SECONDS)
+	@$(MAKE) sanitize-build SANITIZE_TARGET="--target fuzzers"
+	@fuzz/run $(SANITIZE_DIR) $(FUZZ_SECONDS)
 
 # README "Guarantees": SIGKILL during saves (KILN_CRASH_TRIALS trials), then the soak test
 # (SOAK_CLIENTS clients for SOAK_MINUTES minutes, faults injected). stress-short is CI's version.
@@ -49,4 +54,4 @@ stress-short:
 	@$(MAKE) stress KILN_CRASH_TRIALS=10 SOAK_MINUTES=2
 
 clean:
-	rm -rf build build-sanitize build-fuzz
+	rm -rf build build-sanitize

@@ -36,7 +36,6 @@ struct Served {
   http::HttpServer server{svc, [] {
     http::ServerOptions o;
     o.port = 0;
-    o.log_format = "none";
     return o;
   }()};
   std::thread thread;

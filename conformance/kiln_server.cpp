@@ -30,7 +30,6 @@ KilnServer::KilnServer() {
   http::ServerOptions h;
   h.port = 0;
   h.poll_hold_seconds = 0.2;  // a pending future answers try_again quickly: the properties wait less
-  h.log_format = "none";
   h.http_threads = 16;
   h.journal_capacity = 20000;
   http_ = std::make_unique<http::HttpServer>(*svc_, h);

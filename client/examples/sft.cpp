@@ -101,7 +101,7 @@ int main(int argc, char** argv) {
     int rc;
     {
       kiln::service::TrainerService svc({.data_dir = dir.string(), .seed = 1});
-      kiln::http::HttpServer server(svc, {.log_format = "none"});
+      kiln::http::HttpServer server(svc, {});
       ServiceClient service(in_process_transport(server), "tml-sft-example", options);
       rc = run(service, data);
     }

@@ -14,6 +14,7 @@
 
 #include "conformance/conform_cli.hpp"
 #include "http/server.hpp"
+#include "log.hpp"
 #include "model/registry.hpp"
 #include "model/threads.hpp"
 #include "service/data_dir_lock.hpp"
@@ -22,6 +23,7 @@ namespace {
 
 const char* kUsage = R"(usage: kiln serve [options]
        kiln conform --driver "CMD ARGS" [options]   (kiln conform --help)
+       kiln --version
 
 Runs the Tinker / Fireworks training API emulator.
 
@@ -33,7 +35,11 @@ options (each also read from the environment variable shown):
   --threads N          compute threads per training step (KILN_THREADS, default 1)
   --workers N          models that train at the same time (KILN_WORKERS, default 2)
   --seed N             make session and request ids predictable (KILN_SEED)
-  --log-format FORMAT  text, json or none (KILN_LOG_FORMAT, default text)
+  --log-level LEVEL    debug, info, warn, error or off (KILN_LOG_LEVEL, default info): info
+                       writes one line per API request, debug adds the control API's
+  --log-format FORMAT  text or json lines on stderr (KILN_LOG_FORMAT, default text; none = --log-level off)
+  --progress-after S   a save or sample running longer than this logs its progress
+                       (KILN_PROGRESS_AFTER, default 2; 0 logs every one)
   --poll-hold SECONDS  retrieve_future long-poll hold (KILN_POLL_HOLD, default 25)
   --http-threads N     connections served at once; each long-poll holds one (KILN_HTTP_THREADS, default 128)
   --io-timeout SECONDS a client stalled mid-request or mid-answer is cut off after this
@@ -100,6 +106,10 @@ int fail(const std::string& message) {
 
 int main(int argc, char** argv) {
   if (argc >= 2 && std::string(argv[1]) == "conform") return kiln::conformance::conform_main(argc - 1, argv + 1);
+  if (argc >= 2 && std::string(argv[1]) == "--version") {
+    std::cout << "kiln " << KILN_VERSION << "\n";
+    return 0;
+  }
   if (argc < 2 || std::string(argv[1]) != "serve") {
     std::cerr << kUsage;
     return argc >= 2 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") ? 0 : 2;
@@ -108,6 +118,7 @@ int main(int argc, char** argv) {
               data_dir = env_or("KILN_DATA_DIR", "kiln-data"), models = env_or("KILN_MODELS", ""),
               threads = env_or("KILN_THREADS", "1"), workers = env_or("KILN_WORKERS", "2"),
               seed = env_or("KILN_SEED", ""), log_format = env_or("KILN_LOG_FORMAT", "text"),
+              log_level = env_or("KILN_LOG_LEVEL", "info"), progress_after = env_or("KILN_PROGRESS_AFTER", "2"),
               poll_hold = env_or("KILN_POLL_HOLD", "25"), http_threads = env_or("KILN_HTTP_THREADS", "128");
   std::string api_keys = env_or("KILN_API_KEYS", "");
   bool jwt_auth = env_or("KILN_JWT_AUTH", "0") == "1";
@@ -133,7 +144,7 @@ int main(int argc, char** argv) {
     }
     std::string* target = a == "--host" ? &host : a == "--port" ? &port : a == "--data-dir" ? &data_dir
                         : a == "--models" ? &models : a == "--threads" ? &threads : a == "--workers" ? &workers
-                        : a == "--seed" ? &seed : a == "--log-format" ? &log_format : a == "--poll-hold" ? &poll_hold
+                        : a == "--seed" ? &seed : a == "--log-format" ? &log_format : a == "--log-level" ? &log_level : a == "--progress-after" ? &progress_after : a == "--poll-hold" ? &poll_hold
                         : a == "--http-threads" ? &http_threads : a == "--faults" ? &faults
                         : a == "--journal" ? &journal : a == "--journal-size" ? &journal_size
                         : a == "--api-keys" ? &api_keys : a == "--drain-seconds" ? &drain_seconds
@@ -158,13 +169,19 @@ int main(int argc, char** argv) {
     }
     if (log_format != "text" && log_format != "json" && log_format != "none")
       return fail("--log-format must be text, json or none");
+    try {
+      kiln::log::configure(log_format == "none" ? kiln::log::Level::off : kiln::log::parse_level(log_level),
+                           log_format == "json" ? kiln::log::Format::json : kiln::log::Format::text,
+                           std::stod(progress_after));
+    } catch (const std::invalid_argument& e) {
+      return fail(std::string("--log-level: ") + e.what());
+    }
     kiln::model::set_num_threads(std::stoi(threads));
     const kiln::service::DataDirLock lock(data_dir);  // before the store cleans up leftovers
     kiln::service::TrainerService service(so);
     kiln::http::ServerOptions ho;
     ho.host = host;
     ho.port = std::stoi(port);
-    ho.log_format = log_format;
     ho.poll_hold_seconds = std::stod(poll_hold);
     ho.http_threads = std::stoi(http_threads);
     ho.io_timeout_seconds = std::stod(io_timeout);

@@ -10,6 +10,7 @@
 #include <map>
 #include <random>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -94,6 +95,53 @@ TEST(ServeProcess, ASecondServerOnTheSameDataDirectoryRefusesToStart) {
   // The first one is untouched and still serving.
   Api api(first.base_url(), "tml-k");
   EXPECT_EQ(api.get("/_kiln/state").first, 200);
+}
+
+// --log-format json --log-level info: one JSON line per request, naming the model and the
+// request id; with --progress-after 0 a save and a sample log their progress and their end.
+TEST(ServeProcess, LogsOneJsonLinePerRequestAndTheProgressOfSavesAndSamples) {
+  TempDir dir;
+  ServeProcess server({.data_dir = dir.path() + "/data",
+                       .args = {"--log-format", "json", "--log-level", "info", "--progress-after", "0"}});
+  ASSERT_TRUE(server.running()) << server.log();
+  Api api(server.base_url(), "tml-log");
+  Trained t = train_one_step(api, new_session(api), 0, "kiln/tiny", 4);
+  api.call("/api/v1/save_weights", {{"model_id", t.model_id}, {"path", "logged"}, {"seq_id", t.next_seq++}});
+  const std::string sampler = api.call("/api/v1/save_weights_for_sampler",
+                                       {{"model_id", t.model_id}, {"seq_id", t.next_seq++}, {"sampling_session_seq_id", 1}})
+                                  ["sampling_session_id"];
+  api.call("/api/v1/asample", {{"num_samples", 1}, {"sampling_session_id", sampler}, {"seq_id", 0},
+                               {"prompt", {{"chunks", {{{"tokens", {72, 105}}, {"type", "encoded_text"}}}}}},
+                               {"sampling_params", {{"max_tokens", 4}, {"seed", 1}, {"stop", json::array()}}}});
+  EXPECT_EQ(api.get("/_kiln/state").first, 200);  // control API: debug level, not logged at info
+  std::map<std::string, std::vector<json>> events;
+  std::istringstream lines(server.log());
+  for (std::string line; std::getline(lines, line);) {
+    const json j = json::parse(line, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << "not a JSON line: " << line;
+    ASSERT_TRUE(j.contains("time") && j.contains("level") && j.contains("event")) << line;
+    EXPECT_EQ(line.rfind("{\"time\":", 0), 0u) << "time comes first: " << line;
+    events[j["event"]].push_back(j);
+  }
+  std::vector<json> fb;
+  for (const json& r : events["request"]) {
+    EXPECT_TRUE(r["path"].get<std::string>().find("/_kiln/") == std::string::npos) << r;
+    EXPECT_GE(r["duration_ms"].get<double>(), 0) << r;
+    if (r["path"] == "/api/v1/forward_backward") fb.push_back(r);
+  }
+  ASSERT_EQ(fb.size(), 1u) << server.log();
+  EXPECT_EQ(fb[0]["method"], "POST");
+  EXPECT_EQ(fb[0]["status"], 200);
+  EXPECT_EQ(fb[0]["model"], t.model_id);
+  EXPECT_TRUE(fb[0]["request_id"].is_string() && !fb[0]["request_id"].get<std::string>().empty()) << fb[0];
+  ASSERT_EQ(events["checkpoint_save.progress"].size(), 1u) << server.log();
+  EXPECT_EQ(events["checkpoint_save.progress"][0]["checkpoint"], "tinker://" + t.model_id + "/weights/logged");
+  ASSERT_EQ(events["checkpoint_save.done"].size(), 1u) << server.log();
+  EXPECT_GT(events["checkpoint_save.done"][0]["bytes"].get<int64_t>(), 0);
+  ASSERT_GE(events["sample.progress"].size(), 1u) << server.log();
+  ASSERT_EQ(events["sample.done"].size(), 1u) << server.log();
+  EXPECT_EQ(events["sample.done"][0]["sampler"], sampler);
+  EXPECT_EQ(events["sample.done"][0]["decode_steps"], 4);
 }
 
 // SIGTERM: the save in flight finishes and its result can still be polled; new work is refused

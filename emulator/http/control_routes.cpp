@@ -1,5 +1,6 @@
 // The control API for tests, under /_kiln/ (no credential): reset, state, virtual clock, future
 // progression, fault injection and the request journal. README "Control API" documents it.
+// GET /metrics lives here too: like these, it needs no credential and is not journaled.
 #include "http/routes.hpp"
 #include "http/server.hpp"
 #include "wire/json_codec.hpp"
@@ -31,6 +32,11 @@ service::Progression progression_from_json(const json& b) {
 
 void HttpServer::register_control_routes() {
   const bool open = false;  // no credential: the control API is for the test that runs the server
+  // Prometheus scrapes (docs/observability.md).
+  route("GET", "/metrics", [this](auto&, auto& res, auto&) {
+    res.status = 200;
+    res.set_content(metrics_->render(svc_.metrics()), "text/plain; version=0.0.4; charset=utf-8");
+  }, open);
   route("POST", "/_kiln/reset", [this](auto& req, auto& res, auto&) {
     const json b = body_json(req);
     const std::string key = b.value("api_key", "");

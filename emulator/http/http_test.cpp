@@ -171,7 +171,6 @@ TEST(HttpConcurrency, PollersNeverStarveOtherRequests) {
   o.port = 0;
   o.http_threads = 4;
   o.poll_hold_seconds = 20;  // far longer than the test takes: a starved request would show
-  o.log_format = "none";
   HttpServer server(svc, o);
   server.bind();
   std::thread serving([&] { server.run(); });

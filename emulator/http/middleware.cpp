@@ -4,8 +4,10 @@
 #include "http/server.hpp"
 
 #include <chrono>
+#include <cmath>
 #include <thread>
 
+#include "log.hpp"
 #include "wire/json_codec.hpp"
 
 namespace kiln::http {
@@ -86,12 +88,34 @@ void apply_body_fault(httplib::Response& res, const FaultAction& fault) {
 
 }  // namespace
 
-void HttpServer::serve(const Handler& h, bool needs_key, bool control, const httplib::Request& req,
-                       httplib::Response& res, bool in_process) {
+namespace {
+
+// The model and request id a log line names: from the request (model_id, sampling_session_id,
+// a poll's request_id) or its answer (a submit's request_id).
+std::pair<std::string, std::string> log_ids(const json& request, const httplib::Response& res) {
+  std::string model, request_id;
+  if (request.is_object()) {
+    for (const char* k : {"model_id", "sampling_session_id", "base_model"})
+      if (model.empty() && request.contains(k) && request[k].is_string()) model = request[k];
+    if (request.contains("request_id") && request["request_id"].is_string()) request_id = request["request_id"];
+  }
+  if (request_id.empty() && res.get_header_value("Content-Type").find("application/json") != std::string::npos &&
+      res.body.size() < 4096) {
+    const json answer = json::parse(res.body, nullptr, false);
+    if (answer.is_object() && answer.contains("request_id") && answer["request_id"].is_string())
+      request_id = answer["request_id"];
+  }
+  return {model, request_id};
+}
+
+}  // namespace
+
+void HttpServer::serve(const Route& r, const httplib::Request& req, httplib::Response& res, bool in_process) {
   const auto start = std::chrono::steady_clock::now();
+  const bool control = r.control;
   const std::string key = credential(req);
   std::optional<FaultAction> fault;
-  if (needs_key && key.empty()) {
+  if (r.needs_key && key.empty()) {
     const bool sent = !req.get_header_value("X-API-Key").empty() || !req.get_header_value("Authorization").empty();
     send_json(res, 401, {{"detail", sent ? "invalid API key: unknown, revoked or expired"
                                          : "missing credential: send X-API-Key or Authorization: Bearer <key>"}});
@@ -101,6 +125,7 @@ void HttpServer::serve(const Handler& h, bool needs_key, bool control, const htt
   } else {
     // Building a target parses the body and may look the model up: only when rules are set.
     if (!control && !faults_->empty()) fault = faults_->match(fault_target(req, key));
+    if (fault) metrics_->record_fault(fault->kind);
     if (fault && fault->kind == "delay") std::this_thread::sleep_for(std::chrono::duration<double>(fault->seconds));
     if (fault && fault->kind == "status" && fault->body && *fault->body == "") {
       res.status = fault->status;  // an empty body, as an edge proxy's reset looks (protocol.md §W1.7)
@@ -114,13 +139,29 @@ void HttpServer::serve(const Handler& h, bool needs_key, bool control, const htt
     } else {
       std::optional<service::TrainerService::ScopedFailure> injected;
       if (fault && fault->kind == "fail_future") injected.emplace(service::InjectedFailure{category_of(fault->category), fault->message});
-      invoke(h, req, res, key);
+      invoke(r.handler, req, res, key);
     }
   }
-  if (!control)
-    journal_->record(journal_entry(req, res, key,
-                                   std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count(),
-                                   fault));
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  metrics_->record_request(r.endpoint, req.method, res.status, seconds);
+  const log::Level level = control ? log::Level::debug
+                           : fault ? log::Level::warn
+                           : res.status >= 500 ? log::Level::error
+                                               : log::Level::info;
+  const bool logged = log::enabled(level);
+  if (!control || logged) {
+    const json request = describe_body(req, opts_.max_body_bytes);
+    if (!control) journal_->record(journal_entry(req, request, res, key, seconds * 1000, fault));
+    if (logged) {
+      const auto [model, request_id] = log_ids(request, res);
+      nlohmann::ordered_json line = {{"method", req.method}, {"path", req.path}, {"status", res.status},
+                   {"duration_ms", std::round(seconds * 1e4) / 10}};
+      if (!model.empty()) line["model"] = model;
+      if (!request_id.empty()) line["request_id"] = request_id;
+      if (fault) line["fault"] = fault->kind;
+      log::write(level, "request", line);
+    }
+  }
   if (fault && fault->kind == "close" && in_process) res.status = 0;
   else if (fault && (fault->kind == "close" || fault->kind == "slow_body") && !in_process) apply_body_fault(res, *fault);
 }
@@ -151,8 +192,8 @@ FaultTarget HttpServer::fault_target(const httplib::Request& req, const std::str
   return t;
 }
 
-json HttpServer::journal_entry(const httplib::Request& req, const httplib::Response& res, const std::string& key,
-                               double millis, const std::optional<FaultAction>& fault) const {
+json HttpServer::journal_entry(const httplib::Request& req, const json& request_body, const httplib::Response& res,
+                               const std::string& key, double millis, const std::optional<FaultAction>& fault) const {
   json headers = json::object(), query = json::object();
   for (const auto& [k, v] : req.headers) {
     const bool secret = k == "X-API-Key" || k == "Authorization" || k == "Cookie" || k == "x-api-key";
@@ -170,7 +211,7 @@ json HttpServer::journal_entry(const httplib::Request& req, const httplib::Respo
             {"query", query},
             {"headers", headers},
             {"tenant", key.empty() ? json(nullptr) : json(service::TrainerService::tenant_key(key))},
-            {"request", describe_body(req, opts_.max_body_bytes)},
+            {"request", request_body},
             {"status", res.status},
             {"response", response.is_discarded() ? json(nullptr) : response},
             {"duration_ms", millis}};

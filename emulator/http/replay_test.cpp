@@ -232,7 +232,6 @@ TEST_P(Replay, EveryRecordedRequestGetsTheRecordedShape) {
   ServerOptions o;
   o.port = 0;
   o.poll_hold_seconds = 0.05;
-  o.log_format = "none";
   HttpServer server(svc, o);
   const int port = server.bind();
   struct Running {  // stops and joins on every exit, early assertion failures included

@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "log.hpp"
 #include "wire/json_codec.hpp"
 
 namespace kiln::http {
@@ -26,8 +27,7 @@ struct HttpServer::Downloads {
 struct HttpServer::InProcessRoute {
   std::string method;
   std::regex pattern;
-  Handler handler;
-  bool needs_key, control;
+  Route route;
 };
 
 // JWTs issued by auth/token: each maps back to the credential it stands for, until it expires.
@@ -41,7 +41,8 @@ HttpServer::HttpServer(service::TrainerService& service, ServerOptions options)
     : svc_(service), opts_(std::move(options)), srv_(std::make_unique<httplib::Server>()),
       downloads_(std::make_unique<Downloads>()), tokens_(std::make_unique<Tokens>()),
       faults_(std::make_unique<FaultInjector>()),
-      journal_(std::make_unique<Journal>(opts_.journal_capacity, opts_.journal_file)) {
+      journal_(std::make_unique<Journal>(opts_.journal_capacity, opts_.journal_file)),
+      metrics_(std::make_unique<HttpMetrics>()) {
   opts_.http_threads = std::max(4, opts_.http_threads);
   srv_->new_task_queue = [threads = opts_.http_threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   srv_->set_payload_max_length(opts_.max_body_bytes);
@@ -61,20 +62,16 @@ HttpServer::HttpServer(service::TrainerService& service, ServerOptions options)
   });
   // Statuses httplib produces itself (413, 404 for unknown routes, 400 for unreadable requests)
   // still get a JSON body: an empty 400 reads as a connection reset to the SDK.
-  srv_->set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+  // These never reached a route: they are counted and logged here (routed requests in serve()).
+  srv_->set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty() || res.has_header("X-Kiln-Fault")) return;
     std::string detail = "HTTP " + std::to_string(res.status);
     if (res.status == 413) detail = "request body exceeds the limit (payload too large)";
     if (res.status == 404) detail = "no route for " + req.method + " " + req.path;
     if (res.status == 400) detail = "malformed HTTP request";
     res.set_content(json{{"detail", detail}}.dump(), "application/json");
-  });
-  srv_->set_logger([this](const httplib::Request& req, const httplib::Response& res) {
-    if (opts_.log_format == "none") return;
-    if (opts_.log_format == "json")
-      std::fprintf(stderr, "%s\n", json{{"method", req.method}, {"path", req.path}, {"status", res.status}}.dump().c_str());
-    else
-      std::fprintf(stderr, "kiln: %s %s -> %d\n", req.method.c_str(), req.path.c_str(), res.status);
+    metrics_->record_request(kUnrouted, req.method, res.status, -1);
+    log::write(log::Level::info, "request", {{"method", req.method}, {"path", req.path}, {"status", res.status}});
   });
   register_session_routes();
   register_training_routes();
@@ -147,12 +144,11 @@ std::string HttpServer::issue_jwt(const std::string& credential) {
 void HttpServer::route(const char* method, const std::string& pattern, Handler h, bool needs_key) {
   // Served bare and under any prefix (a base URL may carry a path).
   const std::string full = "(?:/.+)?" + pattern;
-  const bool control = pattern.rfind("/_kiln/", 0) == 0;  // neither faulted nor journaled
-  auto wrapped = [this, h, needs_key, control](const httplib::Request& req, httplib::Response& res) {
-    serve(h, needs_key, control, req, res);
-  };
+  const bool control = pattern.rfind("/_kiln/", 0) == 0 || pattern == "/metrics";
+  const Route r{endpoint_label(pattern), std::move(h), needs_key, control};
+  auto wrapped = [this, r](const httplib::Request& req, httplib::Response& res) { serve(r, req, res); };
   const std::string m = method;
-  in_process_routes_.push_back({m, std::regex(full), h, needs_key, control});
+  in_process_routes_.push_back({m, std::regex(full), r});
   if (m == "GET")
     srv_->Get(full, wrapped);
   else if (m == "POST")
@@ -183,10 +179,13 @@ HttpServer::Reply HttpServer::dispatch(const std::string& method, const std::str
   for (const auto& r : in_process_routes_)
     if (!routed && r.method == method && std::regex_match(req.path, req.matches, r.pattern)) {
       res.status = 200;
-      serve(r.handler, r.needs_key, r.control, req, res, true);
+      serve(r.route, req, res, true);
       routed = true;
     }
-  if (!routed) send_json(res, 404, {{"detail", "no route for " + method + " " + req.path}});
+  if (!routed) {
+    send_json(res, 404, {{"detail", "no route for " + method + " " + req.path}});
+    metrics_->record_request(kUnrouted, method, 404, -1);
+  }
   return {res.status, res.body, res.get_header_value("Content-Type")};
 }
 

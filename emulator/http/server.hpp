@@ -12,6 +12,7 @@
 
 #include "http/faults.hpp"
 #include "http/journal.hpp"
+#include "http/metrics.hpp"
 #include "service/trainer_service.hpp"
 
 namespace httplib {
@@ -29,7 +30,6 @@ struct ServerOptions {
   int http_threads = 128;               // connections served at once (long-polls each hold one)
   size_t max_body_bytes = 64u << 20;    // request bodies beyond this get 413
   double io_timeout_seconds = 30;       // a stalled send or receive closes the connection after this
-  std::string log_format = "text";      // text | json | none
   size_t journal_capacity = 1000;       // entries kept for GET /_kiln/journal
   std::string journal_file;             // also appended here as JSON lines when set
   // When not empty, only these API keys are accepted (key → the email its JWT carries; "" for
@@ -63,6 +63,7 @@ class HttpServer {
   Reply dispatch(const std::string& method, const std::string& path,
                  const std::vector<std::pair<std::string, std::string>>& headers, const std::string& body);
   Journal& journal() { return *journal_; }
+  HttpMetrics& metrics() { return *metrics_; }
 
  private:
   using Handler = std::function<void(const httplib::Request&, httplib::Response&, const std::string& api_key)>;
@@ -73,13 +74,21 @@ class HttpServer {
   void register_sampling_routes();
   void register_rest_routes();
   void register_control_routes();
-  // Serves one API request: credential, fault injection, the handler, the journal.
-  // In process, a `close` fault answers status 0 (a dropped connection) and `slow_body` is not slow.
-  void serve(const Handler& h, bool needs_key, bool control, const httplib::Request& req, httplib::Response& res,
-             bool in_process = false);
+  // What a registered route serves. Control routes (/_kiln/, /metrics) are neither faulted nor
+  // journaled, and log at debug level only.
+  struct Route {
+    std::string endpoint;  // its pattern as a metric label (endpoint_label)
+    Handler handler;
+    bool needs_key, control;
+  };
+  // Serves one request: credential, fault injection, the handler, the journal, the metrics and
+  // the log line. In process, a `close` fault answers status 0 (a dropped connection) and
+  // `slow_body` is not slow.
+  void serve(const Route& r, const httplib::Request& req, httplib::Response& res, bool in_process = false);
   FaultTarget fault_target(const httplib::Request& req, const std::string& key) const;
-  nlohmann::json journal_entry(const httplib::Request& req, const httplib::Response& res, const std::string& key,
-                               double millis, const std::optional<FaultAction>& fault) const;
+  nlohmann::json journal_entry(const httplib::Request& req, const nlohmann::json& request_body,
+                               const httplib::Response& res, const std::string& key, double millis,
+                               const std::optional<FaultAction>& fault) const;
   std::string download_url(const std::string& file);   // a token URL valid for 15 minutes
   std::string download_file(const std::string& token);  // its file; NotFound when unknown or expired
   std::string issue_jwt(const std::string& credential);  // auth/token
@@ -101,6 +110,7 @@ class HttpServer {
   std::vector<InProcessRoute> in_process_routes_;
   std::unique_ptr<FaultInjector> faults_;
   std::unique_ptr<Journal> journal_;
+  std::unique_ptr<HttpMetrics> metrics_;
 };
 
 }  // namespace kiln::http

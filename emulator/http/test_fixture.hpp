@@ -35,7 +35,6 @@ class HttpTest : public ::testing::Test {
     ServerOptions o;
     o.port = 0;
     o.poll_hold_seconds = 0.3;
-    o.log_format = "none";
     o.max_body_bytes = 1 << 20;
     configure(o);
     server = std::make_unique<HttpServer>(svc, o);

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "log.hpp"
 #include "service/data_dir_lock.hpp"
 #include "train/errors.hpp"
 
@@ -136,7 +137,7 @@ void CheckpointStore::scan() {
     try {
       records_.push_back(nlohmann::json::parse(read_all(entry.path())).get<CheckpointRecord>());
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "kiln: ignoring unreadable checkpoint %s: %s\n", entry.path().c_str(), e.what());
+      log::write(log::Level::warn, "checkpoint_unreadable", {{"path", entry.path().string()}, {"error", e.what()}, {"action", "ignored"}});
     }
   }
 }
@@ -152,6 +153,11 @@ bool CheckpointStore::session_used(const std::string& session_id) const {
                      [&](const CheckpointRecord& r) { return r.run_id.rfind(prefix, 0) == 0; });
 }
 
+std::pair<uint64_t, uint64_t> CheckpointStore::written() const {
+  std::lock_guard lock(mu_);
+  return {saves_written_, bytes_written_};
+}
+
 bool CheckpointStore::live(const CheckpointRecord& r) const { return !r.expires || clock_->now() < *r.expires; }
 
 CheckpointRecord CheckpointStore::save(CheckpointRecord record, const Files& files) {
@@ -162,14 +168,18 @@ CheckpointRecord CheckpointStore::save(CheckpointRecord record, const Files& fil
   if (record.expires) ttl = *record.expires - record.created;
   const fs::path tmp = temp_dir(root_);
   fs::create_directories(tmp);
+  // A large save (a full-parameter stand-in with its optimizer state) logs its progress.
+  log::Progress progress("checkpoint_save", {{"checkpoint", record.tinker_path()}});
   try {
     const std::string model_bytes = encode_safetensors(files.model);
     int64_t size = static_cast<int64_t>(model_bytes.size());
     write_synced(tmp / "model.safetensors", model_bytes);
+    progress.update({{"bytes_written", size}, {"file", "model.safetensors"}});
     if (files.optimizer) {
       const std::string opt = encode_safetensors(*files.optimizer);
       size += static_cast<int64_t>(opt.size());
       write_synced(tmp / "optimizer.safetensors", opt);
+      progress.update({{"bytes_written", size}, {"file", "optimizer.safetensors"}});
     }
     write_synced(tmp / "config.json", files.config.dump(2) + "\n");
     if (files.adapter_config) write_synced(tmp / "adapter_config.json", files.adapter_config->dump(2) + "\n");
@@ -213,6 +223,9 @@ CheckpointRecord CheckpointStore::save(CheckpointRecord record, const Files& fil
                                   }),
                    records_.end());
     records_.push_back(record);
+    ++saves_written_;
+    bytes_written_ += static_cast<uint64_t>(size);
+    progress.finish({{"bytes", size}});
     return record;
   } catch (const Error&) {
     std::error_code ec;

@@ -91,6 +91,8 @@ class CheckpointStore {
   // Whether any stored checkpoint (live or expired) was saved by a run of this session.
   bool session_used(const std::string& session_id) const;
   const std::string& root() const { return root_; }
+  // Checkpoints written and their bytes, since the process started (GET /metrics).
+  std::pair<uint64_t, uint64_t> written() const;
 
  private:
   std::string dir_of(const CheckpointRecord& r) const;
@@ -100,6 +102,7 @@ class CheckpointStore {
   std::shared_ptr<const Clock> clock_;
   mutable std::mutex mu_;
   std::vector<CheckpointRecord> records_;  // everything on disk, live or expired
+  uint64_t saves_written_ = 0, bytes_written_ = 0;
 };
 
 }  // namespace kiln::service

@@ -66,6 +66,24 @@ void TrainerService::advance_clock(double seconds) {
   futures_.notify();
 }
 
+TrainerService::Metrics TrainerService::metrics() const {
+  Metrics out;
+  const auto totals = executor_.totals();
+  out.tokens_trained = totals.tokens_trained;
+  out.tokens_forward = totals.tokens_forward;
+  out.optimizer_steps = totals.optimizer_steps;
+  std::tie(out.checkpoints_written, out.checkpoint_bytes_written) = store_->written();
+  out.checkpoints = static_cast<int64_t>(store_->all().size());
+  std::lock_guard lock(mu_);
+  out.tokens_sampled = static_cast<uint64_t>(samplers_.tokens_sampled());
+  out.futures = futures_.counts();
+  for (const auto& [id, m] : models_.all()) out.queue_depth[id] = static_cast<int64_t>(queue_.depth(id));
+  out.sessions = static_cast<int64_t>(sessions_.all().size());
+  out.models = static_cast<int64_t>(models_.all().size());
+  out.samplers = static_cast<int64_t>(samplers_.count());
+  return out;
+}
+
 nlohmann::json TrainerService::state() const {
   using nlohmann::json;
   std::lock_guard lock(mu_);

@@ -7,9 +7,15 @@ TrainingResult TrainingExecutor::execute(ModelTable::Model& m, const TrainingReq
       [&](const auto& r) -> TrainingResult {
         using R = std::decay_t<decltype(r)>;
         if constexpr (std::is_same_v<R, ForwardRequest>) {
-          return r.backward ? m.state->forward_backward(r.data, r.loss) : m.state->forward(r.data, r.loss);
+          TrainingResult out = r.backward ? m.state->forward_backward(r.data, r.loss) : m.state->forward(r.data, r.loss);
+          uint64_t tokens = 0;
+          for (const auto& d : r.data) tokens += d.model_input.size();
+          (r.backward ? tokens_trained_ : tokens_forward_) += tokens;
+          return out;
         } else if constexpr (std::is_same_v<R, OptimStepRequest>) {
-          return OptimStepResult{m.state->optim_step(r.adam, r.normalization)};
+          OptimStepResult out{m.state->optim_step(r.adam, r.normalization)};
+          ++optimizer_steps_;
+          return out;
         } else if constexpr (std::is_same_v<R, SaveWeightsRequest>) {
           return checkpoints_.save_state(m, r);
         } else if constexpr (std::is_same_v<R, LoadWeightsRequest>) {

@@ -157,6 +157,15 @@ size_t FutureTable::pending() const {
   }));
 }
 
+std::map<std::string, int64_t> FutureTable::counts() const {
+  std::map<std::string, int64_t> n{{"pending", 0}, {"done", 0}, {"failed", 0}};
+  for (const auto& [id, f] : futures_)
+    ++n[f->state.status == RetrieveResult::Status::pending ? "pending"
+        : f->state.status == RetrieveResult::Status::done  ? "done"
+                                                           : "failed"];
+  return n;
+}
+
 nlohmann::json FutureTable::view() const {
   using nlohmann::json;
   json futures = {{"pending", json::array()}, {"done", json::array()}, {"failed", json::array()}};

@@ -68,6 +68,8 @@ class FutureTable {
   // Forgets the futures of `tenant` (every tenant's when empty; then the progression resets too).
   void forget(const std::string& tenant);
   size_t pending() const;  // futures whose request has not run yet
+  // Futures kept now, by state: pending, done, failed (GET /metrics).
+  std::map<std::string, int64_t> counts() const;
   // Request ids by state, with polls, delivery and failures (the control API's state view).
   nlohmann::json view() const;
 

@@ -102,6 +102,10 @@ void Samplers::drive(Sampler& s) {
     for (auto& job : arrived) {  // join the batch between steps (prefill happens here)
       try {
         const int64_t handle = s.batch->add(job.spec);
+        job.progress = std::make_shared<log::Progress>(
+            "sample", nlohmann::ordered_json{{"sampler", s.info.sampler_id}, {"request_id", job.request_id},
+                                     {"num_samples", job.spec.num_samples},
+                                     {"max_tokens", job.spec.params.max_tokens ? nlohmann::ordered_json(*job.spec.params.max_tokens) : nlohmann::ordered_json(nullptr)}});
         s.in_batch.emplace(handle, std::move(job));
       } catch (const std::exception& e) {
         finish(job, RetrieveResult::failure(e));
@@ -113,11 +117,15 @@ void Samplers::drive(Sampler& s) {
       const auto n = static_cast<int64_t>(s.batch->active());
       ++s.decode_steps;
       s.sampled_tokens += n;
+      tokens_sampled_ += n;
       s.largest_batch = std::max(s.largest_batch, n);
     }
     try {
-      for (auto& [handle, out] : s.batch->step()) {
+      auto finished = s.batch->step();
+      for (auto& [handle, job] : s.in_batch) job.progress->update({{"decode_steps", ++job.steps}});
+      for (auto& [handle, out] : finished) {
         Job job = std::move(s.in_batch.at(handle));
+        job.progress->finish({{"decode_steps", job.steps}});
         s.in_batch.erase(handle);
         for (size_t i = 0; i < out.sequences.size(); ++i) out.sequences[i].sequence_id = job.sequence_ids.at(i);
         RetrieveResult done;

@@ -17,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "log.hpp"
 #include "model/sampler.hpp"
 #include "service/future_table.hpp"
 #include "service/service_types.hpp"
@@ -56,12 +57,17 @@ class Samplers {
   void forget(const std::string& tenant);
   // Each sampler with its decode statistics (the control API's state view).
   nlohmann::json view() const;
+  // Tokens decoded by every sampler since the process started, forgotten ones included (GET /metrics).
+  int64_t tokens_sampled() const { return tokens_sampled_; }
+  size_t count() const { return samplers_.size(); }
 
  private:
   struct Job {
     std::string request_id;
     model::SampleSpec spec;
     std::vector<std::string> sequence_ids;
+    int64_t steps = 0;  // decode steps since it joined the batch (tokens per sequence, at most)
+    std::shared_ptr<log::Progress> progress;  // created when it joins the batch
   };
   struct Sampler {
     std::string tenant;
@@ -84,6 +90,7 @@ class Samplers {
   FutureTable& futures_;
   std::function<void()> on_ready_;
   std::map<std::string, std::unique_ptr<Sampler>> samplers_;  // by sampler id
+  int64_t tokens_sampled_ = 0;
   std::deque<Sampler*> ready_;  // samplers with pending requests or a batch in flight
 };
 

@@ -68,6 +68,8 @@ class SeqQueue {
   std::vector<std::string> skip_stalled(TimePoint now, TimePoint::duration grace);
   // Next seq_id, queued seq_ids and whether it runs (the control API's state view).
   nlohmann::json view(const std::string& lane) const;
+  // Requests that arrived on the lane and have not run yet (GET /metrics).
+  size_t depth(const std::string& id) const { return lane(id).waiting.size(); }
 
  private:
   struct Lane {

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "log.hpp"
 #include "service/envelope.hpp"
 
 namespace kiln::service {
@@ -211,7 +212,7 @@ void TrainerService::tick() {
   futures_.tick();
   queue_.forget_finished([this](const std::string& rid) { return futures_.find(rid) != nullptr; });
   const auto grace = std::chrono::duration_cast<TimePoint::duration>(std::chrono::duration<double>(opts_.seq_gap_grace_seconds));
-  for (const auto& line : queue_.skip_stalled(clock_->now(), grace)) std::fprintf(stderr, "kiln: %s\n", line.c_str());
+  for (const auto& line : queue_.skip_stalled(clock_->now(), grace)) log::write(log::Level::warn, "seq_gap_skipped", {{"detail", line}});
 }
 
 // Sampling ------------------------------------------------------------------------------------

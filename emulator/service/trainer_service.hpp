@@ -123,6 +123,16 @@ class TrainerService {
   // Sessions, models (steps, recent losses, queued seq_ids), samplers, futures by state and
   // checkpoints with expiry, as JSON.
   nlohmann::json state() const;
+  // What GET /metrics reports of the service: totals since the process started (counters; a
+  // reset does not lower them) and what is held now (gauges).
+  struct Metrics {
+    uint64_t tokens_trained = 0, tokens_forward = 0, tokens_sampled = 0, optimizer_steps = 0;
+    uint64_t checkpoints_written = 0, checkpoint_bytes_written = 0;
+    std::map<std::string, int64_t> futures;      // by state: pending, done, failed
+    std::map<std::string, int64_t> queue_depth;  // by model id: requests arrived, not yet run
+    int64_t sessions = 0, models = 0, samplers = 0, checkpoints = 0;
+  };
+  Metrics metrics() const;
   // While alive, the next submit on this thread (training, create_model, sample) fails with `f`.
   class ScopedFailure {
    public:
