@@ -8,6 +8,8 @@
 
 namespace kiln::http {
 
+extern const char* const kDashboardHtml;  // dashboard/index.html, compiled in (dashboard.cpp.in)
+
 namespace {
 
 service::Progression progression_from_json(const json& b) {
@@ -32,6 +34,11 @@ service::Progression progression_from_json(const json& b) {
 
 void HttpServer::register_control_routes() {
   const bool open = false;  // no credential: the control API is for the test that runs the server
+  // The dashboard (README "Dashboard"): a static page that reads the routes below.
+  route("GET", "/_kiln/ui", [](auto&, auto& res, auto&) {
+    res.status = 200;
+    res.set_content(kDashboardHtml, "text/html; charset=utf-8");
+  }, open);
   // Prometheus scrapes (docs/observability.md).
   route("GET", "/metrics", [this](auto&, auto& res, auto&) {
     res.status = 200;
@@ -71,6 +78,13 @@ void HttpServer::register_control_routes() {
   route("POST", "/_kiln/progression", [this](auto& req, auto& res, auto&) {
     svc_.set_progression(progression_from_json(body_json(req)));
     send_json(res, 200, {{"status", "ok"}});
+  }, open);
+  route("POST", "/_kiln/delete_checkpoint", [this](auto& req, auto& res, auto&) {
+    const json b = body_json(req);
+    for (const char* k : {"tenant", "tinker_path"})
+      if (!b.contains(k) || !b[k].is_string()) throw train::InvalidRequest(std::string("field '") + k + "' is required (a string)");
+    svc_.delete_checkpoint_of_tenant(b["tenant"], b["tinker_path"]);
+    send_json(res, 200, {{"deleted", b["tinker_path"]}});
   }, open);
   route("GET", "/_kiln/faults", [this](auto&, auto& res, auto&) { send_json(res, 200, faults_->get()); }, open);
   route("POST", "/_kiln/faults", [this](auto& req, auto& res, auto&) {

@@ -47,6 +47,41 @@ TEST_F(ControlTest, StateShowsModelsLossesFuturesAndCheckpoints) {
   ASSERT_EQ(s["checkpoints"].size(), 1u);
   EXPECT_TRUE(s["checkpoints"][0]["expires_at"].is_string());
   EXPECT_TRUE(s["virtual_clock"].get<bool>());
+  // The loss curve: [step, loss per loss token, grad norm or null] per forward_backward.
+  const json curve = s["models"][0]["curve"];
+  ASSERT_EQ(curve.size(), 1u);
+  EXPECT_EQ(curve[0][0], 1);
+  EXPECT_NEAR(curve[0][1].get<double>(), s["models"][0]["recent_losses"][0].get<double>() / 6, 1e-9);  // 6 tokens
+  EXPECT_TRUE(curve[0][2].is_null());  // the step emitted no grad norm
+}
+
+TEST_F(ControlTest, TheDashboardsDeleteRemovesACheckpointOfAnyTenantAndRefusesBadPaths) {
+  const std::string m = model();
+  const std::string path = result(post("/api/v1/save_weights", {{"model_id", m}, {"path", "d"}, {"seq_id", 1}}).second["request_id"])["path"];
+  const std::string tenant = state()["checkpoints"][0]["tenant"];
+  auto [bad, why] = post("/_kiln/delete_checkpoint", {{"tenant", tenant}, {"tinker_path", "weights/d"}});
+  EXPECT_EQ(bad, 400);
+  EXPECT_NE(why["detail"].get<std::string>().find("tinker_path"), std::string::npos) << why;
+  EXPECT_EQ(post("/_kiln/delete_checkpoint", {{"tinker_path", path}}).first, 400);  // no tenant
+  EXPECT_EQ(post("/_kiln/delete_checkpoint", {{"tenant", "tenant-nobody"}, {"tinker_path", path}}).first, 404);
+  EXPECT_EQ(state()["checkpoints"].size(), 1u);  // refusals changed nothing
+  auto [ok, body] = post("/_kiln/delete_checkpoint", {{"tenant", tenant}, {"tinker_path", path}});
+  ASSERT_EQ(ok, 200) << body;
+  EXPECT_TRUE(state()["checkpoints"].empty());
+  EXPECT_EQ(post("/_kiln/delete_checkpoint", {{"tenant", tenant}, {"tinker_path", path}}).first, 404);
+}
+
+TEST_F(ControlTest, TheDashboardPageIsServedWithoutACredential) {
+  httplib::Client anonymous(server->base_url());
+  auto r = anonymous.Get("/_kiln/ui");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->get_header_value("Content-Type"), "text/html; charset=utf-8");
+  EXPECT_NE(r->body.find("<title>Kiln</title>"), std::string::npos);
+  // It fetches nothing from elsewhere: the only absolute URL is the SVG namespace's name.
+  EXPECT_EQ(r->body.find("https://"), std::string::npos);
+  for (size_t at = r->body.find("http://"); at != std::string::npos; at = r->body.find("http://", at + 1))
+    EXPECT_EQ(r->body.substr(at, 26), "http://www.w3.org/2000/svg") << r->body.substr(at, 60);
 }
 
 TEST_F(ControlTest, VirtualClockExpiresCheckpoints) {

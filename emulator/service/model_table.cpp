@@ -86,7 +86,13 @@ void ModelTable::record_outcome(Model& m, const TrainingRequest& req, const Retr
       auto& recent = m.info.recent_losses;  // for the control API's state view
       recent.push_back(loss->second);
       if (recent.size() > 16) recent.erase(recent.begin());
+      const auto metric = [&](const char* k) { auto it = fr->metrics.find(k); return it == fr->metrics.end() ? 0.0 : it->second; };
+      const double tokens = metric("num_loss_tokens:sum") > 0 ? metric("num_loss_tokens:sum") : metric("ntokens:sum");
+      m.curve.push_back({m.info.optimizer_step + 1, tokens > 0 ? loss->second / tokens : loss->second, std::nullopt});
+      if (m.curve.size() > kCurvePoints) m.curve.pop_front();
     }
+  if (const auto* os = std::get_if<OptimStepResult>(&outcome.result); os && !m.curve.empty())
+    if (auto norm = os->metrics.find("grad_norm"); norm != os->metrics.end()) m.curve.back().grad_norm = norm->second;
   if (std::holds_alternative<UnloadModelRequest>(req)) {
     m.unloaded = true;
     m.state.reset();
@@ -95,6 +101,9 @@ void ModelTable::record_outcome(Model& m, const TrainingRequest& req, const Retr
 }
 
 nlohmann::json model_view(const std::string& model_id, const ModelTable::Model& m) {
+  nlohmann::json curve = nlohmann::json::array();  // [step, loss per token, grad norm or null]
+  for (const auto& p : m.curve)
+    curve.push_back({p.step, p.loss, p.grad_norm ? nlohmann::json(*p.grad_norm) : nlohmann::json(nullptr)});
   return {{"model_id", model_id},
           {"tenant", m.tenant},
           {"base_model", m.info.base_model},
@@ -102,6 +111,7 @@ nlohmann::json model_view(const std::string& model_id, const ModelTable::Model& 
           {"base_only", m.info.base_only},
           {"optimizer_step", m.info.optimizer_step},
           {"recent_losses", m.info.recent_losses},
+          {"curve", curve},
           {"unloaded", m.unloaded},
           {"last_request_time", iso8601(m.info.last_request_time)}};
 }

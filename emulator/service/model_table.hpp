@@ -3,6 +3,7 @@
 // training state, and the anchor of full-parameter "delta" sampler saves. A model whose request
 // is executing is that worker's; everything else reads and writes under the service's lock.
 #include <map>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -25,7 +26,15 @@ class ModelTable {
     // Full-parameter sampler chain: the weights of the last "base" save, for "delta" saves.
     std::optional<model::ParamSet<float>> sampler_anchor;
     std::string sampler_anchor_name;
+    // The loss curve (dashboard): one point per forward_backward, the last kCurvePoints kept.
+    struct CurvePoint {
+      int64_t step;       // the optimizer step these gradients go into (completed steps + 1)
+      double loss;        // loss:sum per loss token (per position when no token is weighted)
+      std::optional<double> grad_norm;  // of the optim_step that followed, when it emitted one
+    };
+    std::deque<CurvePoint> curve;
   };
+  static constexpr size_t kCurvePoints = 5000;
 
   // `lora_seed_salt` picks LoRA seeds for models created without one (rule C3): the service's id seed.
   ModelTable(const model::ModelRegistry& registry, uint64_t lora_seed_salt)

@@ -128,6 +128,14 @@ void Samplers::drive(Sampler& s) {
         job.progress->finish({{"decode_steps", job.steps}});
         s.in_batch.erase(handle);
         for (size_t i = 0; i < out.sequences.size(); ++i) out.sequences[i].sequence_id = job.sequence_ids.at(i);
+        {
+          nlohmann::json sequences = nlohmann::json::array();
+          for (const auto& seq : out.sequences)
+            sequences.push_back({{"tokens", seq.tokens}, {"logprobs", seq.logprobs}, {"stopped", seq.stopped}});
+          std::lock_guard lock(mu_);
+          s.recent.push_back({{"request_id", job.request_id}, {"prompt", job.spec.prompt}, {"sequences", sequences}});
+          if (s.recent.size() > kRecentSamples) s.recent.pop_front();
+        }
         RetrieveResult done;
         done.status = RetrieveResult::Status::done;
         done.result = std::move(out);
@@ -164,7 +172,8 @@ nlohmann::json Samplers::view() const {
     out.push_back({{"sampler_id", id}, {"tenant", s->tenant}, {"base_model", s->info.base_model},
                    {"model_path", s->info.model_path ? json(*s->info.model_path) : json(nullptr)},
                    {"pending_requests", s->pending.size()}, {"decode_steps", s->decode_steps},
-                   {"sampled_tokens", s->sampled_tokens}, {"largest_batch", s->largest_batch}});
+                   {"sampled_tokens", s->sampled_tokens}, {"largest_batch", s->largest_batch},
+                   {"recent_samples", s->recent}});
   return out;
 }
 

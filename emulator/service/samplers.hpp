@@ -80,7 +80,9 @@ class Samplers {
     std::map<int64_t, Job> in_batch;             // BatchSampler handle → its request (the worker's)
     int64_t decode_steps = 0, sampled_tokens = 0, largest_batch = 0;  // statistics
     int64_t joined_clients = 0;
+    std::deque<nlohmann::json> recent;  // the last kRecentSamples results (dashboard), oldest first
   };
+  static constexpr size_t kRecentSamples = 8;
   Sampler& find_owned(const std::string& tenant, const std::string& sampler_id);
   void enqueue(Sampler& s);
   void drive(Sampler& s);  // a turn; called without the lock

@@ -308,6 +308,16 @@ void TrainerService::delete_checkpoint(const std::string& api_key, const std::st
   checkpoints_.remove(checkpoints_.find(tenant_key(api_key), run_id, checkpoint_id));
 }
 
+void TrainerService::delete_checkpoint_of_tenant(const std::string& tenant, const std::string& tinker_path) {
+  const std::string prefix = "tinker://";
+  const size_t slash = tinker_path.find('/', prefix.size());
+  if (tinker_path.rfind(prefix, 0) != 0 || slash == std::string::npos)
+    throw InvalidRequest("field 'tinker_path' must be tinker://<run_id>/<weights|sampler_weights>/<name>, got '" +
+                         tinker_path + "'");
+  const std::string run_id = tinker_path.substr(prefix.size(), slash - prefix.size());
+  checkpoints_.remove(checkpoints_.find(tenant, run_id, tinker_path.substr(slash + 1)));
+}
+
 std::vector<AuditEntry> TrainerService::audit(const std::string& api_key) const { return audit_.list(tenant_key(api_key)); }
 
 

@@ -115,6 +115,9 @@ class TrainerService {
   // futures and checkpoints: of the tenant of api_key, or of everyone when it is empty (then ids
   // start over too, so a seeded server repeats itself).
   void reset(const std::string& api_key = "");
+  // Deletes a checkpoint of any tenant (`tenant` as the state view names it): the dashboard's
+  // delete button. errors as delete_checkpoint.
+  void delete_checkpoint_of_tenant(const std::string& tenant, const std::string& tinker_path);
   void set_progression(Progression p);
   Progression progression() const;
   // Moves a virtual clock (kiln serve --virtual-clock); throws Conflict on the real clock.
