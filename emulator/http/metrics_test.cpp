@@ -251,6 +251,7 @@ TEST_F(MetricsTest, ATrainingLoopASampleASaveAndAFaultAreCounted) {
   EXPECT_EQ(e.at("kiln_models{}"), 1);
   EXPECT_EQ(e.at("kiln_samplers{}"), 1);
   EXPECT_EQ(e.at("kiln_futures{state=\"pending\",}"), 0);
+  EXPECT_EQ(e.at("kiln_futures{state=\"running\",}"), 0);
   EXPECT_EQ(e.at("kiln_futures{state=\"failed\",}"), 0);
   EXPECT_EQ(e.at("kiln_futures{state=\"done\",}"), 1 + 6 + 2 + 1);  // create, 3 × (fb, step), save ×2, sample
   EXPECT_EQ(e.at("kiln_queue_depth{model_id=\"" + m + "\",}"), 0);

@@ -157,22 +157,32 @@ size_t FutureTable::pending() const {
   }));
 }
 
+namespace {
+
+const char* bucket_of(const FutureTable::Future& f) {
+  return f.state.status == RetrieveResult::Status::done     ? "done"
+         : f.state.status == RetrieveResult::Status::failed ? "failed"
+         : f.running                                        ? "running"
+                                                            : "pending";
+}
+
+}  // namespace
+
+void FutureTable::start(const std::string& request_id) {
+  if (Future* f = find(request_id); f && f->state.status == RetrieveResult::Status::pending) f->running = true;
+}
+
 std::map<std::string, int64_t> FutureTable::counts() const {
-  std::map<std::string, int64_t> n{{"pending", 0}, {"done", 0}, {"failed", 0}};
-  for (const auto& [id, f] : futures_)
-    ++n[f->state.status == RetrieveResult::Status::pending ? "pending"
-        : f->state.status == RetrieveResult::Status::done  ? "done"
-                                                           : "failed"];
+  std::map<std::string, int64_t> n{{"pending", 0}, {"running", 0}, {"done", 0}, {"failed", 0}};
+  for (const auto& [id, f] : futures_) ++n[bucket_of(*f)];
   return n;
 }
 
 nlohmann::json FutureTable::view() const {
   using nlohmann::json;
-  json futures = {{"pending", json::array()}, {"done", json::array()}, {"failed", json::array()}};
+  json futures = {{"pending", json::array()}, {"running", json::array()}, {"done", json::array()}, {"failed", json::array()}};
   for (const auto& [id, f] : futures_) {
-    const char* bucket = f->state.status == RetrieveResult::Status::pending ? "pending"
-                         : f->state.status == RetrieveResult::Status::done  ? "done"
-                                                                            : "failed";
+    const char* bucket = bucket_of(*f);
     json entry = {{"request_id", id}, {"tenant", f->tenant}, {"polls", f->polls},
                   {"delivered", f->first_delivered.has_value()}};
     if (f->state.status == RetrieveResult::Status::failed) {

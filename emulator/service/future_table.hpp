@@ -31,6 +31,7 @@ class FutureTable {
     TimePoint submitted;
     std::optional<TimePoint> completed, first_delivered;
     int64_t polls = 0;
+    bool running = false;  // pending, and its request is executing (a worker has it, or it decodes)
     std::optional<InjectedFailure> forced;  // fault injection: fail instead of executing
     std::vector<std::string> sequence_ids;  // asample futures: one per requested sample
   };
@@ -68,7 +69,9 @@ class FutureTable {
   // Forgets the futures of `tenant` (every tenant's when empty; then the progression resets too).
   void forget(const std::string& tenant);
   size_t pending() const;  // futures whose request has not run yet
-  // Futures kept now, by state: pending, done, failed (GET /metrics).
+  // Marks a pending future's request as executing (gone already after a reset: nothing happens).
+  void start(const std::string& request_id);
+  // Futures kept now, by state: pending (waiting), running, done, failed (GET /metrics).
   std::map<std::string, int64_t> counts() const;
   // Request ids by state, with polls, delivery and failures (the control API's state view).
   nlohmann::json view() const;

@@ -2,6 +2,7 @@
 // that forgets a future while a poll waits on it.
 #include "service/future_table.hpp"
 
+#include <map>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -41,6 +42,24 @@ TEST(FutureTable, APendingFutureCompletesOnceItsRequestHasRun) {
   EXPECT_EQ(r.status, S::failed);
   EXPECT_EQ(r.error, "bad");
   EXPECT_EQ(r.category, ErrorCategory::user);
+}
+
+TEST(FutureTable, CountsSayWhichFuturesWaitAndWhichRun) {
+  Table f;
+  const std::string a = f.t.add_pending("t1", "m"), b = f.t.add_pending("t1", "m");
+  using Counts = std::map<std::string, int64_t>;
+  EXPECT_EQ(f.t.counts(), (Counts{{"pending", 2}, {"running", 0}, {"done", 0}, {"failed", 0}}));
+  f.t.start(a);
+  EXPECT_EQ(f.t.counts(), (Counts{{"pending", 1}, {"running", 1}, {"done", 0}, {"failed", 0}}));
+  EXPECT_EQ(f.poll("t1", a).status, S::pending);  // running is still pending to a poller
+  EXPECT_EQ(f.t.view()["running"].size(), 1u);
+  f.t.complete(a, Table::done());
+  f.t.start(a);  // too late: a completed future stays done
+  f.t.start("req-unknown");
+  EXPECT_EQ(f.t.counts(), (Counts{{"pending", 1}, {"running", 0}, {"done", 1}, {"failed", 0}}));
+  EXPECT_EQ(f.t.pending(), 1u);
+  f.t.start(b);
+  EXPECT_EQ(f.t.pending(), 1u);  // a running request is still in flight (a draining server waits for it)
 }
 
 TEST(FutureTable, AnotherTenantsFutureIsUnknown) {

@@ -98,6 +98,7 @@ void Samplers::drive(Sampler& s) {
     {
       std::lock_guard lock(mu_);
       arrived.swap(s.pending);
+      for (const auto& job : arrived) futures_.start(job.request_id);
     }
     for (auto& job : arrived) {  // join the batch between steps (prefill happens here)
       try {

@@ -174,6 +174,7 @@ void TrainerService::run_training(std::unique_lock<std::mutex>& lock) {
   ModelTable::Model* m = models_.find(next.lane);
   const auto* future = futures_.find(next.request_id);
   const std::optional<InjectedFailure> forced = future ? future->forced : std::nullopt;
+  futures_.start(next.request_id);
   lock.unlock();
   RetrieveResult outcome;
   try {
