@@ -54,12 +54,6 @@ Level parse_level(const std::string& name) {
   throw std::invalid_argument("log level must be debug, info, warn, error or off (got '" + name + "')");
 }
 
-Format parse_format(const std::string& name) {
-  if (name == "text") return Format::text;
-  if (name == "json") return Format::json;
-  throw std::invalid_argument("log format must be text or json (got '" + name + "')");
-}
-
 void configure(Level level, Format format, double progress_after_seconds) {
   g_level = level;
   g_format = format;
@@ -87,24 +81,29 @@ Progress::Progress(std::string event, nlohmann::ordered_json fields)
     : event_(std::move(event)), fields_(std::move(fields)), quiet_(g_progress_after.load()),
       start_(std::chrono::steady_clock::now()), last_(start_) {}
 
-void Progress::update(const nlohmann::ordered_json& fields) {
+bool Progress::due() const {
+  if (!enabled(Level::info)) return false;
   const auto now = std::chrono::steady_clock::now();
-  const double since_start = std::chrono::duration<double>(now - start_).count();
-  if (since_start < quiet_ || (wrote_ && std::chrono::duration<double>(now - last_).count() < 1)) return;
-  nlohmann::ordered_json all = fields_;
-  all.update(fields);
-  all["elapsed_s"] = std::round(since_start * 10) / 10;
-  write(Level::info, event_ + ".progress", all);
+  return std::chrono::duration<double>(now - start_).count() >= quiet_ &&
+         (!wrote_ || std::chrono::duration<double>(now - last_).count() >= 1);
+}
+
+void Progress::update(const nlohmann::ordered_json& fields) {
+  if (!due()) return;
+  write_line(".progress", fields);
   wrote_ = true;
-  last_ = now;
+  last_ = std::chrono::steady_clock::now();
 }
 
 void Progress::finish(const nlohmann::ordered_json& fields) {
-  if (!wrote_) return;
+  if (wrote_) write_line(".done", fields);
+}
+
+void Progress::write_line(const char* suffix, const nlohmann::ordered_json& fields) const {
   nlohmann::ordered_json all = fields_;
   all.update(fields);
   all["elapsed_s"] = std::round(std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count() * 10) / 10;
-  write(Level::info, event_ + ".done", all);
+  write(Level::info, event_ + suffix, all);
 }
 
 }  // namespace kiln::log

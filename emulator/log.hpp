@@ -16,7 +16,6 @@ enum class Format { text, json };
 
 // Throws std::invalid_argument naming the accepted values.
 Level parse_level(const std::string& name);
-Format parse_format(const std::string& name);
 // `progress_after`: how long an operation runs before it logs progress (Progress below).
 void configure(Level level, Format format, double progress_after_seconds = 2);
 bool enabled(Level level);
@@ -32,10 +31,13 @@ void write(Level level, const std::string& event, const nlohmann::ordered_json& 
 class Progress {
  public:
   Progress(std::string event, nlohmann::ordered_json fields);
+  // Whether update() would write now: callers in hot loops check it before building fields.
+  bool due() const;
   void update(const nlohmann::ordered_json& fields);
   void finish(const nlohmann::ordered_json& fields);
 
  private:
+  void write_line(const char* suffix, const nlohmann::ordered_json& fields) const;
   std::string event_;
   nlohmann::ordered_json fields_;
   double quiet_;

@@ -169,13 +169,14 @@ int main(int argc, char** argv) {
     }
     if (log_format != "text" && log_format != "json" && log_format != "none")
       return fail("--log-format must be text, json or none");
+    kiln::log::Level level;
     try {
-      kiln::log::configure(log_format == "none" ? kiln::log::Level::off : kiln::log::parse_level(log_level),
-                           log_format == "json" ? kiln::log::Format::json : kiln::log::Format::text,
-                           std::stod(progress_after));
+      level = log_format == "none" ? kiln::log::Level::off : kiln::log::parse_level(log_level);
     } catch (const std::invalid_argument& e) {
       return fail(std::string("--log-level: ") + e.what());
     }
+    kiln::log::configure(level, log_format == "json" ? kiln::log::Format::json : kiln::log::Format::text,
+                         std::stod(progress_after));
     kiln::model::set_num_threads(std::stoi(threads));
     const kiln::service::DataDirLock lock(data_dir);  // before the store cleans up leftovers
     kiln::service::TrainerService service(so);

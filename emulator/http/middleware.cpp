@@ -91,20 +91,16 @@ void apply_body_fault(httplib::Response& res, const FaultAction& fault) {
 namespace {
 
 // The model and request id a log line names: from the request (model_id, sampling_session_id,
-// a poll's request_id) or its answer (a submit's request_id).
-std::pair<std::string, std::string> log_ids(const json& request, const httplib::Response& res) {
+// a poll's request_id) or its answer as the journal parsed it (a submit's request_id).
+std::pair<std::string, std::string> log_ids(const json& request, const json& answer) {
   std::string model, request_id;
   if (request.is_object()) {
     for (const char* k : {"model_id", "sampling_session_id", "base_model"})
       if (model.empty() && request.contains(k) && request[k].is_string()) model = request[k];
     if (request.contains("request_id") && request["request_id"].is_string()) request_id = request["request_id"];
   }
-  if (request_id.empty() && res.get_header_value("Content-Type").find("application/json") != std::string::npos &&
-      res.body.size() < 4096) {
-    const json answer = json::parse(res.body, nullptr, false);
-    if (answer.is_object() && answer.contains("request_id") && answer["request_id"].is_string())
-      request_id = answer["request_id"];
-  }
+  if (request_id.empty() && answer.is_object() && answer.contains("request_id") && answer["request_id"].is_string())
+    request_id = answer["request_id"];
   return {model, request_id};
 }
 
@@ -151,9 +147,10 @@ void HttpServer::serve(const Route& r, const httplib::Request& req, httplib::Res
   const bool logged = log::enabled(level);
   if (!control || logged) {
     const json request = describe_body(req, opts_.max_body_bytes);
-    if (!control) journal_->record(journal_entry(req, request, res, key, seconds * 1000, fault));
+    // Control requests are not journaled; their log line (debug) names no model or request id.
+    json entry = control ? json() : journal_entry(req, request, res, key, seconds * 1000, fault);
     if (logged) {
-      const auto [model, request_id] = log_ids(request, res);
+      const auto [model, request_id] = log_ids(request, control ? json() : entry["response"]);
       nlohmann::ordered_json line = {{"method", req.method}, {"path", req.path}, {"status", res.status},
                    {"duration_ms", std::round(seconds * 1e4) / 10}};
       if (!model.empty()) line["model"] = model;
@@ -161,6 +158,7 @@ void HttpServer::serve(const Route& r, const httplib::Request& req, httplib::Res
       if (fault) line["fault"] = fault->kind;
       log::write(level, "request", line);
     }
+    if (!control) journal_->record(std::move(entry));
   }
   if (fault && fault->kind == "close" && in_process) res.status = 0;
   else if (fault && (fault->kind == "close" || fault->kind == "slow_body") && !in_process) apply_body_fault(res, *fault);

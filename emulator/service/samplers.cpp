@@ -123,7 +123,8 @@ void Samplers::drive(Sampler& s) {
     }
     try {
       auto finished = s.batch->step();
-      for (auto& [handle, job] : s.in_batch) job.progress->update({{"decode_steps", ++job.steps}});
+      for (auto& [handle, job] : s.in_batch)
+        if (++job.steps; job.progress->due()) job.progress->update({{"decode_steps", job.steps}});
       for (auto& [handle, out] : finished) {
         Job job = std::move(s.in_batch.at(handle));
         job.progress->finish({{"decode_steps", job.steps}});

@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "log.hpp"
+#include "service/checkpoint_ref.hpp"
 #include "service/envelope.hpp"
 
 namespace kiln::service {
@@ -310,13 +311,12 @@ void TrainerService::delete_checkpoint(const std::string& api_key, const std::st
 }
 
 void TrainerService::delete_checkpoint_of_tenant(const std::string& tenant, const std::string& tinker_path) {
-  const std::string prefix = "tinker://";
-  const size_t slash = tinker_path.find('/', prefix.size());
-  if (tinker_path.rfind(prefix, 0) != 0 || slash == std::string::npos)
+  if (!CheckpointRef::is_tinker_path(tinker_path))
     throw InvalidRequest("field 'tinker_path' must be tinker://<run_id>/<weights|sampler_weights>/<name>, got '" +
                          tinker_path + "'");
-  const std::string run_id = tinker_path.substr(prefix.size(), slash - prefix.size());
-  checkpoints_.remove(checkpoints_.find(tenant, run_id, tinker_path.substr(slash + 1)));
+  const CheckpointRef ref = CheckpointRef::parse(tinker_path);  // 400 for a malformed path
+  const std::string checkpoint_id = tinker_path.substr(std::string("tinker://").size() + ref.run_id.size() + 1);
+  checkpoints_.remove(checkpoints_.find(tenant, ref.run_id, checkpoint_id));
 }
 
 std::vector<AuditEntry> TrainerService::audit(const std::string& api_key) const { return audit_.list(tenant_key(api_key)); }
