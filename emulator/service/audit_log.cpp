@@ -23,46 +23,72 @@ AuditEntry from_line(const nlohmann::json& j) {
 
 }  // namespace
 
-AuditLog::AuditLog(std::string file) : file_(std::move(file)) {
-  if (file_.empty()) return;
+AuditLog::AuditLog(std::string file, size_t memory_entries)
+    : file_(std::move(file)), memory_entries_(std::max<size_t>(1, memory_entries)) {
+  keep_newest(read_file());
+}
+
+std::vector<AuditEntry> AuditLog::read_file() const {
+  std::vector<AuditEntry> all;
+  if (file_.empty()) return all;
   std::ifstream in(file_);
   for (std::string line; std::getline(in, line);) {
     const auto j = nlohmann::json::parse(line, nullptr, false);
     if (j.is_object()) try {
-        entries_.push_back(from_line(j));
+        all.push_back(from_line(j));
       } catch (const nlohmann::json::exception&) {  // a torn last line from a crash: skipped
       }
   }
+  return all;
+}
+
+void AuditLog::keep_newest(std::vector<AuditEntry> all) {
+  const size_t skip = all.size() > memory_entries_ ? all.size() - memory_entries_ : 0;
+  entries_.assign(std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(skip)), std::make_move_iterator(all.end()));
+  dropped_ = skip > 0;
 }
 
 void AuditLog::record(AuditEntry e) {
   std::lock_guard lock(mu_);
   if (!file_.empty()) std::ofstream(file_, std::ios::app) << to_line(e).dump() << "\n";
   entries_.push_back(std::move(e));
+  if (entries_.size() > memory_entries_) {
+    entries_.pop_front();
+    dropped_ = true;
+  }
 }
 
 std::vector<AuditEntry> AuditLog::list(const std::string& tenant) const {
   std::lock_guard lock(mu_);
+  const bool from_file = dropped_ && !file_.empty();
+  std::vector<AuditEntry> older;
+  if (from_file) older = read_file();
   std::vector<AuditEntry> out;
-  for (auto it = entries_.rbegin(); it != entries_.rend(); ++it)
-    if (it->tenant == tenant) out.push_back(*it);
+  const auto take = [&](auto begin, auto end) {
+    for (auto it = begin; it != end; ++it)
+      if (it->tenant == tenant) out.push_back(*it);
+  };
+  if (from_file) take(older.rbegin(), older.rend());
+  else take(entries_.rbegin(), entries_.rend());
   return out;
 }
 
 void AuditLog::forget(const std::string& tenant) {
   std::lock_guard lock(mu_);
-  std::erase_if(entries_, [&](const AuditEntry& e) { return tenant.empty() || e.tenant == tenant; });
-  rewrite();
+  std::vector<AuditEntry> all = dropped_ && !file_.empty() ? read_file() : std::vector<AuditEntry>(entries_.begin(), entries_.end());
+  std::erase_if(all, [&](const AuditEntry& e) { return tenant.empty() || e.tenant == tenant; });
+  rewrite(all);
+  keep_newest(std::move(all));
 }
 
-void AuditLog::rewrite() const {
+void AuditLog::rewrite(const std::vector<AuditEntry>& all) const {
   if (file_.empty()) return;
-  if (entries_.empty()) {  // a full reset leaves the data folder empty
+  if (all.empty()) {  // a full reset leaves the data folder empty
     std::remove(file_.c_str());
     return;
   }
   std::ofstream out(file_, std::ios::trunc);
-  for (const auto& e : entries_) out << to_line(e).dump() << "\n";
+  for (const auto& e : all) out << to_line(e).dump() << "\n";
 }
 
 }  // namespace kiln::service

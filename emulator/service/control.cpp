@@ -98,6 +98,7 @@ nlohmann::json TrainerService::state() const {
     view.update(queue_.view(id));
     models.push_back(std::move(view));
   }
+  for (const auto& [id, r] : models_.retired()) models.push_back(model_view(id, r));
   for (const auto& c : store_->all())
     checkpoints.push_back({{"tinker_path", c.tinker_path()}, {"tenant", c.tenant}, {"created", iso8601(c.created)},
                            {"expires_at", c.expires ? json(iso8601(*c.expires)) : json(nullptr)},

@@ -12,6 +12,9 @@ std::pair<ModelTable::Model*, bool> ModelTable::create(const std::string& tenant
   if (req.model_seq_id < 0) throw InvalidRequest("model_seq_id must be >= 0, got " + std::to_string(req.model_seq_id));
   const std::string model_id = req.session_id + ":train:" + std::to_string(req.model_seq_id);
   if (auto it = models_.find(model_id); it != models_.end()) return {it->second.get(), false};  // C16
+  if (retired_.count(model_id))
+    throw InvalidRequest("model_seq_id " + std::to_string(req.model_seq_id) + " of session '" + req.session_id +
+                         "' made model '" + model_id + "', which has been unloaded; use a new model_seq_id");
 
   const model::BaseModelEntry* entry = registry_.find(req.base_model);
   if (!entry) throw errors::unknown_base_model(req.base_model, registry_.known_names());
@@ -69,7 +72,25 @@ ModelTable::Model* ModelTable::find(const std::string& model_id) {
   return it == models_.end() ? nullptr : it->second.get();
 }
 
+std::vector<std::string> ModelTable::retire(const std::function<bool(const std::string&)>& idle) {
+  std::vector<std::string> gone;
+  for (auto it = models_.begin(); it != models_.end();) {
+    const Model& m = *it->second;
+    if (!m.unloaded || !idle(it->first)) {
+      ++it;
+      continue;
+    }
+    retired_[it->first] = {m.tenant,           m.info.base_model,           !m.info.lora.full_parameter(),
+                           m.info.base_only,   m.info.lora.rank,            m.info.optimizer_step,
+                           m.info.last_request_time, m.info.user_metadata};
+    gone.push_back(it->first);
+    it = models_.erase(it);
+  }
+  return gone;
+}
+
 std::vector<std::string> ModelTable::forget(const std::string& tenant) {
+  std::erase_if(retired_, [&](const auto& r) { return tenant.empty() || r.second.tenant == tenant; });
   std::vector<std::string> gone;
   std::erase_if(models_, [&](const auto& m) {
     const bool mine = tenant.empty() || m.second->tenant == tenant;
@@ -96,6 +117,7 @@ void ModelTable::record_outcome(Model& m, const TrainingRequest& req, const Retr
   if (std::holds_alternative<UnloadModelRequest>(req)) {
     m.unloaded = true;
     m.state.reset();
+    m.sampler_anchor.reset();  // a full-parameter model's last sampler base: weights-sized
   }
   if (m.state) m.info.optimizer_step = m.state->adam().step;
 }
@@ -114,6 +136,23 @@ nlohmann::json model_view(const std::string& model_id, const ModelTable::Model& 
           {"curve", curve},
           {"unloaded", m.unloaded},
           {"last_request_time", iso8601(m.info.last_request_time)}};
+}
+
+nlohmann::json model_view(const std::string& model_id, const ModelTable::Retired& r) {
+  return {{"model_id", model_id},
+          {"tenant", r.tenant},
+          {"base_model", r.base_model},
+          {"lora_rank", r.lora_rank},
+          {"base_only", r.base_only},
+          {"optimizer_step", r.optimizer_step},
+          {"recent_losses", nlohmann::json::array()},
+          {"curve", nlohmann::json::array()},
+          {"unloaded", true},
+          {"retired", true},  // no queue: the fields of SeqQueue::view say so
+          {"next_seq_id", nullptr},
+          {"queued_seq_ids", nlohmann::json::array()},
+          {"running", false},
+          {"last_request_time", iso8601(r.last_request_time)}};
 }
 
 }  // namespace kiln::service

@@ -2,6 +2,7 @@
 // The training models, one per create_model, each owned by a tenant: what get_info shows, the
 // training state, and the anchor of full-parameter "delta" sampler saves. A model whose request
 // is executing is that worker's; everything else reads and writes under the service's lock.
+#include <functional>
 #include <map>
 #include <deque>
 #include <memory>
@@ -35,6 +36,16 @@ class ModelTable {
     std::deque<CurvePoint> curve;
   };
   static constexpr size_t kCurvePoints = 5000;
+  // What is left of a model once it is unloaded and no future of it is kept: training_runs lists
+  // it and the state view shows its last step (a few hundred bytes where a model took a few KiB:
+  // the soak test unloads ~1,700 a minute, and memory must stay flat).
+  struct Retired {
+    std::string tenant, base_model;
+    bool is_lora = false, base_only = false;
+    int64_t lora_rank = 0, optimizer_step = 0;
+    TimePoint last_request_time;
+    std::map<std::string, std::string> user_metadata;
+  };
 
   // `lora_seed_salt` picks LoRA seeds for models created without one (rule C3): the service's id seed.
   ModelTable(const model::ModelRegistry& registry, uint64_t lora_seed_salt)
@@ -53,9 +64,13 @@ class ModelTable {
   Model& find_owned(const std::string& tenant, const std::string& model_id);
   const Model& find_owned(const std::string& tenant, const std::string& model_id) const;
   Model* find(const std::string& model_id);
-  // Forgets the models of `tenant` (every tenant's when empty); returns their ids.
+  // Forgets the models of `tenant` (every tenant's when empty), retired ones too; returns the ids
+  // of those that were not retired.
   std::vector<std::string> forget(const std::string& tenant);
   const std::map<std::string, std::unique_ptr<Model>>& all() const { return models_; }
+  // Retires the unloaded models `idle` says nothing refers to any more; returns their ids.
+  std::vector<std::string> retire(const std::function<bool(const std::string& model_id)>& idle);
+  const std::map<std::string, Retired>& retired() const { return retired_; }
 
   // After a request ran: recent losses of forward_backward, the optimizer step, unloading.
   void record_outcome(Model& m, const TrainingRequest& req, const RetrieveResult& outcome);
@@ -64,9 +79,11 @@ class ModelTable {
   const model::ModelRegistry& registry_;
   uint64_t lora_seed_salt_;
   std::map<std::string, std::unique_ptr<Model>> models_;  // by model id
+  std::map<std::string, Retired> retired_;                 // by model id
 };
 
 // A model in the control API's state view (without its queue).
 nlohmann::json model_view(const std::string& model_id, const ModelTable::Model& m);
+nlohmann::json model_view(const std::string& model_id, const ModelTable::Retired& r);
 
 }  // namespace kiln::service

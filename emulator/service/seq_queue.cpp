@@ -94,6 +94,11 @@ void SeqQueue::advance(const std::string& id, Lane& l) {
   }
 }
 
+bool SeqQueue::idle(const std::string& id) const {
+  const Lane& l = lane(id);
+  return !l.running && !l.queued && l.waiting.empty() && l.seen.empty();
+}
+
 void SeqQueue::forget_finished(const std::function<bool(const std::string&)>& known) {
   for (auto& [id, l] : lanes_) {
     for (auto it = l.seen.begin(); it != l.seen.end() && it->first < l.next_seq && !known(it->second.second);)

@@ -57,6 +57,8 @@ class SeqQueue {
   Next pop();
   void done(const std::string& lane);
   bool running(const std::string& lane) const;
+  // Nothing waits, runs or is remembered on the lane (its model may be retired).
+  bool idle(const std::string& lane) const;
   // Forgets what it remembers of requests that ran and whose futures are gone (`known` says which
   // request ids still have one): a resubmission of such a seq_id is then refused as reused, as
   // the result it would return is gone too. Without this a lane's memory grows with every

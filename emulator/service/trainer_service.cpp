@@ -213,6 +213,8 @@ RetrieveResult TrainerService::retrieve(const std::string& api_key, const std::s
 void TrainerService::tick() {
   futures_.tick();
   queue_.forget_finished([this](const std::string& rid) { return futures_.find(rid) != nullptr; });
+  for (const auto& id : models_.retire([this](const std::string& model_id) { return queue_.idle(model_id); }))
+    queue_.remove_lane(id);
   const auto grace = std::chrono::duration_cast<TimePoint::duration>(std::chrono::duration<double>(opts_.seq_gap_grace_seconds));
   for (const auto& line : queue_.skip_stalled(clock_->now(), grace)) log::write(log::Level::warn, "seq_gap_skipped", {{"detail", line}});
 }
@@ -278,6 +280,10 @@ std::vector<TrainingRunInfo> TrainerService::list_training_runs(const std::strin
       if (m->tenant == tenant)
         live.push_back({id, m->info.base_model, owner_urn(tenant), !m->info.lora.full_parameter(), m->info.lora.rank,
                         m->info.last_request_time, std::nullopt, std::nullopt, m->info.user_metadata});
+    for (const auto& [id, r] : models_.retired())
+      if (r.tenant == tenant)
+        live.push_back({id, r.base_model, owner_urn(tenant), r.is_lora, r.lora_rank, r.last_request_time, std::nullopt,
+                        std::nullopt, r.user_metadata});
   }
   return checkpoints_.training_runs(tenant, std::move(live));
 }

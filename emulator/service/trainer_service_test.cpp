@@ -326,6 +326,44 @@ TEST_F(ServiceTest, UnloadedModelsAreGone) {
   EXPECT_THROW(svc->submit(kOther, m, 1, UnloadModelRequest{}), NotFound);
 }
 
+// Once its futures are forgotten, an unloaded model is retired to a small record: training_runs
+// still lists the run and the state view its last step; its id cannot be made again.
+TEST_F(ServiceTest, UnloadedModelsAreRetiredOnceTheirFuturesAreForgotten) {
+  const auto s = svc->create_session(kKey, {}, {}, "").session_id;
+  const auto m = svc->create_model(kKey, {.session_id = s, .model_seq_id = 0, .base_model = "kiln/tiny", .lora = {.rank = 4},
+                                          .user_metadata = {{"run", "a"}}});
+  ASSERT_EQ(run(m, 1, fb("abc")).status, Status::done);
+  ASSERT_EQ(run(m, 2, step()).status, Status::done);
+  ASSERT_EQ(run(m, 3, UnloadModelRequest{}).status, Status::done);
+  const auto view = [&] {
+    const auto state = svc->state();  // kept: the loop below must not run over a temporary's member
+    for (const auto& v : state["models"])
+      if (v["model_id"] == m) return v;
+    return nlohmann::json();
+  };
+  const auto retired = [&] { return view().value("retired", false); };
+  EXPECT_FALSE(retired());  // its futures are still kept: a lost answer's retry must find them
+  clock->advance_seconds(4000);  // past every retention
+  for (int i = 0; i < 100 && !retired(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_TRUE(retired());
+  EXPECT_EQ(view()["optimizer_step"], 1);
+  const auto runs = svc->list_training_runs(kKey);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].training_run_id, m);
+  EXPECT_TRUE(runs[0].is_lora);
+  EXPECT_EQ(runs[0].lora_rank, 4);
+  EXPECT_EQ(runs[0].user_metadata.at("run"), "a");
+  EXPECT_TRUE(svc->list_training_runs(kOther).empty());
+  EXPECT_THROW(svc->get_info(kKey, m), NotFound);
+  EXPECT_THROW(svc->submit(kKey, m, 4, fb("abc")), NotFound);
+  EXPECT_EQ(error_of<InvalidRequest>([&] {
+              svc->create_model(kKey, {.session_id = s, .model_seq_id = 0, .base_model = "kiln/tiny", .lora = {.rank = 4}});
+            }),
+            "model_seq_id 0 of session '" + s + "' made model '" + m + "', which has been unloaded; use a new model_seq_id");
+  svc->reset(kKey);
+  EXPECT_TRUE(svc->list_training_runs(kKey).empty());
+}
+
 TEST_F(ServiceTest, SeededServicesMakePredictableIds) {
   TempDir other;
   TrainerService again(options(other.path(), std::make_shared<VirtualClock>()));
