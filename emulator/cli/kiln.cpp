@@ -10,6 +10,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 
@@ -60,6 +61,16 @@ options (each also read from the environment variable shown):
                        email its identity carries; others get 401 (KILN_API_KEYS; default: any key)
   --jwt-auth           client/config turns on the SDKs' JWT exchange (auth/token), the path
                        whoami() reads its identity from (KILN_JWT_AUTH=1)
+  --sample-poller on|off
+                       client/config sample_use_retrieve_futures: tinker 0.26+ collects sample
+                       results with one session poller (retrieve_futures) instead of a poll per
+                       request (KILN_SAMPLE_POLLER, default off, the SDK's own default)
+  --sample-cancel on|off
+                       client/dynamic_config sample_cancel_enabled: the SDK cancels samples it
+                       abandons (cancel_future) (KILN_SAMPLE_CANCEL, default on)
+  --join-sampling-session on|off
+                       client/config sample_join_sampling_session: cloned sampling clients join
+                       their session (KILN_JOIN_SAMPLING_SESSION, default on)
 )";
 
 // SIGINT / SIGTERM: the first drains (README "Guarantees"), a second stops at once. The handler
@@ -145,6 +156,8 @@ int main(int argc, char** argv) {
               result_retention = env_or("KILN_RESULT_RETENTION", "600");
   bool overwrite_training_state = env_or("KILN_OVERWRITE_TRAINING_STATE", "0") == "1";
   bool virtual_clock = env_or("KILN_VIRTUAL_CLOCK", "0") == "1";
+  std::string sample_poller = env_or("KILN_SAMPLE_POLLER", "off"), sample_cancel = env_or("KILN_SAMPLE_CANCEL", "on"),
+              join_sampling = env_or("KILN_JOIN_SAMPLING_SESSION", "on");
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--help" || a == "-h") {
@@ -165,7 +178,9 @@ int main(int argc, char** argv) {
                         : a == "--http-threads" ? &http_threads : a == "--faults" ? &faults
                         : a == "--journal" ? &journal : a == "--journal-size" ? &journal_size
                         : a == "--api-keys" ? &api_keys : a == "--drain-seconds" ? &drain_seconds
-                        : a == "--io-timeout" ? &io_timeout : a == "--result-retention" ? &result_retention : nullptr;
+                        : a == "--io-timeout" ? &io_timeout : a == "--result-retention" ? &result_retention
+                        : a == "--sample-poller" ? &sample_poller : a == "--sample-cancel" ? &sample_cancel
+                        : a == "--join-sampling-session" ? &join_sampling : nullptr;
     if (!target) return fail("unknown option '" + a + "'");
     if (i + 1 >= argc) return fail("option '" + a + "' needs a value");
     *target = argv[++i];
@@ -206,6 +221,12 @@ int main(int argc, char** argv) {
     ho.journal_file = journal;
     ho.journal_capacity = std::stoul(journal_size);
     ho.jwt_auth = jwt_auth;
+    for (auto [option, value, flag] : {std::tuple{"--sample-poller", &sample_poller, &ho.sample_poller},
+                                       std::tuple{"--sample-cancel", &sample_cancel, &ho.sample_cancel},
+                                       std::tuple{"--join-sampling-session", &join_sampling, &ho.join_sampling_session}}) {
+      if (*value != "on" && *value != "off") return fail(std::string(option) + " must be on or off, got '" + *value + "'");
+      *flag = *value == "on";
+    }
     if (!api_keys.empty()) {
       std::ifstream in(api_keys);
       if (!in) return fail("cannot read the API keys file " + api_keys);

@@ -166,6 +166,93 @@ TEST_F(HttpTest, JoiningASamplingSessionNumbersTheClients) {
   EXPECT_EQ(missing["detail"], "sampling session '" + session + ":sample:9' not found");
 }
 
+// 0.26+: the session futures poller (retrieve_futures) and cancel_future, and the config flags
+// that send the SDK down those paths (defaults: poller off, as the SDK defaults; cancel on).
+TEST_F(HttpTest, TheSessionPollerReportsCompletionsAndCancelFutureWithdrawsSamples) {
+  EXPECT_EQ(post("/api/v1/client/config", {{"sdk_version", "0.30.1"}}).second["sample_use_retrieve_futures"], false);
+  const json dynamic = post("/api/v1/client/dynamic_config", json::object()).second;
+  EXPECT_EQ(dynamic["sample_cancel_enabled"], true);
+  EXPECT_EQ(dynamic["sample_cancel_max_batch_size"], 64);
+  const std::string session = this->session();
+  auto [s, created] = post("/api/v1/create_sampling_session", {{"session_id", session}, {"sampling_session_seq_id", 0},
+                                                               {"base_model", "kiln/tiny"}, {"type", "create_sampling_session"}});
+  ASSERT_EQ(s, 200);
+  const std::string sampler = created["sampling_session_id"];
+  const json target = {{"type", "sampling_session"}, {"sampling_session_id", sampler}, {"cloned_sampler_id", nullptr}};
+  auto sample = [&](int seq, int max_tokens) {
+    auto [st, sub] = post("/api/v1/asample", {{"sampling_session_id", sampler}, {"seq_id", seq}, {"num_samples", 1},
+                                              {"prompt", {{"chunks", {{{"tokens", {72, 105}}, {"type", "encoded_text"}}}}}},
+                                              {"sampling_params", {{"max_tokens", max_tokens}, {"seed", seq}, {"stop", json::array()}}},
+                                              {"type", "sample"}});
+    EXPECT_EQ(st, 200) << sub;
+    return sub["request_id"].get<std::string>();
+  };
+  const std::string first = sample(0, 4);
+  auto [p1, polled] = post("/api/v1/retrieve_futures", {{"target", target}, {"prev_cursor", nullptr}, {"timeout", 30}});
+  ASSERT_EQ(p1, 200) << polled;
+  EXPECT_EQ(polled["completions"], (json{{{"state", "finished"}, {"request_id", first}}}));
+  ASSERT_TRUE(polled["cursor"].is_string());
+  EXPECT_TRUE(result(first).contains("sequences"));  // the payload still comes from retrieve_future
+  // Nothing new: the poll holds for its timeout, then answers with no completions and the same cursor.
+  auto [p2, empty] = post("/api/v1/retrieve_futures", {{"target", target}, {"prev_cursor", polled["cursor"]}, {"timeout", 0.2}});
+  EXPECT_EQ(empty, (json{{"completions", json::array()}, {"cursor", polled["cursor"]}}));
+
+  // Cancel a long sample: its future fails at once with a user error; the poller reports it failed.
+  const std::string doomed = sample(1, 2000);
+  auto [c1, cancelled] = post("/api/v1/cancel_future", {{"request_id", doomed}});
+  ASSERT_EQ(c1, 200) << cancelled;
+  EXPECT_EQ(cancelled, (json{{"type", "cancel_future"}, {"cancelled", {doomed}}, {"already_complete", json::array()}}));
+  const json failure = result(doomed);
+  EXPECT_EQ(failure["category"], "user");
+  EXPECT_EQ(failure["error"], "sample request " + doomed + " was cancelled by the client (cancel_future)");
+  auto [p3, after] = post("/api/v1/retrieve_futures", {{"target", target}, {"prev_cursor", polled["cursor"]}});
+  EXPECT_EQ(after["completions"], (json{{{"state", "failed"}, {"request_id", doomed}}}));
+  EXPECT_EQ(post("/api/v1/cancel_future", {{"request_ids", {doomed, first}}}).second["already_complete"], (json{doomed, first}));
+
+  // Bad input names the field and changes nothing.
+  const std::string m = model();
+  auto [t, fut] = post("/api/v1/forward", {{"forward_input", {{"data", {datum({1, 2, 3})}}, {"loss_fn", "cross_entropy"}}},
+                                           {"model_id", m}, {"seq_id", 1}});
+  ASSERT_EQ(t, 200) << fut;
+  auto [c2, refused] = post("/api/v1/cancel_future", {{"request_id", fut["request_id"]}});
+  EXPECT_EQ(c2, 409);
+  EXPECT_NE(refused["detail"].get<std::string>().find("is not a sample"), std::string::npos) << refused;
+  EXPECT_TRUE(result(fut["request_id"]).contains("loss_fn_outputs"));
+  EXPECT_EQ(post("/api/v1/cancel_future", {{"request_id", "req-nope"}}).first, 404);
+  EXPECT_EQ(post("/api/v1/cancel_future", json::object()).second["detail"], "missing required field 'request_id'");
+  EXPECT_EQ(post("/api/v1/cancel_future", {{"request_ids", json::array()}}).second["detail"],
+            "field 'request_ids' must be a list of 1 to 64 request ids");
+  const auto detail = [&](const json& body) {
+    auto [st, b] = post("/api/v1/retrieve_futures", body);
+    EXPECT_EQ(st, 400) << b;
+    return b["detail"];
+  };
+  EXPECT_EQ(detail({{"prev_cursor", nullptr}}), "missing required field 'target'");
+  EXPECT_EQ(detail({{"target", {{"type", "training_run"}, {"sampling_session_id", sampler}}}}),
+            "field 'target.type' must be \"sampling_session\" (the only kind of futures target), got \"training_run\"");
+  EXPECT_EQ(detail({{"target", target}, {"prev_cursor", "abc"}}),
+            "field 'prev_cursor' must be a cursor this server returned (a decimal string) or null");
+  EXPECT_EQ(detail({{"target", target}, {"timeout", -1}}), "field 'timeout' must be a number of seconds >= 0 or null");
+  auto [s404, unknown] = post("/api/v1/retrieve_futures", {{"target", {{"type", "sampling_session"}, {"sampling_session_id", session + ":sample:9"}}}});
+  EXPECT_EQ(s404, 404) << unknown;
+}
+
+class PollerFlagsHttpTest : public HttpTest {
+ protected:
+  void configure(ServerOptions& o) override {
+    o.sample_poller = true;
+    o.sample_cancel = false;
+    o.join_sampling_session = false;
+  }
+};
+
+TEST_F(PollerFlagsHttpTest, ServeOptionsChooseWhatTheConfigsAnnounce) {
+  const json config = post("/api/v1/client/config", {{"sdk_version", "0.32.0"}}).second;
+  EXPECT_EQ(config["sample_use_retrieve_futures"], true);
+  EXPECT_EQ(config["sample_join_sampling_session"], false);
+  EXPECT_EQ(post("/api/v1/client/dynamic_config", json::object()).second["sample_cancel_enabled"], false);
+}
+
 // The audit log records events when they happen: a deleted checkpoint's creation and deletion
 // both stay listed, with event_details (0.30+).
 TEST_F(HttpTest, TheAuditLogRecordsWhatHappenedIncludingDeletions) {

@@ -2,6 +2,7 @@
 // The Tinker / Fireworks HTTP API over TrainerService (docs/protocol.md), on cpp-httplib: JSON, and protobuf
 // where the SDKs send or ask for it (forward_backward bodies, forward and sample results);
 // every route is served bare (/api/v1/...) and under any path prefix.
+#include <algorithm>
 #include <atomic>
 #include <functional>
 #include <map>
@@ -36,6 +37,11 @@ struct ServerOptions {
   // the default); any other key is answered 401, as the service answers a revoked key.
   std::map<std::string, std::string> api_keys;
   bool jwt_auth = false;  // client/config announces pjwt_auth_enabled: clients exchange keys for JWTs
+  // What client/config and client/dynamic_config announce of tinker 0.26+'s optional paths (the
+  // endpoints answer either way; the flags choose the path the SDK takes).
+  bool sample_poller = false;         // sample_use_retrieve_futures: one retrieve_futures poller per session
+  bool sample_cancel = true;          // sample_cancel_enabled: abandoned samples are cancelled
+  bool join_sampling_session = true;  // sample_join_sampling_session: cloned sampling clients join
 };
 
 class HttpServer {
@@ -100,8 +106,19 @@ class HttpServer {
   ServerOptions opts_;
   std::unique_ptr<httplib::Server> srv_;
   int port_ = 0;
-  std::atomic<int> holding_polls_{0};
-  std::atomic<bool> draining_{false};  // retrieve_future calls currently holding a thread
+  // A long-poll's claim on an HTTP thread (retrieve_future, retrieve_futures): at most half of
+  // the threads may hold one; beyond that a poll is answered at once, so pollers never starve the
+  // other requests. Given back when it goes out of scope.
+  struct PollSlot {
+    std::atomic<int>& holding;
+    bool may_hold;
+    ~PollSlot() { holding.fetch_sub(1); }
+  };
+  PollSlot hold_poll_slot() {
+    return {holding_polls_, holding_polls_.fetch_add(1) < std::max(1, opts_.http_threads / 2)};
+  }
+  std::atomic<int> holding_polls_{0};  // long-polls now holding a thread
+  std::atomic<bool> draining_{false};
   struct Downloads;
   std::unique_ptr<Downloads> downloads_;
   struct Tokens;

@@ -13,10 +13,13 @@ void HttpServer::register_session_routes() {
   route("POST", "/api/v1/client/config", [this](auto&, auto& res, auto&) {
     send_json(res, 200, {{"use_pyqwest_transport", false}, {"pjwt_auth_enabled", opts_.jwt_auth},
                          {"parallel_fwdbwd_chunks", true}, {"proto_write_fwdbwd", false},
-                         {"proto_compress_fwdbwd", false}});
+                         {"proto_compress_fwdbwd", false}, {"sample_use_retrieve_futures", opts_.sample_poller},
+                         {"sample_join_sampling_session", opts_.join_sampling_session}});
   });
-  route("POST", "/api/v1/client/dynamic_config",
-        [](auto&, auto& res, auto&) { send_json(res, 200, {{"refresh_interval_sec", 300}}); });
+  route("POST", "/api/v1/client/dynamic_config", [this](auto&, auto& res, auto&) {
+    send_json(res, 200, {{"refresh_interval_sec", 300}, {"sample_cancel_enabled", opts_.sample_cancel},
+                         {"sample_cancel_max_batch_size", wire::kMaxCancelBatch}});
+  });
   // Exactly this body, or the SDK resends the batch every second forever.
   route("POST", "/api/v1/telemetry", [](auto&, auto& res, auto&) { send_json(res, 200, {{"status", "accepted"}}); });
   route("GET", "/api/v1/get_server_capabilities", [this](auto&, auto& res, auto&) {

@@ -63,19 +63,13 @@ void HttpServer::register_training_routes() {
 }
 
 void HttpServer::register_future_routes() {
-  // Long-poll: hold up to poll_hold_seconds, then 408 try_again (the SDK re-polls at once). A
-  // held poll occupies an HTTP thread, so at most half of them may hold: beyond that a poll is
-  // answered at once, and pollers can never starve the other requests.
+  // Long-poll: hold up to poll_hold_seconds (when a slot is free), then 408 try_again (the SDK
+  // re-polls at once).
   route("POST", "/api/v1/retrieve_future", [this](auto& req, auto& res, auto& key) {
     const std::string rid = wire::require_string(body_json(req), "request_id", "");
-    const int max_holding = std::max(1, opts_.http_threads / 2);
-    const bool may_hold = holding_polls_.fetch_add(1) < max_holding;
-    const auto hold = may_hold ? std::chrono::milliseconds(static_cast<int64_t>(opts_.poll_hold_seconds * 1000))
-                               : std::chrono::milliseconds(0);
-    struct Release {
-      std::atomic<int>& n;
-      ~Release() { n.fetch_sub(1); }
-    } release{holding_polls_};
+    const auto slot = hold_poll_slot();
+    const auto hold = slot.may_hold ? std::chrono::milliseconds(static_cast<int64_t>(opts_.poll_hold_seconds * 1000))
+                                    : std::chrono::milliseconds(0);
     const auto r = svc_.retrieve(key, rid, hold);
     using Status = service::RetrieveResult::Status;
     if (r.status == Status::pending) {

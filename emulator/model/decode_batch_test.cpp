@@ -160,5 +160,40 @@ TEST(BatchSampler, JoiningARunningBatchChangesNoResult) {
   }
 }
 
+// A cancelled request leaves the batch at once; the others sample exactly what they sample alone.
+TEST(BatchSampler, RemovingARequestChangesNoOtherResult) {
+  const auto c = config(HeadKind::dense, 300);
+  const auto m = std::make_shared<const Transformer<float>>(lora_model(c));
+  SampleSpec keep, drop;
+  keep.prompt = {3, 4, 5};
+  keep.num_samples = 2;
+  keep.params.max_tokens = 10;
+  keep.params.seed = 21;
+  keep.params.end_of_sequence = false;
+  drop = keep;
+  drop.num_samples = 3;
+  drop.params.seed = 22;
+  const SampleOutput alone = sample(*m, keep);
+
+  BatchSampler batch(m);
+  const int64_t dropped = batch.add(drop), kept = batch.add(keep);
+  for (int s = 0; s < 4; ++s) EXPECT_TRUE(batch.step().empty());
+  EXPECT_EQ(batch.active(), 5u);
+  batch.remove(dropped);
+  EXPECT_EQ(batch.active(), 2u);
+  batch.remove(dropped);  // again, or an unknown handle: nothing changes
+  batch.remove(999);
+  std::map<int64_t, SampleOutput> done;
+  while (!batch.idle())
+    for (auto& [id, out] : batch.step()) done[id] = std::move(out);
+  ASSERT_EQ(done.size(), 1u);
+  const auto& got = done.at(kept).sequences;
+  ASSERT_EQ(got.size(), 2u);
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].tokens, alone.sequences[i].tokens) << "sample " << i;
+    EXPECT_EQ(got[i].logprobs, alone.sequences[i].logprobs) << "sample " << i;
+  }
+}
+
 }  // namespace
 }  // namespace kiln::model

@@ -151,6 +151,11 @@ BatchSampler::BatchSampler(std::shared_ptr<const Transformer<float>> model)
 
 BatchSampler::~BatchSampler() = default;
 
+void BatchSampler::remove(int64_t request) {
+  std::erase_if(active_, [&](const auto& seq) { return seq->request == request; });
+  requests_.erase(request);
+}
+
 int64_t BatchSampler::add(const SampleSpec& spec) {
   const ModelConfig& c = model_->config();
   validate_sample(c, spec);

@@ -74,6 +74,9 @@ class BatchSampler {
   // Validates (InputError naming the field), prefills the prompt (prompt logprobs, the first
   // token's scores) and puts the request's sequences in the batch. Returns the request's handle.
   int64_t add(const SampleSpec& spec);
+  // Drops a request and its sequences from the batch (a cancelled request); the others decode on
+  // exactly as they would have. An unknown handle changes nothing.
+  void remove(int64_t request);
   bool idle() const { return active_.empty(); }
   size_t active() const { return active_.size(); }
   // Every active sequence draws a token; one batched decode step follows for those that go on.

@@ -56,8 +56,9 @@ std::string FutureTable::add_done(const std::string& tenant, TrainingResult resu
   return rid;
 }
 
-std::string FutureTable::add_failed(const std::string& tenant, const InjectedFailure& failure) {
-  const std::string rid = add_pending(tenant, "");
+std::string FutureTable::add_failed(const std::string& tenant, const InjectedFailure& failure,
+                                    const std::string& owner) {
+  const std::string rid = add_pending(tenant, owner);
   complete(rid, RetrieveResult::failure(failure.message, failure.category));
   return rid;
 }
@@ -68,9 +69,10 @@ FutureTable::Future* FutureTable::find(const std::string& request_id) {
 }
 
 void FutureTable::complete(const std::string& request_id, RetrieveResult outcome) {
-  if (Future* f = find(request_id)) {
+  if (Future* f = find(request_id); f && f->state.status == RetrieveResult::Status::pending) {
     f->state = std::move(outcome);
     f->completed = clock_.now();
+    f->completion = ++completions_;
   }
   done_cv_.notify_all();
 }
@@ -104,6 +106,36 @@ RetrieveResult FutureTable::retrieve(std::unique_lock<std::mutex>& lock, const s
   pending.queue_state = progression_.queue_state;
   pending.queue_state_reason = progression_.reason;
   return pending;
+}
+
+std::pair<std::vector<FutureTable::Completion>, uint64_t> FutureTable::completions_after(
+    std::unique_lock<std::mutex>& lock, const std::string& tenant, const std::string& owner, uint64_t cursor,
+    std::chrono::milliseconds wait) {
+  const bool by_polls = progression_.mode == Progression::Mode::after_polls;
+  const auto mine = [&](const Future& f) { return f.tenant == tenant && f.owner == owner; };
+  // Under a progression that waits for polls, a poll of the session is a poll of each of its
+  // futures not delivered yet (retrieve_future's rule, B3).
+  if (by_polls)
+    for (auto& [rid, f] : futures_)
+      if (mine(*f) && !f->first_delivered) ++f->polls;
+  std::vector<std::pair<uint64_t, Completion>> found;
+  done_cv_.wait_for(lock, wait, [&] {
+    found.clear();
+    bool held_back = false;
+    for (const auto& [rid, f] : futures_) {
+      if (f->completion <= cursor || !mine(*f)) continue;
+      if (held(*f)) held_back = true;
+      else found.push_back({f->completion, {rid, f->state.status == RetrieveResult::Status::failed}});
+    }
+    return stopping_ || !found.empty() || (by_polls && held_back);  // held for polls: answer now
+  });
+  std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<Completion> out;
+  for (auto& [n, c] : found) {
+    cursor = n;
+    out.push_back(std::move(c));
+  }
+  return {std::move(out), cursor};
 }
 
 void FutureTable::wait_for(std::unique_lock<std::mutex>& lock, const std::function<bool()>& done) {

@@ -34,6 +34,13 @@ class FutureTable {
     bool running = false;  // pending, and its request is executing (a worker has it, or it decodes)
     std::optional<InjectedFailure> forced;  // fault injection: fail instead of executing
     std::vector<std::string> sequence_ids;  // asample futures: one per requested sample
+    uint64_t completion = 0;  // its place in the order futures completed (1, 2, ...); 0 while pending
+  };
+  // A future of an owner that completed after a cursor (retrieve_futures).
+  struct Completion {
+    std::string request_id;
+    bool failed = false;
+    bool operator==(const Completion&) const = default;
   };
 
   FutureTable(IdGenerator& ids, const Clock& clock, double result_retention_seconds,
@@ -44,9 +51,10 @@ class FutureTable {
                           std::optional<InjectedFailure> forced = std::nullopt);
   // A future that is complete from the start (requests answered at once).
   std::string add_done(const std::string& tenant, TrainingResult result);
-  std::string add_failed(const std::string& tenant, const InjectedFailure& failure);
+  std::string add_failed(const std::string& tenant, const InjectedFailure& failure, const std::string& owner = "");
   Future* find(const std::string& request_id);
-  // Records the outcome of a pending future (gone already after a reset: nothing happens).
+  // Records the outcome of a pending future. The first outcome stands: a future that completed
+  // already (a sample cancelled while it decoded) or is gone (a reset) is left as it is.
   void complete(const std::string& request_id, RetrieveResult outcome);
 
   // The model or sampler a future belongs to; "" when unknown, another tenant's or ownerless.
@@ -55,6 +63,14 @@ class FutureTable {
   // an unknown (or another tenant's) id.
   RetrieveResult retrieve(std::unique_lock<std::mutex>& lock, const std::string& tenant,
                           const std::string& request_id, std::chrono::milliseconds wait);
+  // The futures of `owner` (of `tenant`) that completed after `cursor` and may be delivered, oldest
+  // first, and the cursor after them (`cursor` itself when there are none). Waits up to `wait`
+  // for the first, releasing `lock` meanwhile. A cursor counts completions of the whole table, so
+  // one owner's cursor passes over other owners' completions; results forgotten after their
+  // retention are not reported again.
+  std::pair<std::vector<Completion>, uint64_t> completions_after(std::unique_lock<std::mutex>& lock,
+                                                                 const std::string& tenant, const std::string& owner,
+                                                                 uint64_t cursor, std::chrono::milliseconds wait);
   // Waits until `done` holds; re-checked whenever something completes or notify() is called.
   void wait_for(std::unique_lock<std::mutex>& lock, const std::function<bool()>& done);
   void notify() { done_cv_.notify_all(); }
@@ -83,6 +99,7 @@ class FutureTable {
   const Clock& clock_;
   double result_retention_seconds_, unpolled_retention_seconds_;
   std::map<std::string, std::unique_ptr<Future>> futures_;  // by request id
+  uint64_t completions_ = 0;  // futures completed so far (their `completion` numbers)
   Progression progression_;
   bool stopping_ = false;
   std::condition_variable done_cv_;

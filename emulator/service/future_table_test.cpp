@@ -158,5 +158,42 @@ TEST(FutureTable, ForgettingATenantKeepsTheOthers) {
   EXPECT_EQ(f.t.progression().mode, Progression::Mode::immediate);
 }
 
+// retrieve_futures' view: an owner's completions after a cursor, in completion order, of its
+// tenant only; held back while the progression holds them, a session poll counting as a poll.
+TEST(FutureTable, CompletionsAfterACursorComeInCompletionOrder) {
+  Table f;
+  const auto completions = [&](const std::string& tenant, const std::string& owner, uint64_t cursor) {
+    std::unique_lock lock(f.mu);
+    return f.t.completions_after(lock, tenant, owner, cursor, std::chrono::milliseconds(0));
+  };
+  const std::string a = f.t.add_pending("t1", "s1"), b = f.t.add_pending("t1", "s1");
+  const std::string elsewhere = f.t.add_pending("t1", "s2"), theirs = f.t.add_pending("t2", "s1");
+  EXPECT_TRUE(completions("t1", "s1", 0).first.empty());
+  f.t.complete(b, Table::done());  // b before a
+  f.t.complete(elsewhere, Table::done());
+  f.t.complete(theirs, Table::done());
+  f.t.complete(a, RetrieveResult::failure("boom", ErrorCategory::server));
+  f.t.complete(a, Table::done());  // a second outcome does not replace the first
+  const auto [both, cursor] = completions("t1", "s1", 0);
+  ASSERT_EQ(both.size(), 2u);
+  EXPECT_EQ(both[0].request_id, b);
+  EXPECT_FALSE(both[0].failed);
+  EXPECT_EQ(both[1].request_id, a);
+  EXPECT_TRUE(both[1].failed);
+  EXPECT_EQ(cursor, 4u);  // the fourth completion of the table
+  EXPECT_EQ(completions("t1", "s1", cursor), std::make_pair(std::vector<FutureTable::Completion>{}, cursor));
+  EXPECT_EQ(completions("t1", "s1", 1).first.size(), 1u);  // after b: a only
+
+  // A progression that waits for two polls: the session poll counts for each of its futures.
+  f.t.set_progression({Progression::Mode::after_polls, 2, 0, "active", ""});
+  const std::string c = f.t.add_pending("t1", "s1");
+  f.t.complete(c, Table::done());
+  EXPECT_TRUE(completions("t1", "s1", cursor).first.empty());  // poll 1: held
+  EXPECT_TRUE(completions("t1", "s1", cursor).first.empty());  // poll 2: held
+  const auto released = completions("t1", "s1", cursor).first;  // poll 3
+  ASSERT_EQ(released.size(), 1u);
+  EXPECT_EQ(released[0].request_id, c);
+}
+
 }  // namespace
 }  // namespace kiln::service

@@ -55,7 +55,7 @@ SampleSubmission Samplers::submit(const std::string& tenant, const std::string& 
     if (auto* f = futures_.find(seen->second.second)) return {seen->second.second, f->sequence_ids};
   std::string rid;
   if (forced) {
-    rid = futures_.add_failed(tenant, *forced);
+    rid = futures_.add_failed(tenant, *forced, sampler_id);
   } else {
     rid = futures_.add_pending(tenant, sampler_id);
     s.seen[seq_id] = {fp, rid};
@@ -75,6 +75,31 @@ void Samplers::enqueue(Sampler& s) {
   s.queued = true;
   ready_.push_back(&s);
   on_ready_();
+}
+
+std::vector<bool> Samplers::cancel(const std::string& tenant, const std::vector<std::string>& request_ids) {
+  std::vector<Sampler*> owners;  // of the pending ones; null for those complete already
+  for (const auto& rid : request_ids) {
+    FutureTable::Future* f = futures_.find(rid);
+    if (!f || f->tenant != tenant) throw errors::future_not_found();
+    auto it = samplers_.find(f->owner);
+    if (it == samplers_.end())
+      throw Conflict("request '" + rid + "' is not a sample: cancel_future cancels sample requests only "
+                     "(training requests run in seq_id order and cannot be withdrawn)");
+    owners.push_back(f->state.status == RetrieveResult::Status::pending ? it->second.get() : nullptr);
+  }
+  std::vector<bool> cancelled;
+  for (size_t i = 0; i < request_ids.size(); ++i) {
+    const std::string& rid = request_ids[i];
+    cancelled.push_back(owners[i] && futures_.find(rid)->state.status == RetrieveResult::Status::pending);
+    if (!cancelled.back()) continue;  // complete already (or listed twice)
+    Sampler& s = *owners[i];
+    if (std::erase_if(s.pending, [&](const Job& j) { return j.request_id == rid; }) == 0)
+      s.cancelled.insert(rid);  // joining or in the batch: the driving worker drops it
+    futures_.complete(rid, RetrieveResult::failure("sample request " + rid + " was cancelled by the client (cancel_future)",
+                                                   ErrorCategory::user));
+  }
+  return cancelled;
 }
 
 void Samplers::run_turn(std::unique_lock<std::mutex>& lock) {
@@ -109,7 +134,19 @@ void Samplers::drive(Sampler& s) {
                                      {"max_tokens", job.spec.params.max_tokens ? nlohmann::ordered_json(*job.spec.params.max_tokens) : nlohmann::ordered_json(nullptr)}});
         s.in_batch.emplace(handle, std::move(job));
       } catch (const std::exception& e) {
-        finish(job, RetrieveResult::failure(e));
+        finish(s, job, RetrieveResult::failure(e));
+      }
+    }
+    {
+      std::lock_guard lock(mu_);  // cancelled requests leave the batch (their futures failed already)
+      for (auto it = s.in_batch.begin(); it != s.in_batch.end() && !s.cancelled.empty();) {
+        if (!s.cancelled.erase(it->second.request_id)) {
+          ++it;
+          continue;
+        }
+        s.batch->remove(it->first);
+        it->second.progress->finish({{"decode_steps", it->second.steps}, {"cancelled", true}});
+        it = s.in_batch.erase(it);
       }
     }
     if (s.batch->idle()) return;
@@ -141,18 +178,19 @@ void Samplers::drive(Sampler& s) {
         RetrieveResult done;
         done.status = RetrieveResult::Status::done;
         done.result = std::move(out);
-        finish(job, std::move(done));
+        finish(s, job, std::move(done));
       }
     } catch (const std::exception& e) {  // the batch is lost: fail everything in it, start afresh
-      for (auto& [handle, job] : s.in_batch) finish(job, RetrieveResult::failure(e));
+      for (auto& [handle, job] : s.in_batch) finish(s, job, RetrieveResult::failure(e));
       s.in_batch.clear();
       s.batch = std::make_unique<model::BatchSampler>(s.weights);
     }
   }
 }
 
-void Samplers::finish(const Job& job, RetrieveResult outcome) {
+void Samplers::finish(Sampler& s, const Job& job, RetrieveResult outcome) {
   std::lock_guard lock(mu_);
+  s.cancelled.erase(job.request_id);  // cancelled during its last step: its future failed already and stays so
   futures_.complete(job.request_id, std::move(outcome));
 }
 

@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,14 @@ class Samplers {
   SampleSubmission submit(const std::string& tenant, const std::string& sampler_id, int64_t seq_id,
                           model::SampleSpec spec, std::optional<InjectedFailure> forced);
 
+  // cancel_future (tinker 0.26+, for samples the caller abandoned): a sample still waiting leaves
+  // the queue, one decoding leaves the batch at its next step; its future fails at once with a
+  // user error saying so. For each id, whether it was cancelled (false: complete already, left as
+  // it is). errors::future_not_found for an unknown (or another tenant's) id, Conflict for a
+  // future that is not a sample's (training requests keep their place in seq_id order); either
+  // refuses the whole list and cancels nothing.
+  std::vector<bool> cancel(const std::string& tenant, const std::vector<std::string>& request_ids);
+
   bool has_ready() const { return !ready_.empty(); }
   // A worker's unit of sampling work: one turn of the first sampler in line. Called with `lock`
   // held; releases it while decoding.
@@ -78,6 +87,7 @@ class Samplers {
     bool queued = false, running = false;
     std::unique_ptr<model::BatchSampler> batch;  // the running worker's
     std::map<int64_t, Job> in_batch;             // BatchSampler handle → its request (the worker's)
+    std::set<std::string> cancelled;             // request ids to drop from the batch (under the lock)
     int64_t decode_steps = 0, sampled_tokens = 0, largest_batch = 0;  // statistics
     int64_t joined_clients = 0;
     std::deque<nlohmann::json> recent;  // the last kRecentSamples results (dashboard), oldest first
@@ -86,7 +96,7 @@ class Samplers {
   Sampler& find_owned(const std::string& tenant, const std::string& sampler_id);
   void enqueue(Sampler& s);
   void drive(Sampler& s);  // a turn; called without the lock
-  void finish(const Job& job, RetrieveResult outcome);
+  void finish(Sampler& s, const Job& job, RetrieveResult outcome);
 
   std::mutex& mu_;
   FutureTable& futures_;

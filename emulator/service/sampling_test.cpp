@@ -1,6 +1,7 @@
 // Sampling sessions on the service: where a sampler's weights come from, and asample futures.
 #include <algorithm>
 #include <cmath>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -203,6 +204,92 @@ TEST_F(SamplingTest, ConcurrentRequestsOnASamplerDecodeTogether) {
   ASSERT_EQ(alone.status, Status::done);
   for (size_t i = 0; i < 8; ++i)
     EXPECT_EQ(std::get<model::SampleOutput>(alone.result).sequences[i].tokens, outs[2].sequences[i].tokens);
+}
+
+// cancel_future: a sample still waiting, or decoding in a batch, fails at once with a user error;
+// the request decoding beside it gets exactly what it gets alone; a complete one is left as it
+// is; a list naming a training future or an unknown id is refused whole.
+TEST_F(SamplingTest, CancelFutureWithdrawsAWaitingOrDecodingSampleAndNothingElse) {
+  const auto sampler = create("kiln/tiny", "", 0);
+  model::SampleSpec spec;
+  spec.prompt = {1, 2, 3};
+  spec.params.max_tokens = 2000;
+  spec.params.end_of_sequence = false;  // every sequence runs to max_tokens unless cancelled
+  spec.params.seed = 1;
+  const auto doomed = svc->submit_sample(kKey, sampler, 0, spec).request_id;
+  spec.params.seed = 2;
+  const auto kept = svc->submit_sample(kKey, sampler, 1, spec).request_id;
+  // Wait until the doomed request decodes (a worker took it into the batch), then cancel it.
+  for (int i = 0; i < 20000 && svc->state()["futures"]["running"].dump().find(doomed) == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  ASSERT_EQ(svc->cancel_samples(kKey, {doomed}), std::vector<bool>{true}) << "the sample finished before the cancel";
+  const auto cancelled = svc->retrieve(kKey, doomed);
+  ASSERT_EQ(cancelled.status, Status::failed);
+  EXPECT_EQ(cancelled.category, ErrorCategory::user);
+  EXPECT_EQ(cancelled.error, "sample request " + doomed + " was cancelled by the client (cancel_future)");
+  const auto r = wait_for(*svc, kKey, kept);
+  ASSERT_EQ(r.status, Status::done) << r.error;
+  EXPECT_EQ(svc->retrieve(kKey, doomed).status, Status::failed);  // its batch's end did not overwrite it
+  EXPECT_LT(svc->state()["samplers"][0]["sampled_tokens"].get<int64_t>(), 2 * 2000);  // it left the batch
+  const auto alone_sampler = create("kiln/tiny", "", 1);
+  const auto alone = wait_for(*svc, kKey, svc->submit_sample(kKey, alone_sampler, 0, spec).request_id);
+  EXPECT_EQ(std::get<model::SampleOutput>(alone.result).sequences[0].tokens,
+            std::get<model::SampleOutput>(r.result).sequences[0].tokens);
+  EXPECT_EQ(svc->cancel_samples(kKey, {kept, doomed}), (std::vector<bool>{false, false}));  // complete already
+
+  // Refusals change nothing: a waiting sample listed beside a training future stays queued.
+  spec.params.max_tokens = 4;
+  const auto waiting = svc->submit_sample(kKey, sampler, 2, spec).request_id;
+  const auto model = new_model(4);
+  const auto training = svc->submit(kKey, model, 1, fb(kText));
+  EXPECT_NE(error_of<Conflict>([&] { svc->cancel_samples(kKey, {waiting, training}); })
+                .find("is not a sample: cancel_future cancels sample requests only"),
+            std::string::npos);
+  EXPECT_EQ(error_of<NotFound>([&] { svc->cancel_samples(kKey, {waiting, "req-nope"}); }), "Future not found");
+  EXPECT_EQ(error_of<NotFound>([&] { svc->cancel_samples(kOther, {waiting}); }), "Future not found");  // another tenant's
+  EXPECT_EQ(wait_for(*svc, kKey, waiting).status, Status::done);
+  EXPECT_EQ(wait_for(*svc, kKey, training).status, Status::done);
+}
+
+// retrieve_futures: a sampler's completions, oldest first, after a cursor; failures (a cancel)
+// included; other samplers' and tenants' never; an empty answer keeps the cursor.
+TEST_F(SamplingTest, RetrieveFuturesReportsASamplersCompletionsAfterACursor) {
+  const auto sampler = create("kiln/tiny", "", 0), other = create("kiln/tiny", "", 1);
+  model::SampleSpec spec;
+  spec.prompt = {1, 2, 3};
+  spec.params.max_tokens = 3;
+  const auto zero = std::chrono::milliseconds(0);
+  auto [none, start] = svc->sampler_completions(kKey, sampler, 0, zero);
+  EXPECT_TRUE(none.empty());
+  EXPECT_EQ(start, 0u);
+  const auto a = svc->submit_sample(kKey, sampler, 0, spec).request_id;
+  ASSERT_EQ(wait_for(*svc, kKey, a).status, Status::done);
+  const auto elsewhere = svc->submit_sample(kKey, other, 0, spec).request_id;
+  ASSERT_EQ(wait_for(*svc, kKey, elsewhere).status, Status::done);
+  auto [first, cursor] = svc->sampler_completions(kKey, sampler, 0, zero);
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(first[0].request_id, a);
+  EXPECT_FALSE(first[0].failed);
+  EXPECT_TRUE(svc->sampler_completions(kKey, sampler, cursor, zero).first.empty());
+  EXPECT_EQ(svc->sampler_completions(kKey, sampler, cursor, zero).second, cursor);
+  // A poll that waits is answered when the next sample completes.
+  spec.params.max_tokens = 200;
+  const auto b = svc->submit_sample(kKey, sampler, 1, spec).request_id;
+  auto [next, after] = svc->sampler_completions(kKey, sampler, cursor, std::chrono::seconds(30));
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].request_id, b);
+  EXPECT_GT(after, cursor);
+  // A cancelled sample is reported failed.
+  spec.params.max_tokens = 2000;
+  spec.params.end_of_sequence = false;
+  const auto c = svc->submit_sample(kKey, sampler, 2, spec).request_id;
+  svc->cancel_samples(kKey, {c});
+  auto [last, end] = svc->sampler_completions(kKey, sampler, after, zero);
+  ASSERT_EQ(last.size(), 1u);
+  EXPECT_EQ(last[0].request_id, c);
+  EXPECT_TRUE(last[0].failed);
+  EXPECT_EQ(error_of<NotFound>([&] { svc->sampler_completions(kOther, sampler, 0, zero); }),
+            "sampling session '" + sampler + "' not found");
 }
 
 }  // namespace

@@ -265,6 +265,19 @@ SampleSubmission TrainerService::submit_sample(const std::string& api_key, const
   return samplers_.submit(tenant_key(api_key), sampler_id, seq_id, std::move(spec), take_injected_failure());
 }
 
+std::pair<std::vector<FutureTable::Completion>, uint64_t> TrainerService::sampler_completions(
+    const std::string& api_key, const std::string& sampler_id, uint64_t cursor, std::chrono::milliseconds wait) {
+  const std::string tenant = tenant_key(api_key);
+  std::unique_lock lock(mu_);
+  samplers_.info(tenant, sampler_id);  // 404 for an unknown sampler
+  return futures_.completions_after(lock, tenant, sampler_id, cursor, wait);
+}
+
+std::vector<bool> TrainerService::cancel_samples(const std::string& api_key, const std::vector<std::string>& request_ids) {
+  std::lock_guard lock(mu_);
+  return samplers_.cancel(tenant_key(api_key), request_ids);
+}
+
 // Checkpoint views ------------------------------------------------------------------------------
 
 WeightsInfo TrainerService::weights_info(const std::string& api_key, const std::string& path) const {

@@ -94,6 +94,13 @@ class TrainerService {
   // The submission fixes one id per sequence (tinker >= 0.26 asserts them on the promise).
   SampleSubmission submit_sample(const std::string& api_key, const std::string& sampler_id, int64_t seq_id,
                             model::SampleSpec spec);
+  // retrieve_futures (tinker 0.26+, the session's futures poller): the sampler's futures that
+  // completed after `cursor`, oldest first, with the cursor to pass next; waits up to `wait` for
+  // the first. errors::sampler_not_found for an unknown (or another tenant's) sampler.
+  std::pair<std::vector<FutureTable::Completion>, uint64_t> sampler_completions(
+      const std::string& api_key, const std::string& sampler_id, uint64_t cursor, std::chrono::milliseconds wait);
+  // cancel_future: see Samplers::cancel.
+  std::vector<bool> cancel_samples(const std::string& api_key, const std::vector<std::string>& request_ids);
 
   // Checkpoint views.
   WeightsInfo weights_info(const std::string& api_key, const std::string& tinker_path) const;

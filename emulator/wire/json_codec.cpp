@@ -456,6 +456,56 @@ FinishSessionBody finish_session_from_json(const json& body) {
   return f;
 }
 
+RetrieveFuturesBody retrieve_futures_from_json(const json& body) {
+  RetrieveFuturesBody r;
+  const json& target = require(body, "target", "");
+  const std::string type = require_string(target, "type", "target");
+  if (type != "sampling_session")
+    throw InvalidRequest("field 'target.type' must be \"sampling_session\" (the only kind of futures target), got \"" +
+                         type + "\"");
+  r.sampling_session_id = require_string(target, "sampling_session_id", "target");
+  optional_string(target, "cloned_sampler_id", "target");  // accepted; every client of the session sees all
+  if (auto it = body.find("prev_cursor"); it != body.end() && !it->is_null()) {
+    const auto bad = [] { return InvalidRequest("field 'prev_cursor' must be a cursor this server returned (a decimal string) or null"); };
+    if (it->is_number_unsigned()) {
+      r.cursor = it->get<uint64_t>();
+    } else if (it->is_string()) {
+      const std::string s = it->get<std::string>();
+      if (s.empty() || s.size() > 19 || !std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; })) throw bad();
+      r.cursor = std::stoull(s);
+    } else {
+      throw bad();
+    }
+  }
+  if (auto it = body.find("timeout"); it != body.end() && !it->is_null()) {
+    if (!it->is_number() || !std::isfinite(it->get<double>()) || it->get<double>() < 0)
+      throw InvalidRequest("field 'timeout' must be a number of seconds >= 0 or null");
+    r.timeout_seconds = it->get<double>();
+  }
+  return r;
+}
+
+json completions_to_json(const std::vector<service::FutureTable::Completion>& done, uint64_t cursor) {
+  json list = json::array();
+  for (const auto& c : done) list.push_back({{"state", c.failed ? "failed" : "finished"}, {"request_id", c.request_id}});
+  return {{"completions", list}, {"cursor", std::to_string(cursor)}};
+}
+
+std::vector<std::string> cancel_future_from_json(const json& body) {
+  if (body.is_object() && body.contains("request_ids") && !body["request_ids"].is_null()) {
+    const json& ids = body["request_ids"];
+    if (!ids.is_array() || ids.empty() || ids.size() > kMaxCancelBatch)
+      throw InvalidRequest("field 'request_ids' must be a list of 1 to " + std::to_string(kMaxCancelBatch) + " request ids");
+    std::vector<std::string> out;
+    for (const auto& id : ids) {
+      if (!id.is_string()) throw InvalidRequest("field 'request_ids' must hold strings, got " + type_name(id));
+      out.push_back(id.get<std::string>());
+    }
+    return out;
+  }
+  return {require_string(body, "request_id", "")};
+}
+
 json audit_entry_to_json(const service::AuditEntry& e) {
   json j = {{"timestamp", service::iso8601(e.time)}, {"event", e.event}, {"event_details", e.details}};
   if (!e.model_id.empty()) j["model_id"] = e.model_id;

@@ -50,6 +50,20 @@ struct FinishSessionBody {
   std::string reason, detail;
 };
 FinishSessionBody finish_session_from_json(const json& body);
+// retrieve_futures (tinker 0.26+): {"target": {"type": "sampling_session", "sampling_session_id",
+// "cloned_sampler_id"?}, "prev_cursor"?, "timeout"?}. The cursor is the decimal string this
+// server answered (an integer is accepted too); absent or null starts from the oldest result kept.
+struct RetrieveFuturesBody {
+  std::string sampling_session_id;
+  uint64_t cursor = 0;
+  std::optional<double> timeout_seconds;
+};
+RetrieveFuturesBody retrieve_futures_from_json(const json& body);
+// {"completions": [{"state": "finished" | "failed", "request_id"}], "cursor": "<n>"}.
+json completions_to_json(const std::vector<service::FutureTable::Completion>& done, uint64_t cursor);
+// cancel_future: {"request_id"} or, a batch, {"request_ids": [...]} (at most kMaxCancelBatch).
+constexpr size_t kMaxCancelBatch = 64;
+std::vector<std::string> cancel_future_from_json(const json& body);
 
 // Immediate replies.
 json submitted_to_json(const std::string& request_id, const std::string& model_id);  // {"request_id", "model_id"}
