@@ -87,6 +87,21 @@ TEST_F(ClientTest, TrainsInProcessWithSeqIdsInOrder) {
   EXPECT_EQ(info.lora_rank, 8);
 }
 
+// An https:// base URL: the client verifies the server's certificate against the trust store,
+// which SSL_CERT_FILE points at (as for the Python SDKs).
+class TlsClientTest : public http::testing::TlsHttpTest {};
+
+TEST_F(TlsClientTest, TrainsOverHttpsTrustingTheCertificateFromSslCertFile) {
+  ASSERT_EQ(server->base_url().rfind("https://", 0), 0u);
+  ::setenv("SSL_CERT_FILE", tls.cert.c_str(), 1);
+  ServiceClient service(server->base_url(), "tml-test", quick_options());
+  auto tc = service.create_lora_training_client("kiln/tiny", {.rank = 4, .seed = 3});
+  const auto out = tc.forward_backward(sentences({"over tls"}), "cross_entropy").result();
+  EXPECT_TRUE(std::isfinite(out.metrics.at("loss:sum")));
+  tc.optim_step({.learning_rate = 0.01}).result();
+  ::unsetenv("SSL_CERT_FILE");
+}
+
 TEST_F(ClientTest, ChunksGoOutInParallelAndMergeToTheWholeResult) {
   auto o = quick_options();
   o.max_chunk_datums = 2;

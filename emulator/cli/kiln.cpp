@@ -61,6 +61,8 @@ options (each also read from the environment variable shown):
                        email its identity carries; others get 401 (KILN_API_KEYS; default: any key)
   --jwt-auth           client/config turns on the SDKs' JWT exchange (auth/token), the path
                        whoami() reads its identity from (KILN_JWT_AUTH=1)
+  --tls-cert FILE      serve HTTPS with this certificate chain (PEM; KILN_TLS_CERT), with
+  --tls-key FILE       its private key (PEM; KILN_TLS_KEY); download URLs then use https://
   --sample-poller on|off
                        client/config sample_use_retrieve_futures: tinker 0.26+ collects sample
                        results with one session poller (retrieve_futures) instead of a poll per
@@ -148,7 +150,8 @@ int main(int argc, char** argv) {
               seed = env_or("KILN_SEED", ""), log_format = env_or("KILN_LOG_FORMAT", "text"),
               log_level = env_or("KILN_LOG_LEVEL", "info"), progress_after = env_or("KILN_PROGRESS_AFTER", "2"),
               poll_hold = env_or("KILN_POLL_HOLD", "25"), http_threads = env_or("KILN_HTTP_THREADS", "128");
-  std::string api_keys = env_or("KILN_API_KEYS", "");
+  std::string api_keys = env_or("KILN_API_KEYS", ""), tls_cert = env_or("KILN_TLS_CERT", ""),
+              tls_key = env_or("KILN_TLS_KEY", "");
   bool jwt_auth = env_or("KILN_JWT_AUTH", "0") == "1";
   std::string faults = env_or("KILN_FAULTS", ""), journal = env_or("KILN_JOURNAL", ""),
               journal_size = env_or("KILN_JOURNAL_SIZE", "1000");
@@ -180,7 +183,8 @@ int main(int argc, char** argv) {
                         : a == "--api-keys" ? &api_keys : a == "--drain-seconds" ? &drain_seconds
                         : a == "--io-timeout" ? &io_timeout : a == "--result-retention" ? &result_retention
                         : a == "--sample-poller" ? &sample_poller : a == "--sample-cancel" ? &sample_cancel
-                        : a == "--join-sampling-session" ? &join_sampling : nullptr;
+                        : a == "--join-sampling-session" ? &join_sampling : a == "--tls-cert" ? &tls_cert
+                        : a == "--tls-key" ? &tls_key : nullptr;
     if (!target) return fail("unknown option '" + a + "'");
     if (i + 1 >= argc) return fail("option '" + a + "' needs a value");
     *target = argv[++i];
@@ -221,6 +225,8 @@ int main(int argc, char** argv) {
     ho.journal_file = journal;
     ho.journal_capacity = std::stoul(journal_size);
     ho.jwt_auth = jwt_auth;
+    ho.tls_cert_file = tls_cert;
+    ho.tls_key_file = tls_key;
     for (auto [option, value, flag] : {std::tuple{"--sample-poller", &sample_poller, &ho.sample_poller},
                                        std::tuple{"--sample-cancel", &sample_cancel, &ho.sample_cancel},
                                        std::tuple{"--join-sampling-session", &join_sampling, &ho.join_sampling_session}}) {

@@ -40,13 +40,13 @@ ServeProcess::ServeProcess(Options o) : opts_(std::move(o)) {
     ::_exit(127);
   }
   ::close(out[1]);
-  // The first line names the address: "kiln: serving on http://127.0.0.1:PORT (...".
+  // The first line names the address: "kiln: serving on http[s]://127.0.0.1:PORT (...".
   std::string line;
   char c;
   while (::read(out[0], &c, 1) == 1 && c != '\n') line.push_back(c);
   ::close(out[0]);  // later output (the "stopped" line) goes to a closed pipe: SIGPIPE is ignored there
-  const auto at = line.find("http://127.0.0.1:");
-  if (at != std::string::npos) port_ = std::stoi(line.substr(at + 17));
+  const auto at = line.find("://127.0.0.1:");
+  if (at != std::string::npos) port_ = std::stoi(line.substr(at + 13));
 }
 
 ServeProcess::~ServeProcess() {

@@ -37,8 +37,24 @@ struct HttpServer::Tokens {
   uint64_t counter = 0;
 };
 
+namespace {
+
+// A plain server, or cpp-httplib's OpenSSL one when the options name a certificate and key.
+std::unique_ptr<httplib::Server> make_server(const ServerOptions& o) {
+  if (o.tls_cert_file.empty() && o.tls_key_file.empty()) return std::make_unique<httplib::Server>();
+  if (o.tls_cert_file.empty() || o.tls_key_file.empty())
+    throw std::runtime_error("HTTPS needs both a certificate (--tls-cert) and its private key (--tls-key)");
+  auto tls = std::make_unique<httplib::SSLServer>(o.tls_cert_file.c_str(), o.tls_key_file.c_str());
+  if (!tls->is_valid())
+    throw std::runtime_error("cannot serve HTTPS with certificate " + o.tls_cert_file + " and key " + o.tls_key_file +
+                             ": each must be a readable PEM file and the key must match the certificate");
+  return tls;
+}
+
+}  // namespace
+
 HttpServer::HttpServer(service::TrainerService& service, ServerOptions options)
-    : svc_(service), opts_(std::move(options)), srv_(std::make_unique<httplib::Server>()),
+    : svc_(service), opts_(std::move(options)), srv_(make_server(opts_)),
       downloads_(std::make_unique<Downloads>()), tokens_(std::make_unique<Tokens>()),
       faults_(std::make_unique<FaultInjector>()),
       journal_(std::make_unique<Journal>(opts_.journal_capacity, opts_.journal_file)),
@@ -93,7 +109,9 @@ void HttpServer::run() { srv_->listen_after_bind(); }
 
 void HttpServer::stop() { srv_->stop(); }
 
-std::string HttpServer::base_url() const { return "http://" + opts_.host + ":" + std::to_string(port_); }
+std::string HttpServer::base_url() const {
+  return (opts_.tls_cert_file.empty() ? "http://" : "https://") + opts_.host + ":" + std::to_string(port_);
+}
 
 namespace {
 

@@ -37,6 +37,9 @@ struct ServerOptions {
   // the default); any other key is answered 401, as the service answers a revoked key.
   std::map<std::string, std::string> api_keys;
   bool jwt_auth = false;  // client/config announces pjwt_auth_enabled: clients exchange keys for JWTs
+  // Both set: HTTPS with this certificate chain and private key (PEM files); download and archive
+  // URLs then start with https://. Neither: plain HTTP.
+  std::string tls_cert_file, tls_key_file;
   // What client/config and client/dynamic_config announce of tinker 0.26+'s optional paths (the
   // endpoints answer either way; the flags choose the path the SDK takes).
   bool sample_poller = false;         // sample_use_retrieve_futures: one retrieve_futures poller per session

@@ -8,6 +8,7 @@
 
 #include "tinker_public.pb.h"
 
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <thread>
@@ -38,9 +39,9 @@ class HttpTest : public ::testing::Test {
     o.max_body_bytes = 1 << 20;
     configure(o);
     server = std::make_unique<HttpServer>(svc, o);
-    const int port = server->bind();
+    server->bind();
     thread = std::thread([this] { server->run(); });
-    cli = std::make_unique<httplib::Client>("127.0.0.1", port);
+    cli = std::make_unique<httplib::Client>(server->base_url());  // http:// or https://
     cli->set_default_headers({{"X-API-Key", "tml-test"}, {"Accept", "application/json"}});
     cli->set_read_timeout(std::chrono::seconds(30));
   }
@@ -131,6 +132,32 @@ class HttpTest : public ::testing::Test {
     return {{"model_input", {{"chunks", {{{"tokens", input}, {"type", "encoded_text"}}}}}},
             {"loss_fn_inputs",
              {{"target_tokens", {{"data", target}, {"dtype", "int64"}, {"shape", {target.size()}}}}}}};
+  }
+};
+
+// A certificate for 127.0.0.1 (subjectAltName IP, which clients verify) and its key.
+struct SelfSigned {
+  service::testing::TempDir dir;
+  std::string cert = dir.path() + "/cert.pem", key = dir.path() + "/key.pem";
+  SelfSigned() {
+    const std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
+                            "-addext subjectAltName=IP:127.0.0.1 -keyout " + key + " -out " + cert + " 2>/dev/null";
+    if (std::system(cmd.c_str()) != 0) ADD_FAILURE() << "openssl could not make a certificate (Debian package openssl): " << cmd;
+  }
+};
+
+// HttpTest on HTTPS with a SelfSigned certificate, which its client trusts.
+class TlsHttpTest : public HttpTest {
+ protected:
+  SelfSigned tls;
+  void configure(ServerOptions& o) override {
+    o.tls_cert_file = tls.cert;
+    o.tls_key_file = tls.key;
+  }
+  void SetUp() override {
+    HttpTest::SetUp();
+    cli->set_ca_cert_path(tls.cert.c_str());
+    cli->enable_server_certificate_verification(true);
   }
 };
 
