@@ -39,6 +39,10 @@ void HttpServer::register_rest_routes() {
   route("POST", "/api/v1/weights_info", [this](auto& req, auto& res, auto& key) {
     send_json(res, 200, wire::weights_info_to_json(svc_.weights_info(key, wire::require_string(body_json(req), "tinker_path", ""))));
   });
+  // tinker 0.26+: a checkpoint copied into a new run of the caller's session (protocol.md §W12).
+  route("POST", "/api/v1/copy_weights", [this](auto& req, auto& res, auto& key) {
+    send_json(res, 200, {{"tinker_path", svc_.copy_weights(key, wire::copy_weights_from_json(body_json(req))).tinker_path()}});
+  });
   route("GET", "/api/v1/list_checkpoints", [this](auto&, auto& res, auto& key) {
     send_json(res, 200, {{"checkpoints", svc_.list_checkpoint_names(key)}});
   });

@@ -237,6 +237,27 @@ TEST_F(HttpTest, TheSessionPollerReportsCompletionsAndCancelFutureWithdrawsSampl
   EXPECT_EQ(s404, 404) << unknown;
 }
 
+// copy_weights: answered at once with the copy's tinker path; bad input is a 400 naming the field.
+TEST_F(HttpTest, CopyWeightsAnswersTheCopysPath) {
+  const std::string m = model();
+  const std::string session = m.substr(0, m.find(':'));
+  auto [s, saved] = post("/api/v1/save_weights", {{"model_id", m}, {"path", "w"}, {"seq_id", 1}, {"type", "save_weights"}});
+  ASSERT_EQ(s, 200) << saved;
+  const std::string source = result(saved["request_id"])["path"];
+  auto [c, copied] = post("/api/v1/copy_weights", {{"session_id", session}, {"model_seq_id", 3}, {"source_path", source},
+                                                   {"ttl_seconds", 3600}, {"weights_access_token", nullptr}});
+  ASSERT_EQ(c, 200) << copied;
+  EXPECT_EQ(copied, (json{{"tinker_path", "tinker://" + session + ":train:3/weights/w"}}));
+  auto [l, listed] = get("/api/v1/training_runs/" + session + ":train:3/checkpoints");
+  ASSERT_EQ(l, 200) << listed;
+  EXPECT_EQ(listed["checkpoints"][0]["tinker_path"], copied["tinker_path"]);
+  EXPECT_FALSE(listed["checkpoints"][0]["expires_at"].is_null());
+  auto [b, bad] = post("/api/v1/copy_weights", {{"session_id", session}, {"source_path", source}});
+  EXPECT_EQ(b, 400);
+  EXPECT_EQ(bad["detail"], "missing required field 'model_seq_id'");
+  EXPECT_EQ(post("/api/v1/copy_weights", {{"session_id", "session-nope"}, {"model_seq_id", 4}, {"source_path", source}}).first, 404);
+}
+
 class PollerFlagsHttpTest : public HttpTest {
  protected:
   void configure(ServerOptions& o) override {

@@ -277,6 +277,17 @@ void CheckpointOps::set_ttl(CheckpointRecord rec, std::optional<int64_t> ttl_sec
   audit("checkpoint_ttl_changed", rec, {{"ttl_seconds", ttl_seconds ? std::to_string(*ttl_seconds) : "none"}});
 }
 
+CheckpointRecord CheckpointOps::copy(const CheckpointRecord& source, CheckpointRecord target) {
+  if (source.checkpoint_type == "delta")  // its weights are a difference from another save of its run
+    throw UserError("checkpoint '" + source.tinker_path() + "' is a delta sampler save, which needs the base save of its "
+                    "own run; copy a base or merged_base save instead");
+  if (store_.find(target.tenant, target.run_id, target.kind, target.name))
+    throw UserError("ResourceAlreadyExists: checkpoint '" + target.checkpoint_id() + "' already exists for " + target.run_id);
+  const CheckpointRecord saved = store_.save(std::move(target), store_.read_files(source));
+  audit("checkpoint_created", saved, {{"copied_from", source.tinker_path()}});
+  return saved;
+}
+
 void CheckpointOps::remove(const CheckpointRecord& rec) {
   store_.remove(rec);
   audit("checkpoint_deleted", rec);

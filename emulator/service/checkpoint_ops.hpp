@@ -54,6 +54,9 @@ class CheckpointOps {
   void set_published(const CheckpointRecord& rec, bool published);
   void set_ttl(CheckpointRecord rec, std::optional<int64_t> ttl_seconds);
   void remove(const CheckpointRecord& rec);
+  // copy_weights: `source`'s files stored again as `target` (its run, tenant, TTL and name), the
+  // same atomic save as any other. ResourceAlreadyExists when `target` exists.
+  CheckpointRecord copy(const CheckpointRecord& source, CheckpointRecord target);
 
   CheckpointStore& store() { return store_; }
   const CheckpointStore& store() const { return store_; }

@@ -264,6 +264,13 @@ SafetensorsFile CheckpointStore::read_model(const CheckpointRecord& r) const {
   return decode_safetensors(read_all(fs::path(dir_of(r)) / "model.safetensors"));
 }
 
+CheckpointStore::Files CheckpointStore::read_files(const CheckpointRecord& r) const {
+  const fs::path dir = dir_of(r);
+  Files f{read_model(r), read_optimizer(r), nlohmann::json::parse(read_all(dir / "config.json")), std::nullopt};
+  if (fs::exists(dir / "adapter_config.json")) f.adapter_config = nlohmann::json::parse(read_all(dir / "adapter_config.json"));
+  return f;
+}
+
 std::optional<SafetensorsFile> CheckpointStore::read_optimizer(const CheckpointRecord& r) const {
   const fs::path p = fs::path(dir_of(r)) / "optimizer.safetensors";
   if (!fs::exists(p)) return std::nullopt;

@@ -74,6 +74,7 @@ class CheckpointStore {
   std::vector<CheckpointRecord> list(const std::string& tenant, const std::string& run_id = "") const;
 
   SafetensorsFile read_model(const CheckpointRecord& r) const;
+  Files read_files(const CheckpointRecord& r) const;  // everything save() wrote but the metadata
   std::optional<SafetensorsFile> read_optimizer(const CheckpointRecord& r) const;
 
   void remove(const CheckpointRecord& r);

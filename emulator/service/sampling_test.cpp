@@ -298,6 +298,47 @@ TEST_F(SamplingTest, RetrieveFuturesReportsASamplersCompletionsAfterACursor) {
 namespace kiln::service {
 namespace {
 
+// Not sampling, but the same fixture: copy_weights stores a checkpoint again under a new run of
+// the caller's session; the copy serves the same weights, keeps its own TTL, and refusals
+// change nothing.
+TEST_F(SamplingTest, CopyWeightsMakesAnIndependentCheckpointInANewRun) {
+  const auto m = new_model(4);
+  train(m, 1);
+  const auto saved = run(m, 3, SaveSamplerRequest{.name = "s"});
+  ASSERT_EQ(saved.status, Status::done) << saved.error;
+  const std::string source = "tinker://" + m + "/sampler_weights/s";
+  const auto copy = svc->copy_weights(kKey, {session, 5, source, 60, ""});
+  EXPECT_EQ(copy.tinker_path(), "tinker://" + session + ":train:5/sampler_weights/s");
+  EXPECT_EQ(copy.run_id, session + ":train:5");
+  ASSERT_TRUE(copy.expires);
+  EXPECT_EQ(*copy.expires, clock->now() + std::chrono::seconds(60));  // from its completion (the clock is frozen)
+  // The copy samples exactly what the source samples.
+  const auto defined = [](std::vector<float> v) { return std::vector<float>(v.begin() + 1, v.end()); };  // [0] is NaN
+  const auto source_logprobs = defined(sampler_logprobs(create("", source, 0)));
+  EXPECT_EQ(defined(sampler_logprobs(create("", copy.tinker_path(), 1))), source_logprobs);
+  // Listed under its own run; deleting the source leaves it.
+  bool listed = false;
+  for (const auto& run : svc->list_training_runs(kKey)) listed |= run.training_run_id == copy.run_id;
+  EXPECT_TRUE(listed);
+  const auto again = [&](CopyWeightsRequest r) { return error_of<kiln::Error>([&] { svc->copy_weights(kKey, r); }); };
+  EXPECT_EQ(again({session, 5, source, std::nullopt, ""}),
+            "ResourceAlreadyExists: checkpoint 'sampler_weights/s' already exists for " + session + ":train:5");
+  EXPECT_EQ(again({session, 0, source, std::nullopt, ""}),
+            "model_seq_id 0 of session '" + session + "' is model '" + m + "'; copy_weights needs a model_seq_id no model has used");
+  EXPECT_EQ(again({session, 6, "s", std::nullopt, ""}), "field 'source_path' must be a tinker:// path of a checkpoint, got 's'");
+  EXPECT_EQ(again({session, 6, source, 0, ""}), error_of<InvalidRequest>([] { throw errors::ttl_not_positive(0); }));
+  EXPECT_EQ(again({session, 6, "tinker://" + m + "/sampler_weights/none", std::nullopt, ""}),
+            error_of<NotFound>([&] { throw errors::checkpoint_not_found("tinker://" + m + "/sampler_weights/none"); }));
+  // Another tenant sees nothing of it, unless given the owner's key as weights_access_token.
+  const std::string theirs = svc->create_session(kOther, {}, {}, "").session_id;
+  EXPECT_THROW(svc->copy_weights(kOther, {theirs, 0, source, std::nullopt, ""}), NotFound);
+  EXPECT_THROW(svc->copy_weights(kOther, {session, 7, source, std::nullopt, ""}), NotFound);  // not their session
+  EXPECT_EQ(svc->copy_weights(kOther, {theirs, 0, source, std::nullopt, kKey}).run_id, theirs + ":train:0");
+  EXPECT_EQ(svc->list_user_checkpoints(kKey).size(), 2u);  // the source and the first copy: nothing else changed
+  svc->delete_checkpoint(kKey, m, "sampler_weights/s");
+  EXPECT_EQ(defined(sampler_logprobs(create("", copy.tinker_path(), 2))), source_logprobs);
+}
+
 // Not sampling, but the same fixture: create-via-load and weights_access_token (protocol.md §W6.15).
 TEST_F(SamplingTest, CreateViaLoadTakesTheCheckpointsLayoutAndCountsAsSeqZero) {
   const auto m = new_model(8);

@@ -94,6 +94,15 @@ struct SamplerInfo {
   std::optional<std::string> model_path;  // the sampler checkpoint it was created from
 };
 
+// copy_weights (tinker 0.26+): a checkpoint copied into the run <session_id>:train:<model_seq_id>.
+struct CopyWeightsRequest {
+  std::string session_id;
+  int64_t model_seq_id = 0;
+  std::string source_path;               // a tinker:// path
+  std::optional<int64_t> ttl_seconds;    // of the copy; none: kept until deleted
+  std::string access_key;                // weights_access_token: the source is this API key's
+};
+
 struct CreateSamplerRequest {
   std::string session_id;
   int64_t sampling_session_seq_id = 0;

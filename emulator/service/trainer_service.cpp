@@ -278,6 +278,35 @@ std::vector<bool> TrainerService::cancel_samples(const std::string& api_key, con
   return samplers_.cancel(tenant_key(api_key), request_ids);
 }
 
+CheckpointRecord TrainerService::copy_weights(const std::string& api_key, const CopyWeightsRequest& req) {
+  const std::string tenant = tenant_key(api_key);
+  if (req.model_seq_id < 0) throw InvalidRequest("model_seq_id must be >= 0, got " + std::to_string(req.model_seq_id));
+  check_ttl(req.ttl_seconds);
+  const CheckpointRef ref = CheckpointRef::parse(req.source_path);
+  if (ref.form != CheckpointRef::Form::tinker_path)
+    throw InvalidRequest("field 'source_path' must be a tinker:// path of a checkpoint, got '" + req.source_path + "'");
+  const std::string run_id = req.session_id + ":train:" + std::to_string(req.model_seq_id);
+  {
+    std::lock_guard lock(mu_);
+    sessions_.find_open(tenant, req.session_id);
+    if (models_.find(run_id) || models_.retired().count(run_id))
+      throw InvalidRequest("model_seq_id " + std::to_string(req.model_seq_id) + " of session '" + req.session_id +
+                           "' is model '" + run_id + "'; copy_weights needs a model_seq_id no model has used");
+  }
+  const std::string owner = req.access_key.empty() ? tenant : tenant_key(req.access_key);
+  const CheckpointRecord source = checkpoints_.resolve(owner, req.source_path, *ref.kind, "copy_weights");
+  CheckpointRecord target = source;
+  target.tenant = tenant;
+  target.run_id = run_id;
+  target.is_public = false;
+  target.created = clock_->now();
+  target.expires = req.ttl_seconds ? std::optional(target.created + std::chrono::seconds(*req.ttl_seconds)) : std::nullopt;
+  const CheckpointRecord copy = checkpoints_.copy(source, target);
+  std::lock_guard lock(mu_);
+  sessions_.record_run(req.session_id, run_id);
+  return copy;
+}
+
 // Checkpoint views ------------------------------------------------------------------------------
 
 WeightsInfo TrainerService::weights_info(const std::string& api_key, const std::string& path) const {

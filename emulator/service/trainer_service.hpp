@@ -102,6 +102,11 @@ class TrainerService {
   // cancel_future: see Samplers::cancel.
   std::vector<bool> cancel_samples(const std::string& api_key, const std::vector<std::string>& request_ids);
 
+  // copy_weights: the checkpoint `source_path` names (the caller's, or the weights_access_token's
+  // owner's) copied to the run <session_id>:train:<model_seq_id> under the same kind and name;
+  // the copy's record. The run must not be a model's (a model_seq_id create_model used).
+  CheckpointRecord copy_weights(const std::string& api_key, const CopyWeightsRequest& req);
+
   // Checkpoint views.
   WeightsInfo weights_info(const std::string& api_key, const std::string& tinker_path) const;
   std::vector<TrainingRunInfo> list_training_runs(const std::string& api_key) const;

@@ -456,6 +456,16 @@ FinishSessionBody finish_session_from_json(const json& body) {
   return f;
 }
 
+service::CopyWeightsRequest copy_weights_from_json(const json& body) {
+  service::CopyWeightsRequest r;
+  r.session_id = require_string(body, "session_id", "");
+  r.model_seq_id = require_int(body, "model_seq_id", "");
+  r.source_path = require_string(body, "source_path", "");
+  r.ttl_seconds = optional_int(body, "ttl_seconds", "");
+  r.access_key = optional_string(body, "weights_access_token", "").value_or("");
+  return r;
+}
+
 RetrieveFuturesBody retrieve_futures_from_json(const json& body) {
   RetrieveFuturesBody r;
   const json& target = require(body, "target", "");

@@ -50,6 +50,10 @@ struct FinishSessionBody {
   std::string reason, detail;
 };
 FinishSessionBody finish_session_from_json(const json& body);
+// copy_weights (tinker 0.26+): {"session_id", "model_seq_id", "source_path", "ttl_seconds"?,
+// "weights_access_token"?}; answered {"tinker_path"} at once.
+service::CopyWeightsRequest copy_weights_from_json(const json& body);
+
 // retrieve_futures (tinker 0.26+): {"target": {"type": "sampling_session", "sampling_session_id",
 // "cloned_sampler_id"?}, "prev_cursor"?, "timeout"?}. The cursor is the decimal string this
 // server answered (an integer is accepted too); absent or null starts from the oldest result kept.
