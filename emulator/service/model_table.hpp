@@ -71,6 +71,8 @@ class ModelTable {
   // Retires the unloaded models `idle` says nothing refers to any more; returns their ids.
   std::vector<std::string> retire(const std::function<bool(const std::string& model_id)>& idle);
   const std::map<std::string, Retired>& retired() const { return retired_; }
+  // Whether a model, live, unloaded or retired, has this id.
+  bool used(const std::string& model_id) const { return models_.count(model_id) || retired_.count(model_id); }
 
   // After a request ran: recent losses of forward_backward, the optimizer step, unloading.
   void record_outcome(Model& m, const TrainingRequest& req, const RetrieveResult& outcome);

@@ -138,7 +138,8 @@ void Samplers::drive(Sampler& s) {
       }
     }
     {
-      std::lock_guard lock(mu_);  // cancelled requests leave the batch (their futures failed already)
+      std::lock_guard lock(mu_);
+      // Cancelled requests leave the batch (their futures failed already).
       for (auto it = s.in_batch.begin(); it != s.in_batch.end() && !s.cancelled.empty();) {
         if (!s.cancelled.erase(it->second.request_id)) {
           ++it;
@@ -148,10 +149,7 @@ void Samplers::drive(Sampler& s) {
         it->second.progress->finish({{"decode_steps", it->second.steps}, {"cancelled", true}});
         it = s.in_batch.erase(it);
       }
-    }
-    if (s.batch->idle()) return;
-    {
-      std::lock_guard lock(mu_);
+      if (s.batch->idle()) return;
       const auto n = static_cast<int64_t>(s.batch->active());
       ++s.decode_steps;
       s.sampled_tokens += n;

@@ -289,7 +289,7 @@ CheckpointRecord TrainerService::copy_weights(const std::string& api_key, const 
   {
     std::lock_guard lock(mu_);
     sessions_.find_open(tenant, req.session_id);
-    if (models_.find(run_id) || models_.retired().count(run_id))
+    if (models_.used(run_id))
       throw InvalidRequest("model_seq_id " + std::to_string(req.model_seq_id) + " of session '" + req.session_id +
                            "' is model '" + run_id + "'; copy_weights needs a model_seq_id no model has used");
   }
