@@ -288,3 +288,59 @@ TEST_F(ClientTest, HeartbeatsKeepTheSessionAlive) {
 
 }  // namespace
 }  // namespace kiln::client
+
+namespace kiln::client {
+namespace {
+
+// A sampler on saved weights serves those weights: its compute_logprobs equals the trainer's
+// forward, a greedy sample is the trained weights' argmax continuation, and every sequence
+// carries the promise's sequence id.
+TEST_F(ClientTest, SamplesTheSavedWeightsAndAgreesWithTheTrainer) {
+  auto service = http_client();
+  auto tc = service.create_lora_training_client("kiln/tiny", {.rank = 8, .seed = 5});
+  const auto data = sentences({"sampling the trained weights"});
+  for (int i = 0; i < 3; ++i) {
+    tc.forward_backward(data, "cross_entropy").result();
+    tc.optim_step({.learning_rate = 0.05}).result();
+  }
+  const auto forward = tc.forward(data).result();
+  const std::string path = tc.save_weights_for_sampler("trained").result().path;
+  auto sampler = service.create_sampling_client(path);
+  EXPECT_EQ(sampler.sampling_session_id(), service.session_id() + ":sample:0");
+
+  std::vector<int64_t> prompt = data[0].model_input;
+  prompt.push_back(static_cast<int64_t>(data[0].loss_fn_inputs.at("target_tokens").data.back()));
+  const auto lp = sampler.compute_logprobs(prompt).result();
+  ASSERT_EQ(lp.size(), prompt.size());
+  EXPECT_FALSE(lp[0].has_value());
+  const auto& want = forward.loss_fn_outputs[0].at("logprobs").data;  // logprob of token t+1 given ..t
+  for (size_t t = 1; t < prompt.size(); ++t) {
+    ASSERT_TRUE(lp[t].has_value()) << t;
+    EXPECT_NEAR(*lp[t], want[t - 1], 1e-4) << "position " << t;
+  }
+
+  SamplingParams greedy;
+  greedy.max_tokens = 5;
+  greedy.temperature = 0;
+  greedy.stop_tokens = {};
+  const auto out = sampler.sample({'s', 'a'}, 2, greedy).result();
+  ASSERT_EQ(out.sequences.size(), 2u);
+  EXPECT_EQ(out.sequences[0].tokens, out.sequences[1].tokens);  // greedy: both the argmax path
+  EXPECT_EQ(out.sequences[0].tokens.size(), out.sequences[0].logprobs.size());
+  EXPECT_FALSE(out.sequences[0].sequence_id.empty());
+  EXPECT_NE(out.sequences[0].sequence_id, out.sequences[1].sequence_id);
+
+  // The base model's sampler differs from the trained one on the trained text.
+  auto base = service.create_sampling_client("", "kiln/tiny");
+  EXPECT_EQ(base.sampling_session_id(), service.session_id() + ":sample:1");
+  const auto base_lp = base.compute_logprobs(prompt).result();
+  double diff = 0;
+  for (size_t t = 1; t < prompt.size(); ++t) diff += std::abs(*base_lp[t] - *lp[t]);
+  EXPECT_GT(diff, 0.1);
+
+  EXPECT_THROW(service.create_sampling_client("s3://bucket/x"), ClientError);
+  EXPECT_THROW(sampler.sample({}, 1, greedy), ClientError);
+}
+
+}  // namespace
+}  // namespace kiln::client

@@ -83,6 +83,7 @@ void from_json(const json& j, SampleResponse& r) {
   for (const auto& s : j.at("sequences")) {
     SampledSequence q;
     q.stop_reason = s.value("stop_reason", "");
+    if (s.contains("sequence_id") && s["sequence_id"].is_string()) q.sequence_id = s["sequence_id"];
     q.tokens = s.at("tokens").get<std::vector<int64_t>>();
     if (s.contains("logprobs") && s["logprobs"].is_array()) q.logprobs = s["logprobs"].get<std::vector<double>>();
     r.sequences.push_back(std::move(q));

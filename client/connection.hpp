@@ -62,6 +62,7 @@ class Connection {
   const ClientOptions& options() const { return options_; }
   const std::string& session_id() const { return session_id_; }
   int64_t next_model_seq() { return model_seq_++; }
+  int64_t next_sampler_seq() { return sampler_seq_++; }  // sampling_session_seq_id, its own count from 0
   int64_t heartbeats() const { return heartbeats_; }
 
  private:
@@ -75,7 +76,7 @@ class Connection {
   std::string api_key_;
   ClientOptions options_;
   std::string session_id_;
-  std::atomic<int64_t> model_seq_{0}, heartbeats_{0};
+  std::atomic<int64_t> model_seq_{0}, sampler_seq_{0}, heartbeats_{0};
   std::mutex mu_;
   std::condition_variable stop_cv_;
   bool stopping_ = false;

@@ -86,6 +86,19 @@ TrainingClient ServiceClient::create_training_client_from_state_with_optimizer(c
   return from_state(path, true);
 }
 
+SamplingClient ServiceClient::create_sampling_client(const std::string& model_path, const std::string& base_model) {
+  if (model_path.empty() && base_model.empty()) throw ClientError("Either model_path or base_model must be provided");
+  if (!model_path.empty() && model_path.rfind("tinker://", 0) != 0) throw ClientError("model_path must start with 'tinker://'");
+  json body = {{"session_id", conn_->session_id()}, {"sampling_session_seq_id", conn_->next_sampler_seq()},
+               {"type", "create_sampling_session"}};
+  if (!model_path.empty()) body["model_path"] = model_path;
+  if (!base_model.empty()) body["base_model"] = base_model;
+  const json r = conn_->call("POST", "/api/v1/create_sampling_session", body);
+  if (!r.contains("sampling_session_id") || !r["sampling_session_id"].is_string())
+    throw ApiError(200, r.dump(), "create_sampling_session returned no sampling_session_id");
+  return SamplingClient(conn_, r["sampling_session_id"]);
+}
+
 std::vector<std::string> ServiceClient::supported_models() {
   std::vector<std::string> out;
   for (const auto& m : conn_->call("GET", "/api/v1/get_server_capabilities").value("supported_models", json::array()))

@@ -9,6 +9,7 @@
 #include <tuple>
 
 #include "client/connection.hpp"
+#include "client/sampling_client.hpp"
 #include "client/training_client.hpp"
 
 namespace kiln::client {
@@ -40,6 +41,9 @@ class ServiceClient {
   TrainingClient create_training_client_from_state(const std::string& path);
   TrainingClient create_training_client_from_state_with_optimizer(const std::string& path);
 
+  // A sampling session on a sampler checkpoint (`tinker://…/sampler_weights/…`), or on a base
+  // model when model_path is empty.
+  SamplingClient create_sampling_client(const std::string& model_path, const std::string& base_model = "");
   std::vector<std::string> supported_models();
   const std::string& session_id() const { return conn_->session_id(); }
   Connection& connection() { return *conn_; }

@@ -76,6 +76,7 @@ struct SamplingParams {
 
 struct SampledSequence {
   std::string stop_reason;  // stop | length
+  std::string sequence_id;  // the asample promise's sample_sequence_ids entry (tinker 0.26+)
   std::vector<int64_t> tokens;
   std::vector<double> logprobs;
 };
