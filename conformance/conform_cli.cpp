@@ -25,7 +25,7 @@ an ephemeral loopback port; failures are shrunk to a minimal operation sequence.
 options:
   --driver CMD        the driver, run with /bin/sh -c (required)
   --suite NAME        run only this suite (repeatable): numbers, ordering, accumulation,
-                      custom_loss, checkpoints, naming, wire, resilience
+                      custom_loss, checkpoints, naming, wire, resilience, behaviour
   --property NAME     run only this property (repeatable), e.g. wire.seq_id_order
   --cases N           passing test cases per property (default 10)
   --max-size N        longest generated operation sequence (default 12)

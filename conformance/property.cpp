@@ -51,8 +51,8 @@ std::string Case::service() {
   return ok("create_service", {{"base_url", server.base_url()}, {"api_key", KilnServer::kApiKey}, {"options", options}})["service"];
 }
 
-std::string Case::training_client(const std::string& service, int64_t lora_rank, uint64_t seed) {
-  return ok("create_training_client", {{"service", service}, {"base_model", "kiln/tiny"}, {"lora_rank", lora_rank},
+std::string Case::training_client(const std::string& service, int64_t lora_rank, uint64_t seed, const std::string& base_model) {
+  return ok("create_training_client", {{"service", service}, {"base_model", base_model}, {"lora_rank", lora_rank},
                                        {"lora", {{"seed", seed}}}})["client"];
 }
 
@@ -70,6 +70,7 @@ const std::vector<Property>& all_properties() {
     add_naming_properties(out);
     add_wire_properties(out);
     add_resilience_properties(out);
+    add_behaviour_properties(out);
     return out;
   }();
   return all;

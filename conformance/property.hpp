@@ -14,6 +14,7 @@
 
 #include "conformance/driver_process.hpp"
 #include "conformance/kiln_server.hpp"
+#include "conformance/workload.hpp"
 
 namespace kiln::conformance {
 
@@ -54,8 +55,9 @@ class Case {
   // create_service against the server, with quick retries and the run's client options;
   // returns the service handle.
   std::string service();
-  // create_training_client on `service` (kiln/tiny); returns the client handle.
-  std::string training_client(const std::string& service, int64_t lora_rank, uint64_t seed);
+  // create_training_client on `service`; returns the client handle.
+  std::string training_client(const std::string& service, int64_t lora_rank, uint64_t seed,
+                              const std::string& base_model = kBaseModel);
   // The model id the driver reported for a training-client handle.
   std::string model_id(const std::string& client) const;
   std::string driver_stderr() const { return driver_.stderr_tail(); }
@@ -67,7 +69,7 @@ class Case {
 };
 
 struct Property {
-  std::string suite;  // numbers, ordering, accumulation, checkpoints, naming, custom_loss, wire, resilience
+  std::string suite;  // numbers, ordering, accumulation, checkpoints, naming, custom_loss, wire, resilience, behaviour
   std::string name;   // <suite>.<what>
   std::string doc;    // what a client must do for it to pass
   std::function<void(Case&)> test_case;  // one generated test case; throws to fail
@@ -80,6 +82,7 @@ void add_checkpoint_properties(std::vector<Property>& out);
 void add_naming_properties(std::vector<Property>& out);
 void add_wire_properties(std::vector<Property>& out);
 void add_resilience_properties(std::vector<Property>& out);
+void add_behaviour_properties(std::vector<Property>& out);
 
 // Output comparison against the oracle: every logprob and every oracle metric within
 // tol·(1 + |expected|). Throws Failure naming the first difference, with `what` in front.

@@ -65,6 +65,21 @@ AdamParams adam_of(const json& a) {
   return p;
 }
 
+// DRIVER.md's sampling_params: stop is a list of token ids or of strings.
+SamplingParams sampling_params_of(const json& j) {
+  SamplingParams p;
+  if (j.contains("max_tokens") && !j["max_tokens"].is_null()) p.max_tokens = j["max_tokens"].get<int64_t>();
+  if (j.contains("seed") && !j["seed"].is_null()) p.seed = j["seed"].get<int64_t>();
+  p.temperature = j.value("temperature", p.temperature);
+  p.top_k = j.value("top_k", p.top_k);
+  p.top_p = j.value("top_p", p.top_p);
+  for (const auto& s : j.value("stop", json::array())) {
+    if (s.is_string()) p.stop_strings.push_back(s);
+    else p.stop_tokens.push_back(s.get<int64_t>());
+  }
+  return p;
+}
+
 GradAccNormalization normalization_of(const json& args) {
   const std::string n = args.value("grad_accumulation_normalization", "");
   if (n.empty()) return GradAccNormalization::unset;
@@ -132,6 +147,7 @@ class Driver {
                     : lora_client(s, args);
       const std::string h = "t" + std::to_string(clients_.size() + 1);
       clients_.emplace(h, tc);
+      last_base_model_ = tc.base_model();
       return {{"client", h}, {"model_id", tc.model_id()}};
     }
     if (op == "resolve_checkpoint_path") {
@@ -140,6 +156,31 @@ class Driver {
           name.rfind("gs://", 0) != 0 && name.rfind('/', 0) != 0 && name.find_first_not_of(' ') != std::string::npos)
         return {{"path", "cross_job://" + job + "/" + name}};
       return {{"path", TrainingClient::resolve_checkpoint_path(name, job)}};
+    }
+    if (op == "create_sampling_client") {
+      ServiceClient& s = service(args);
+      std::string path = args.value("path", ""), base = args.value("base_model", "");
+      if (mutant_ == "sampler_on_base_weights" && !path.empty()) path.clear(), base = last_base_model_;
+      const std::string h = "p" + std::to_string(samplers_.size() + 1);
+      samplers_.emplace(h, s.create_sampling_client(path, base));
+      return {{"sampler", h}};
+    }
+    if (op == "sample") {
+      const auto out = sampler(args)
+                           .sample(arg(args, "prompt").get<std::vector<int64_t>>(), args.value("num_samples", int64_t{1}),
+                                   sampling_params_of(args.value("sampling_params", json::object())))
+                           .result();
+      json seqs = json::array();
+      for (const auto& q : out.sequences)
+        seqs.push_back({{"tokens", q.tokens}, {"logprobs", q.logprobs}, {"stop_reason", q.stop_reason}});
+      return {{"sequences", seqs}};
+    }
+    if (op == "compute_logprobs") {
+      auto lp = sampler(args).compute_logprobs(arg(args, "prompt").get<std::vector<int64_t>>()).result();
+      if (mutant_ == "prompt_logprobs_unshifted" && !lp.empty()) lp.erase(lp.begin()), lp.push_back(std::nullopt);
+      json out = json::array();
+      for (const auto& x : lp) out.push_back(x ? json(*x) : json());
+      return {{"logprobs", out}};
     }
     if (op == "await") {
       auto it = futures_.find(arg(args, "future"));
@@ -171,6 +212,11 @@ class Driver {
     }
     if (op == "load_state") return {{"path", tc.load_state(arg(args, "path")).result().path}};
     if (op == "load_state_with_optimizer") return {{"path", tc.load_state_with_optimizer(arg(args, "path")).result().path}};
+    if (op == "save_weights_for_sampler") {
+      std::optional<int64_t> ttl;
+      if (args.contains("ttl_seconds") && !args["ttl_seconds"].is_null()) ttl = args["ttl_seconds"].get<int64_t>();
+      return {{"path", tc.save_weights_for_sampler(arg(args, "name"), ttl).result().path}};
+    }
     if (op == "save_weights_for_sampler_ext") {
       std::optional<int64_t> ttl;
       if (args.contains("ttl_seconds") && !args["ttl_seconds"].is_null()) ttl = args["ttl_seconds"].get<int64_t>();
@@ -203,6 +249,11 @@ class Driver {
     if (it == services_.end()) throw BadRequest("unknown service handle");
     return *it->second;
   }
+  SamplingClient& sampler(const json& args) {
+    auto it = samplers_.find(arg(args, "sampler"));
+    if (it == samplers_.end()) throw BadRequest("unknown sampler handle");
+    return it->second;
+  }
   TrainingClient& client(const json& args) {
     auto it = clients_.find(arg(args, "client"));
     if (it == clients_.end()) throw BadRequest("unknown client handle");
@@ -217,6 +268,8 @@ class Driver {
   std::string mutant_;  // "" for the correct client
   std::map<std::string, std::shared_ptr<ServiceClient>> services_;
   std::map<std::string, TrainingClient> clients_;
+  std::map<std::string, SamplingClient> samplers_;
+  std::string last_base_model_;  // of the newest training client (the mutant sampler_on_base_weights samples it)
   std::map<std::string, std::function<json()>> futures_;
   int future_count_ = 0;
 };

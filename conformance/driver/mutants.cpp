@@ -106,12 +106,17 @@ const std::vector<Mutant>& mutants() {
       {"no_ttl", "drops ttl_seconds from save_state", "checkpoints.ttl_expiry"},
       {"no_chunking", "sends every forward_backward in one request, however many datums", "wire.chunk_limits"},
       {"resolve_no_strip", "does not strip the job and name in resolve_checkpoint_path", "naming.resolve_checkpoint_path"},
+      {"sampler_on_base_weights", "creates a sampling client on the base model, whatever path it is given",
+       "behaviour.overfit_and_recite"},
+      {"prompt_logprobs_unshifted", "returns compute_logprobs without the leading null, one position early",
+       "behaviour.trainer_sampler_agree"},
   };
   return all;
 }
 
 std::shared_ptr<client::Transport> mutant_transport(const std::string& name, std::shared_ptr<client::Transport> real) {
-  if (name.empty() || name == "custom_loss_wrong_sign" || name == "no_chunking" || name == "resolve_no_strip")
+  if (name.empty() || name == "custom_loss_wrong_sign" || name == "no_chunking" || name == "resolve_no_strip" ||
+      name == "sampler_on_base_weights" || name == "prompt_logprobs_unshifted")
     return real;  // bugs made in the driver itself
   for (const auto& m : mutants())
     if (name == m.name) return std::make_shared<MutatingTransport>(name, std::move(real));
