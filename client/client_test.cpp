@@ -214,7 +214,8 @@ TEST_F(ClientTest, ServiceLevelRulesAndCheckpointFlows) {
   EXPECT_EQ(TrainingClient::resolve_checkpoint_path("gs://b/x"), "gs://b/x");
   EXPECT_EQ(TrainingClient::resolve_checkpoint_path("step-2"), "step-2");
   EXPECT_THROW(TrainingClient::resolve_checkpoint_path("step-2", " "), ClientError);
-  EXPECT_THROW(TrainingClient::resolve_checkpoint_path("/abs/x", "job"), ClientError);
+  EXPECT_EQ(TrainingClient::resolve_checkpoint_path("/abs/x", "job"), "/abs/x");  // a full path wins, job or not
+  EXPECT_THROW(TrainingClient::resolve_checkpoint_path(" gs://b/x", "job"), ClientError);  // full once stripped
   EXPECT_THROW(ServiceClient(in_process_transport(*server), "", quick_options()), ClientError);
 }
 

@@ -216,15 +216,13 @@ std::vector<std::string> TrainingClient::list_checkpoints() {
 }
 
 std::string TrainingClient::resolve_checkpoint_path(const std::string& checkpoint_name, const std::string& source_job_id) {
-  if (checkpoint_name.rfind("gs://", 0) == 0 || checkpoint_name.rfind('/', 0) == 0) {
-    if (!trim(source_job_id).empty())
-      throw ClientError("checkpoint_name must be a logical checkpoint name, not a full path");
-    return checkpoint_name;
-  }
+  if (checkpoint_name.rfind("gs://", 0) == 0 || checkpoint_name.rfind('/', 0) == 0) return checkpoint_name;  // job or not
   if (source_job_id.empty()) return checkpoint_name;
   const std::string job = trim(source_job_id), name = trim(checkpoint_name);
   if (job.empty()) throw ClientError("source_job_id cannot be empty");
   if (name.empty()) throw ClientError("checkpoint_name cannot be empty");
+  if (name.rfind("gs://", 0) == 0 || name.rfind('/', 0) == 0)  // " gs://…": a full path once stripped
+    throw ClientError("checkpoint_name must be a logical checkpoint name, not a full path");
   return "cross_job://" + job + "/" + name;
 }
 

@@ -171,17 +171,15 @@ def wire_datum(d):
 
 
 def resolve_checkpoint_path(name, job):
-    """protocol.md §S9.8, with the harness's reading (DIFFERENCES.md)."""
-    if name.startswith("gs://") or name.startswith("/"):
-        if job and job.strip():
-            raise ClientError("checkpoint_name must be a logical checkpoint name, not a full path")
-        return name
-    if not job:
+    """protocol.md §S9.8, checked in the Fireworks SDK's order (DIFFERENCES.md)."""
+    if name.startswith("gs://") or name.startswith("/") or not job:
         return name
     if not job.strip():
         raise ClientError("source_job_id cannot be empty")
     if not name.strip():
         raise ClientError("checkpoint_name cannot be empty")
+    if name.strip().startswith("gs://") or name.strip().startswith("/"):
+        raise ClientError("checkpoint_name must be a logical checkpoint name, not a full path")
     return "cross_job://%s/%s" % (job.strip(), name.strip())
 
 

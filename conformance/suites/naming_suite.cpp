@@ -60,8 +60,9 @@ void showValue(const ResolveCase& r, std::ostream& os) {
   os << "resolve_checkpoint_path(\"" << r.name << "\"" << (r.job ? ", \"" + *r.job + "\"" : std::string()) << ")";
 }
 
-// Expected per protocol.md §S9.8: a full path (gs://, /) is returned as it is, and is an error
-// together with a job; with a job (after stripping) → cross_job://job/name; else the name.
+// Expected per protocol.md §S9.8: a full path (gs://, /) is returned as it is, job or not; with a
+// job (both stripped) → cross_job://job/name, where a name that is a full path only once stripped
+// (" gs://…") is an error; else the name. (The real Fireworks SDK 1.2.3 checks in this order.)
 std::pair<bool, std::string> expected_resolution(const ResolveCase& r) {
   auto strip = [](std::string s) {
     const auto a = s.find_first_not_of(" \t\n"), b = s.find_last_not_of(" \t\n");
@@ -69,19 +70,20 @@ std::pair<bool, std::string> expected_resolution(const ResolveCase& r) {
   };
   const bool full = r.name.rfind("gs://", 0) == 0 || r.name.rfind('/', 0) == 0;
   const bool job_given = r.job && !r.job->empty();
-  if (full) return job_given && !strip(*r.job).empty() ? std::pair{false, std::string("checkpoint_name must be a logical checkpoint name, not a full path")}
-                                                       : std::pair{true, r.name};
-  if (!job_given) return {true, r.name};
-  if (strip(*r.job).empty()) return {false, "source_job_id cannot be empty"};
-  if (strip(r.name).empty()) return {false, "checkpoint_name cannot be empty"};
-  return {true, "cross_job://" + strip(*r.job) + "/" + strip(r.name)};
+  if (full || !job_given) return {true, r.name};
+  const std::string job = strip(*r.job), name = strip(r.name);
+  if (job.empty()) return {false, "source_job_id cannot be empty"};
+  if (name.empty()) return {false, "checkpoint_name cannot be empty"};
+  if (name.rfind("gs://", 0) == 0 || name.rfind('/', 0) == 0)
+    return {false, "checkpoint_name must be a logical checkpoint name, not a full path"};
+  return {true, "cross_job://" + job + "/" + name};
 }
 
 void resolve_checkpoint_path(Case& c) {
   const auto cases = pick("calls", gen_list(
       rc::gen::build<ResolveCase>(
           rc::gen::set(&ResolveCase::name, rc::gen::element<std::string>("step-2", " step-4 ", "", "  ", "gs://bucket/run/step-2",
-                                                                         "/mnt/ckpt/step-2", "run-1/step-9", "cross_job://j/x")),
+                                                                         " gs://bucket/run/step-2", "/mnt/ckpt/step-2", "run-1/step-9", "cross_job://j/x")),
           rc::gen::set(&ResolveCase::job, rc::gen::element<std::optional<std::string>>(std::nullopt, std::string(""), std::string("job-7"),
                                                                                        std::string(" job-7 "), std::string("   ")))), 5));
   for (const auto& r : cases) {
