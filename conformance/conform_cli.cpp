@@ -6,7 +6,9 @@
 #include <nlohmann/json.hpp>
 #include <iostream>
 #include <sstream>
+#include <map>
 #include <string>
+#include <vector>
 
 #include "conformance/property.hpp"
 #include "conformance/report.hpp"
@@ -23,7 +25,11 @@ conformance/DRIVER.md, against the API's semantics. Each property runs on its ow
 an ephemeral loopback port; failures are shrunk to a minimal operation sequence.
 
 options:
-  --driver CMD        the driver, run with /bin/sh -c (required)
+  --driver CMD        the driver, run with /bin/sh -c (required); or a short form for a real
+                      SDK: tinker-sdk (any tinker-compatible SDK; add --module NAME for a fork)
+                      or fireworks-sdk, e.g. --driver "tinker-sdk --module my_tinker_fork"
+  --python PATH       the interpreter a short-form driver runs with (default python3), e.g.
+                      the one of the virtualenv that has the SDK
   --suite NAME        run only this suite (repeatable): numbers, ordering, accumulation,
                       custom_loss, checkpoints, naming, wire, resilience, behaviour
   --property NAME     run only this property (repeatable), e.g. wire.seq_id_order
@@ -48,11 +54,34 @@ std::string shell_quote(const std::string& s) {
   return out + "'";
 }
 
+// The short forms of --driver: "tinker-sdk ARGS" runs conformance/driver/tinker_sdk_driver.py
+// ARGS with `python`, found in $KILN_DRIVER_DIR, the source tree or the installed share/kiln/drivers.
+// Any other command is returned as it is.
+std::string expand_driver(const std::string& driver, const std::string& python) {
+  const std::map<std::string, std::string> scripts = {{"tinker-sdk", "tinker_sdk_driver.py"},
+                                                      {"fireworks-sdk", "fireworks_sdk_driver.py"}};
+  const std::string first = driver.substr(0, driver.find(' '));
+  const auto it = scripts.find(first);
+  if (it == scripts.end()) return driver;
+  std::vector<std::string> dirs;
+  if (const char* env = std::getenv("KILN_DRIVER_DIR")) dirs.push_back(env);
+  std::istringstream builtin(KILN_DRIVER_DIRS);
+  for (std::string d; std::getline(builtin, d, ':');) dirs.push_back(d);
+  for (const auto& d : dirs) {
+    const std::string script = d + "/" + it->second;
+    if (std::ifstream(script).good()) return shell_quote(python) + " " + shell_quote(script) + driver.substr(first.size());
+  }
+  std::string searched;
+  for (const auto& d : dirs) searched += (searched.empty() ? "" : ", ") + d;
+  throw std::invalid_argument("--driver " + first + ": " + it->second + " is in none of " + searched +
+                              " (set KILN_DRIVER_DIR to the directory that has it)");
+}
+
 }  // namespace
 
 int conform_main(int argc, char** argv) {
   RunOptions o;
-  std::string junit, json_file;
+  std::string junit, json_file, python = "python3";
   bool list = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -62,6 +91,7 @@ int conform_main(int argc, char** argv) {
     };
     try {
       if (a == "--driver") o.driver_command = value();
+      else if (a == "--python") python = value();
       else if (a == "--suite") o.suites.push_back(value());
       else if (a == "--property") o.properties.push_back(value());
       else if (a == "--cases") o.cases = std::stoi(value());
@@ -96,6 +126,12 @@ int conform_main(int argc, char** argv) {
     std::cerr << "kiln conform: --driver is required\n\n" << kUsage;
     return 2;
   }
+  try {
+    o.driver_command = expand_driver(o.driver_command, python);
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "kiln conform: " << e.what() << "\n";
+    return 2;
+  }
   if (o.cases < 1 || o.max_size < 1 || o.jobs < 1 || o.timeout_seconds <= 0) {
     std::cerr << "kiln conform: --cases, --max-size and --jobs must be at least 1, --timeout positive\n";
     return 2;
@@ -108,6 +144,12 @@ int conform_main(int argc, char** argv) {
     setenv("RC_PARAMS", ("seed=" + std::to_string(o.seed) + (params.empty() ? "" : " " + params)).c_str(), 1);
   std::vector<PropertyResult> results;
   try {
+    try {
+      o.client = describe_client(o.driver_command, o.timeout_seconds);
+    } catch (const DriverBroken&) {
+      o.client = ClientTraits{};  // the properties meet the same breakage and report it
+    }
+    std::cout << headline(*o.client, o.seed) << "\n" << std::flush;
     results = run_properties(o, [](const PropertyResult& r) {
       std::cerr << "kiln conform: " << status_name(r.status) << " " << r.name << "\n";
     });
@@ -121,7 +163,7 @@ int conform_main(int argc, char** argv) {
   if (!o.client_options.empty()) again << " --client-options " << shell_quote(o.client_options.dump());
   print_table(std::cout, results, again.str());
   if (!junit.empty()) std::ofstream(junit) << junit_xml(results);
-  if (!json_file.empty()) std::ofstream(json_file) << json_report(results, o.driver_command).dump(2) << "\n";
+  if (!json_file.empty()) std::ofstream(json_file) << json_report(results, o.driver_command, *o.client, o.seed).dump(2) << "\n";
   for (const auto& r : results)
     if (r.status == PropertyResult::Status::fail) return 1;
   return 0;

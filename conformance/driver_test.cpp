@@ -73,7 +73,7 @@ TEST_F(DriverTest, ErrorsComeBackWithTheirKinds) {
   EXPECT_EQ(dup["kind"], "invalid_argument");
   EXPECT_NE(dup["message"].get<std::string>().find("already exists on this service"), std::string::npos);
   EXPECT_EQ(error("forward", {{"client", c}, {"data", json::array()}})["message"], "No data provided");
-  EXPECT_EQ(error("sample", {{"client", c}})["kind"], "not_implemented");
+  EXPECT_EQ(error("get_sampler", {{"client", c}})["kind"], "not_implemented");  // an operation DRIVER.md does not have
   EXPECT_EQ(error("forward", {{"client", "t99"}, {"data", json::array()}})["kind"], "bad_request");
   EXPECT_EQ(error("forward_backward_custom", {{"client", c}, {"data", json::array({text_datum("odd")})}, {"loss", "dpo_margin"}})["kind"],
             "invalid_argument");

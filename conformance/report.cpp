@@ -102,7 +102,15 @@ std::string junit_xml(const std::vector<PropertyResult>& results) {
   return os.str();
 }
 
-nlohmann::json json_report(const std::vector<PropertyResult>& results, const std::string& driver_command) {
+std::string headline(const ClientTraits& client, uint64_t seed) {
+  std::string lacks;
+  for (const auto& f : client.lacks) lacks += (lacks.empty() ? "" : ", ") + f;
+  return "kiln conform: " + client.label() + (lacks.empty() ? "" : " (lacks " + lacks + ")") + " against Kiln " KILN_VERSION
+         ", seed " + std::to_string(seed);
+}
+
+nlohmann::json json_report(const std::vector<PropertyResult>& results, const std::string& driver_command,
+                           const ClientTraits& client, uint64_t seed) {
   nlohmann::json props = nlohmann::json::array();
   int failed = 0, passed = 0, skipped = 0;
   for (const auto& r : results) {
@@ -112,6 +120,9 @@ nlohmann::json json_report(const std::vector<PropertyResult>& results, const std
     props.push_back(r);  // to_json (runner.cpp)
   }
   return {{"driver", driver_command},
+          {"client", {{"name", client.name}, {"version", client.version}, {"lacks", client.lacks}}},
+          {"kiln_version", KILN_VERSION},
+          {"seed", seed},
           {"summary", {{"properties", results.size()}, {"passed", passed}, {"failed", failed}, {"skipped", skipped}}},
           {"properties", props}};
 }

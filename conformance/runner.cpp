@@ -216,6 +216,15 @@ std::vector<PropertyResult> run_in_workers(const std::vector<const Property*>& c
 }  // namespace
 
 std::vector<PropertyResult> run_properties(const RunOptions& options, const std::function<void(const PropertyResult&)>& on_result) {
+  if (options.client) {
+    set_client_traits(*options.client);
+  } else {
+    try {
+      set_client_traits(describe_client(options.driver_command, options.timeout_seconds));
+    } catch (const DriverBroken&) {
+      set_client_traits({});  // the properties will meet the same breakage and report it with its stderr
+    }
+  }
   std::vector<const Property*> chosen;
   for (const auto& p : all_properties())
     if (selected(options.suites, p.suite) && selected(options.properties, p.name)) chosen.push_back(&p);

@@ -2,10 +2,13 @@
 // Runs properties against a driver with rapidcheck: each property on its own Kiln server, each
 // test case with a fresh driver on a reset server, failures shrunk to a minimal operation sequence.
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "conformance/client_traits.hpp"
 
 namespace kiln::conformance {
 
@@ -22,6 +25,8 @@ struct RunOptions {
   // Properties run at once, each in a forked worker process with its own server (rapidcheck keeps
   // global state, so not threads). Call with jobs > 1 only from a process with no other threads.
   int jobs = 1;           // then shrinking stops at the smallest failure found so far
+  // The client's describe answer; run_properties asks the driver when it is absent.
+  std::optional<ClientTraits> client;
 };
 
 struct PropertyResult {

@@ -1,6 +1,9 @@
 #include "conformance/workload.hpp"
 
+#include <algorithm>
 #include <sstream>
+
+#include "conformance/client_traits.hpp"
 
 #include "model/rng.hpp"
 
@@ -110,13 +113,19 @@ std::string describe(const Adam& a) {
   return os.str();
 }
 
+rc::Gen<int64_t> gen_lora_rank(std::vector<int64_t> ranks) {
+  if (!client_traits().has("full_parameter")) ranks.erase(std::remove(ranks.begin(), ranks.end(), 0), ranks.end());
+  return rc::gen::elementOf(ranks);
+}
+
 rc::Gen<Adam> gen_adam() {
   return rc::gen::exec([] {
     Adam a;
     a.learning_rate = *rc::gen::element(1e-2, 3e-2);
     a.weight_decay = *rc::gen::element(0.0, 0.0, 0.01);
     a.grad_clip_norm = *rc::gen::element(0.0, 0.0, 1.0);
-    a.normalization = *rc::gen::element<std::string>("", "num_loss_tokens", "num_sequences", "none");
+    if (client_traits().has("grad_accumulation_normalization"))
+      a.normalization = *rc::gen::element<std::string>("", "num_loss_tokens", "num_sequences", "none");
     return a;
   });
 }

@@ -78,6 +78,8 @@ struct Adam {
 nlohmann::json to_driver(const Adam& a);  // the DRIVER.md args: adam_params (+ normalization)
 nlohmann::json optim_args(const std::string& client, const Adam& a);  // the same, for this client
 std::string describe(const Adam& a);
-rc::Gen<Adam> gen_adam();
+rc::Gen<Adam> gen_adam();  // no normalization for a client that lacks it (client_traits.hpp)
+// One of `ranks`, leaving out 0 (full parameter) for a client that lacks full-parameter training.
+rc::Gen<int64_t> gen_lora_rank(std::vector<int64_t> ranks);
 
 }  // namespace kiln::conformance

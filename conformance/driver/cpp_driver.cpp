@@ -122,6 +122,7 @@ class Driver {
   explicit Driver(std::string mutant) : mutant_(std::move(mutant)) {}
 
   json handle(const std::string& op, const json& args) {
+    if (op == "describe") return {{"name", "kiln-cpp-client"}, {"version", KILN_VERSION}, {"lacks", json::array()}};
     if (op == "create_service") {
       ClientOptions o;
       const json opt = args.value("options", json::object());

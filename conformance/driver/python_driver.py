@@ -200,6 +200,8 @@ class Driver:
         self.services, self.clients = {}, {}
 
     def handle(self, op, args):
+        if op == "describe":
+            return {"name": "kiln-python-driver", "version": "1", "lacks": []}
         if op == "create_service":
             conn = Connection(args["base_url"], args["api_key"], args.get("options", {}))
             conn.call("POST", "/api/v1/client/config", {"sdk_version": "kiln-python-driver"})

@@ -8,6 +8,7 @@
 
 #include <rapidcheck.h>
 
+#include "conformance/client_traits.hpp"
 #include "conformance/property.hpp"
 #include "conformance/workload.hpp"
 
@@ -104,8 +105,10 @@ void resolve_checkpoint_path(Case& c) {
 }
 
 void duplicate_client(Case& c) {
+  if (!client_traits().has("duplicate_client_rule"))
+    throw Unsupported("the client does not refuse duplicate training clients (its describe lists duplicate_client_rule as lacking)");
   const std::string service = c.service();
-  const int64_t rank = pick("LoRA rank", rc::gen::element<int64_t>(0, 4, 8));
+  const int64_t rank = pick("LoRA rank", gen_lora_rank({0, 4, 8}));
   const auto seed = pick("LoRA seed", rc::gen::inRange<uint64_t>(1, 100));
   c.training_client(service, rank, seed);
   const json args = {{"service", service}, {"base_model", "kiln/tiny"}, {"lora_rank", rank}, {"lora", {{"seed", seed}}}};

@@ -210,7 +210,7 @@ struct Resume : Command {
 template <typename... Commands>
 std::function<void(Case&)> machine() {
   return [](Case& c) {
-    const int64_t rank = pick("LoRA rank (0: full parameter)", rc::gen::element<int64_t>(0, 4));
+    const int64_t rank = pick("LoRA rank (0: full parameter)", gen_lora_rank({0, 4}));
     const auto seed = pick("LoRA seed", rc::gen::inRange<uint64_t>(1, 1000));
     Sut sut(c, rank, seed);
     rc::state::check(Model{}, sut, rc::state::gen::execOneOfWithArgs<Commands...>());

@@ -172,7 +172,7 @@ void check_seq_order(const std::map<int64_t, Submit>& submits, const std::vector
 void request_fields(Case& c) {
   const auto ops = pick("calls", gen_ops(5));
   const std::string service = c.service();
-  const std::string client = c.training_client(service, pick("LoRA rank", rc::gen::element<int64_t>(0, 4)), 1);
+  const std::string client = c.training_client(service, pick("LoRA rank", gen_lora_rank({0, 4})), 1);
   run_workload(c, client, ops);
   c.ok_if_implemented("get_info", {{"client", client}});
   c.ok_if_implemented("list_checkpoints", {{"client", client}});
