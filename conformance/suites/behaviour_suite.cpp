@@ -181,10 +181,12 @@ void state_reload(Case& c) {
   for (int i = 0; i < steps; ++i) step(a);
   const double saved = loss(a, "forward");
   const std::string path = c.ok("save_state", {{"client", a}, {"name", "reload"}}).value("path", "");
+  // Each reload on a service of its own: a Fireworks service refuses a second client of the same
+  // model and rank (protocol.md §S9.10), and a user resuming starts a new process anyway.
   const std::string weights_only =
-      c.ok("create_training_client_from_state", {{"service", service}, {"path", path}, {"with_optimizer", false}}).value("client", "");
+      c.ok("create_training_client_from_state", {{"service", c.service()}, {"path", path}, {"with_optimizer", false}}).value("client", "");
   const std::string with_optimizer =
-      c.ok("create_training_client_from_state", {{"service", service}, {"path", path}, {"with_optimizer", true}}).value("client", "");
+      c.ok("create_training_client_from_state", {{"service", c.service()}, {"path", path}, {"with_optimizer", true}}).value("client", "");
   for (const auto& [client, what] : {std::pair{weights_only, "create_training_client_from_state"},
                                      std::pair{with_optimizer, "create_training_client_from_state_with_optimizer"}}) {
     const double got = loss(client, "forward after " + std::string(what));
