@@ -180,7 +180,10 @@ TEST_F(SamplingTest, ConcurrentRequestsOnASamplerDecodeTogether) {
   model::SampleSpec spec;
   spec.prompt = {1, 2, 3};
   spec.num_samples = 8;
-  spec.params.max_tokens = 32;
+  // Long enough that the four submits (microseconds apart) land while the first still decodes,
+  // even on a loaded machine (at 32 tokens the test failed once under ctest -j2).
+  spec.params.max_tokens = 256;
+  spec.params.end_of_sequence = false;  // every sequence runs to max_tokens: the token count is exact
   std::vector<std::string> rids;
   for (int r = 0; r < 4; ++r) {
     spec.params.seed = 100 + r;
@@ -194,8 +197,8 @@ TEST_F(SamplingTest, ConcurrentRequestsOnASamplerDecodeTogether) {
   }
   const auto st = svc->state();
   const auto& s = st["samplers"][0];
-  EXPECT_EQ(s["sampled_tokens"], 4 * 8 * 32);
-  EXPECT_LT(s["decode_steps"].get<int64_t>(), 2 * 32) << s;
+  EXPECT_EQ(s["sampled_tokens"], 4 * 8 * 256);
+  EXPECT_LT(s["decode_steps"].get<int64_t>(), 2 * 256) << s;
   EXPECT_GT(s["largest_batch"].get<int64_t>(), 8) << s;
   // The same request alone (a new sampler on the same weights) samples the same tokens.
   const auto alone_sampler = create("kiln/tiny", "", 1);
