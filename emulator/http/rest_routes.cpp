@@ -85,6 +85,15 @@ void HttpServer::register_rest_routes() {
     res.set_header("Expires", http_date(std::chrono::system_clock::now() + std::chrono::minutes(15)));
     res.set_content(json{{"url", url}}.dump(), "application/json");
   });
+  // tinker 0.39's save_weights_external: a download URL per file of the checkpoint, each valid
+  // 15 minutes like the archive's (protocol.md §W12).
+  route("GET", std::string(kRunId) + R"(/checkpoints/external_weights/([^/]+)/external_weights_urls)",
+        [this](auto& req, auto& res, auto& key) {
+          json urls = json::object();
+          for (const auto& [name, file] : svc_.checkpoint_files(key, req.matches[1], "external_weights/" + req.matches[2].str()))
+            urls[name] = download_url(file);
+          send_json(res, 200, {{"urls", urls}, {"expires", service::iso8601(std::chrono::time_point_cast<service::TimePoint::duration>(std::chrono::system_clock::now() + std::chrono::minutes(15)))}});
+        });
   // The audit log: what happened, when it happened, newest first (protocol.md rule G1).
   route("GET", "/api/v1/audit", [this](auto& req, auto& res, auto& key) {
     const std::string type = req.has_param("event_type") ? req.get_param_value("event_type") : "all";

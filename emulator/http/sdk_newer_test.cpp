@@ -1,6 +1,7 @@
 // What tinker 0.26–0.32 added on the wire (docs/protocol.md §W12), with requests shaped as those
 // SDKs send them and answers checked field by field.
 #include "http/test_fixture.hpp"
+#include "service/safetensors.hpp"
 
 namespace kiln::http {
 namespace {
@@ -355,6 +356,48 @@ TEST_F(KeyedHttpTest, OnlyListedKeysPassAndTheJwtCarriesTheOwnerIdentity) {
   const json bob_claims = jwt_claims(json::parse(bob_token->body)["jwt"]);
   EXPECT_NE(bob_claims["sub"], sub);
   EXPECT_NE(bob_claims["email"].get<std::string>().find("@kiln.local"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace kiln::http
+
+namespace kiln::http {
+namespace {
+
+// tinker 0.39's save_weights_external: a future answering {path, size_bytes}, a checkpoint listed
+// as "external", and a download URL per file (Kiln's metadata left out) serving the weights.
+TEST_F(HttpTest, SaveWeightsExternalListsADownloadUrlPerFile) {
+  const std::string m = model(8);
+  auto [s, submitted] = post("/api/v1/save_weights_external", {{"model_id", m}, {"path", "hf"}, {"seq_id", 1}, {"ttl_seconds", 600}});
+  ASSERT_EQ(s, 200) << submitted;
+  const json saved = result(submitted["request_id"]);
+  EXPECT_EQ(saved["path"], "tinker://" + m + "/external_weights/hf");
+  EXPECT_EQ(saved["type"], "save_weights_external");
+  ASSERT_TRUE(saved["size_bytes"].is_number_integer()) << saved;
+
+  const json listed = get("/api/v1/training_runs/" + m + "/checkpoints").second;
+  ASSERT_EQ(listed["checkpoints"].size(), 1u) << listed;
+  EXPECT_EQ(listed["checkpoints"][0]["checkpoint_type"], "external");
+  EXPECT_EQ(listed["checkpoints"][0]["checkpoint_id"], "external_weights/hf");
+  EXPECT_FALSE(listed["checkpoints"][0]["expires_at"].is_null());
+
+  auto [u, urls] = get("/api/v1/training_runs/" + m + "/checkpoints/external_weights/hf/external_weights_urls");
+  ASSERT_EQ(u, 200) << urls;
+  EXPECT_FALSE(urls["expires"].get<std::string>().empty());
+  std::vector<std::string> names;
+  for (const auto& [name, url] : urls["urls"].items()) names.push_back(name);
+  EXPECT_EQ(names, (std::vector<std::string>{"adapter_config.json", "config.json", "model.safetensors"}));
+  const std::string url = urls["urls"]["model.safetensors"];
+  auto weights = cli->Get(url.substr(url.find("/_kiln/")).c_str());
+  ASSERT_EQ(weights->status, 200);
+  EXPECT_EQ(static_cast<int64_t>(weights->body.size()), saved["size_bytes"].get<int64_t>());  // the weights' bytes
+  EXPECT_GT(service::decode_safetensors(weights->body).tensors.size(), 0);
+
+  // Not a sampler: sampling from it is refused; a training state of another name is not found.
+  EXPECT_EQ(post("/api/v1/create_sampling_session", {{"session_id", m.substr(0, m.find(':'))}, {"sampling_session_seq_id", 0},
+                                                     {"model_path", saved["path"]}}).first, 400);
+  EXPECT_EQ(get("/api/v1/training_runs/" + m + "/checkpoints/external_weights/none/external_weights_urls").first, 404);
+  EXPECT_EQ(post("/api/v1/save_weights_external", {{"model_id", m}, {"path", "../x"}, {"seq_id", 2}}).first, 400);
 }
 
 }  // namespace

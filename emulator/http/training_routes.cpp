@@ -39,6 +39,7 @@ void HttpServer::register_training_routes() {
   submit("/api/v1/optim_step", [](const json& b) { return wire::optim_step_from_json(b); });
   submit("/api/v1/save_weights", [](const json& b) { return wire::save_weights_from_json(b); });
   submit("/api/v1/save_weights_for_sampler", [](const json& b) { return wire::save_sampler_from_json(b); });
+  submit("/api/v1/save_weights_external", [](const json& b) { return wire::save_external_from_json(b); });
   submit("/api/v1/load_adapter", [](const json& b) { return wire::load_adapter_from_json(b); });
   submit("/api/v1/unload_model", [](const json&) { return service::UnloadModelRequest{}; });
   route("POST", "/api/v1/load_weights", [this, submit_json](auto& req, auto& res, auto& key) {

@@ -144,6 +144,19 @@ LoadResult CheckpointOps::load_state(ModelTable::Model& m, const LoadWeightsRequ
   return {rec.tinker_path(), m.info.model_id};
 }
 
+// The weights as a sampler's base save stores them (with the adapter's config for LoRA), for a
+// user to download: nothing to sample from, so no delta form and no anchor.
+SaveResult CheckpointOps::save_external(ModelTable::Model& m, const SaveExternalRequest& r) {
+  CheckpointStore::Files files;
+  files.config = hf_config(m.info);
+  files.model = weights_file(m.state->model().params(), m.info);
+  if (!m.info.lora.full_parameter()) files.adapter_config = peft_config(m.info);
+  const CheckpointRecord rec =
+      store_.save(make_record(m, CheckpointKind::external, r.name, r.ttl_seconds, "external", {}), files);
+  audit("checkpoint_created", rec);
+  return {rec.tinker_path(), "", rec.size_bytes};
+}
+
 SaveResult CheckpointOps::save_sampler(ModelTable::Model& m, const SaveSamplerRequest& r) {
   const std::string type = r.checkpoint_type.empty() ? "base" : r.checkpoint_type;
   const bool lora = !m.info.lora.full_parameter();
@@ -255,6 +268,7 @@ std::vector<TrainingRunInfo> CheckpointOps::training_runs(const std::string& ten
     if (inserted)
       run = {c.run_id, c.base_model, owner_urn(tenant), c.lora.has_value(), c.lora ? c.lora->rank : 0, c.created,
              std::nullopt, std::nullopt, {}};
+    if (c.kind == CheckpointKind::external) continue;  // a run lists its last training and sampler saves
     auto& slot = c.kind == CheckpointKind::training ? run.last_checkpoint : run.last_sampler_checkpoint;
     if (!slot) slot = c;
   }
@@ -295,7 +309,7 @@ void CheckpointOps::remove(const CheckpointRecord& rec) {
 
 void CheckpointOps::audit(const std::string& event, const CheckpointRecord& r, std::map<std::string, std::string> details) {
   audit_.record({clock_.now(), r.tenant, event, r.run_id, r.tinker_path(),
-                 r.kind == CheckpointKind::training ? "training" : "sampler", std::move(details)});
+                 kind_name(r.kind), std::move(details)});
 }
 
 }  // namespace kiln::service

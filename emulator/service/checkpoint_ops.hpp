@@ -31,6 +31,7 @@ class CheckpointOps {
   SaveResult save_state(ModelTable::Model& m, const SaveWeightsRequest& r);
   LoadResult load_state(ModelTable::Model& m, const LoadWeightsRequest& r);
   SaveResult save_sampler(ModelTable::Model& m, const SaveSamplerRequest& r);  // a named save
+  SaveResult save_external(ModelTable::Model& m, const SaveExternalRequest& r);
   LoadAdapterResult load_adapter(ModelTable::Model& m, const LoadAdapterRequest& r);
 
   // The checkpoint `ref` names among `tenant`'s (checkpoint_ref.hpp), of kind `want`:

@@ -7,11 +7,7 @@
 namespace kiln::service {
 
 namespace {
-std::optional<CheckpointKind> kind_named(const std::string& dir) {
-  if (dir == "weights") return CheckpointKind::training;
-  if (dir == "sampler_weights") return CheckpointKind::sampler;
-  return std::nullopt;
-}
+std::optional<CheckpointKind> kind_named(const std::string& dir) { return kind_of_dir(dir); }
 
 CheckpointRef parse_tinker_path(const std::string& path) {
   const std::string rest = path.substr(std::strlen("tinker://"));

@@ -2,9 +2,11 @@
 // How clients name a checkpoint (protocol.md §S7.5, rules E4, E5), parsed in one place:
 //   tinker://<run>/weights/<name>             a training-state checkpoint of a run
 //   tinker://<run>/sampler_weights/<name>     a sampler checkpoint of a run
+//   tinker://<run>/external_weights/<name>    weights saved for download (save_weights_external)
 //   cross_job://<job>/<name>                  another Fireworks job's checkpoint (job = run here)
 //   <name>                                    a bare name: the newest of the tenant's checkpoints
-// and the REST views' checkpoint id, "weights/<name>" or "sampler_weights/<name>".
+// and the REST views' checkpoint id, "weights/<name>", "sampler_weights/<name>" or
+// "external_weights/<name>".
 // gs:// and absolute paths are storage locations that do not exist offline: a user error.
 #include <optional>
 #include <string>

@@ -20,7 +20,29 @@ namespace kiln::service {
 
 namespace fs = std::filesystem;
 
-const char* kind_dir(CheckpointKind k) { return k == CheckpointKind::training ? "weights" : "sampler_weights"; }
+const char* kind_dir(CheckpointKind k) {
+  switch (k) {
+    case CheckpointKind::training: return "weights";
+    case CheckpointKind::sampler: return "sampler_weights";
+    case CheckpointKind::external: return "external_weights";
+  }
+  return "";
+}
+
+const char* kind_name(CheckpointKind k) {
+  switch (k) {
+    case CheckpointKind::training: return "training";
+    case CheckpointKind::sampler: return "sampler";
+    case CheckpointKind::external: return "external";
+  }
+  return "";
+}
+
+std::optional<CheckpointKind> kind_of_dir(const std::string& dir) {
+  for (auto k : {CheckpointKind::training, CheckpointKind::sampler, CheckpointKind::external})
+    if (dir == kind_dir(k)) return k;
+  return std::nullopt;
+}
 
 void to_json(nlohmann::json& j, const CheckpointRecord& r) {
   j = {{"format", "kiln-checkpoint-1"},
@@ -52,7 +74,9 @@ void from_json(const nlohmann::json& j, CheckpointRecord& r) {
       throw std::runtime_error(std::string("metadata field '") + k + "' is not an integer");
   r.tenant = j.at("owner");
   r.run_id = j.at("training_run_id");
-  r.kind = j.at("kind") == "weights" ? CheckpointKind::training : CheckpointKind::sampler;
+  const auto kind = kind_of_dir(j.at("kind").get<std::string>());
+  if (!kind) throw std::runtime_error("metadata field 'kind' is " + j.at("kind").dump());
+  r.kind = *kind;
   r.name = j.at("name");
   r.base_model = j.at("base_model");
   r.config = j.at("config").get<model::ModelConfig>();
@@ -344,6 +368,16 @@ void tar_member(std::string& out, const std::string& name, const std::string& da
 }
 
 }  // namespace
+
+std::vector<std::pair<std::string, std::string>> CheckpointStore::files(const CheckpointRecord& r) const {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& e : fs::directory_iterator(dir_of(r))) {
+    const std::string name = e.path().filename().string();
+    if (e.is_regular_file() && name[0] != '.' && name != "metadata.json") out.emplace_back(name, e.path().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
 
 std::string CheckpointStore::archive(const CheckpointRecord& r) const {
   const fs::path dir = dir_of(r);

@@ -22,8 +22,12 @@
 
 namespace kiln::service {
 
-enum class CheckpointKind { training, sampler };
-const char* kind_dir(CheckpointKind k);  // "weights" / "sampler_weights"
+// training: weights + Adam (save_state); sampler: weights to sample (save_weights_for_sampler);
+// external: weights to download by URL (tinker 0.39's save_weights_external).
+enum class CheckpointKind { training, sampler, external };
+const char* kind_dir(CheckpointKind k);  // "weights" / "sampler_weights" / "external_weights"
+std::optional<CheckpointKind> kind_of_dir(const std::string& dir);  // the inverse
+const char* kind_name(CheckpointKind k);  // the listings' checkpoint_type: "training" / "sampler" / "external"
 
 struct CheckpointRecord {
   std::string tenant;  // tenant key (a hash of the API key; the key itself is never stored)
@@ -33,7 +37,7 @@ struct CheckpointRecord {
   std::string base_model;
   model::ModelConfig config;
   std::optional<model::LoraConfig> lora;  // absent: full-parameter weights
-  std::string checkpoint_type;            // "training", or the sampler type: base / delta / merged_base
+  std::string checkpoint_type;            // "training", "external", or the sampler type: base / delta / merged_base
   bool has_optimizer = false;
   TimePoint created;
   std::optional<TimePoint> expires;
@@ -85,6 +89,9 @@ class CheckpointStore {
   std::vector<CheckpointRecord> all() const;
   // Updates metadata.json atomically; the record must be live.
   void update(const CheckpointRecord& r);
+  // The checkpoint's files as a user gets them: (name, path on disk), sorted; Kiln's own
+  // metadata.json left out.
+  std::vector<std::pair<std::string, std::string>> files(const CheckpointRecord& r) const;
   // A tar archive of the checkpoint's files, written under <root>/.archives; returns its path.
   std::string archive(const CheckpointRecord& r) const;
 

@@ -39,6 +39,10 @@ void accept_envelope(const ModelInfo& model, int64_t seq_id, TrainingRequest& re
               r.checkpoint_type != "merged_base")
             throw InvalidRequest("checkpoint_type must be one of ('base', 'delta', 'merged_base')");
           trainable();
+        } else if constexpr (std::is_same_v<R, SaveExternalRequest>) {
+          validate_checkpoint_name(r.name);
+          check_ttl(r.ttl_seconds);
+          trainable();
         } else if constexpr (std::is_same_v<R, LoadAdapterRequest>) {
           if (seq_id != 1) throw errors::load_not_first("LoadAdapter", seq_id);
           if (r.adapter_path.find_first_not_of(" \t\n") == std::string::npos)

@@ -29,6 +29,8 @@ TrainingResult TrainingExecutor::execute(ModelTable::Model& m, const TrainingReq
           if (samplers_.add(m.tenant, {id, m.info.session_id, m.info.base_model, std::nullopt}, std::move(weights)))
             sessions_.record_sampler(m.info.session_id, id);
           return SaveResult{"", id};
+        } else if constexpr (std::is_same_v<R, SaveExternalRequest>) {
+          return checkpoints_.save_external(m, r);
         } else if constexpr (std::is_same_v<R, LoadAdapterRequest>) {
           return checkpoints_.load_adapter(m, r);
         } else {

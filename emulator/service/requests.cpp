@@ -82,6 +82,8 @@ uint64_t fingerprint(const TrainingRequest& r) {
           h(q.path), h(q.optimizer), h(q.access_key);
         } else if constexpr (std::is_same_v<Q, SaveSamplerRequest>) {
           h(q.name), h(q.ttl_seconds), h(q.checkpoint_type), h(q.sampling_session_seq_id), h(q.user_metadata);
+        } else if constexpr (std::is_same_v<Q, SaveExternalRequest>) {
+          h(q.name), h(q.ttl_seconds);
         } else if constexpr (std::is_same_v<Q, LoadAdapterRequest>) {
           h(q.adapter_path);
         }

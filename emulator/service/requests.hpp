@@ -49,6 +49,12 @@ struct SaveSamplerRequest {
   std::optional<int64_t> sampling_session_seq_id;
   std::map<std::string, std::string> user_metadata;  // tinker 0.30+: kept with the checkpoint
 };
+// save_weights_external (tinker 0.39): the weights in Hugging Face form, under
+// tinker://<run>/external_weights/<name>, to download file by file (external_weights_urls).
+struct SaveExternalRequest {
+  std::string name;
+  std::optional<int64_t> ttl_seconds;
+};
 // Fireworks load_adapter: a weights-only warm start of a LoRA model from a sampler checkpoint.
 struct LoadAdapterRequest {
   std::string adapter_path;
@@ -56,7 +62,7 @@ struct LoadAdapterRequest {
 struct UnloadModelRequest {};
 
 using TrainingRequest = std::variant<ForwardRequest, OptimStepRequest, SaveWeightsRequest, LoadWeightsRequest,
-                                     SaveSamplerRequest, LoadAdapterRequest, UnloadModelRequest>;
+                                     SaveSamplerRequest, SaveExternalRequest, LoadAdapterRequest, UnloadModelRequest>;
 
 // A digest of a request's type and payload, to tell a resubmission from a reused seq_id.
 uint64_t fingerprint(const TrainingRequest& r);
@@ -69,8 +75,9 @@ struct OptimStepResult {
   std::map<std::string, double> metrics;
 };
 struct SaveResult {
-  std::string path;  // tinker://<model_id>/<weights|sampler_weights>/<name>; empty for an ephemeral save
+  std::string path;  // tinker://<model_id>/<weights|sampler_weights|external_weights>/<name>; empty for an ephemeral save
   std::string sampling_session_id;  // ephemeral sampler saves only
+  std::optional<int64_t> size_bytes;  // save_weights_external only
 };
 struct LoadResult {
   std::string path;

@@ -381,6 +381,12 @@ void TrainerService::set_ttl(const std::string& api_key, const std::string& run_
   checkpoints_.set_ttl(checkpoints_.find(tenant_key(api_key), run_id, checkpoint_id), ttl_seconds);
 }
 
+std::vector<std::pair<std::string, std::string>> TrainerService::checkpoint_files(const std::string& api_key,
+                                                                                  const std::string& run_id,
+                                                                                  const std::string& checkpoint_id) {
+  return store_->files(checkpoints_.find(tenant_key(api_key), run_id, checkpoint_id));
+}
+
 std::string TrainerService::archive_checkpoint(const std::string& api_key, const std::string& run_id,
                                                const std::string& checkpoint_id) {
   return store_->archive(checkpoints_.find(tenant_key(api_key), run_id, checkpoint_id));

@@ -120,6 +120,9 @@ class TrainerService {
                      bool published);
   void set_ttl(const std::string& api_key, const std::string& run_id, const std::string& checkpoint_id,
                std::optional<int64_t> ttl_seconds);
+  // The files of a checkpoint of the caller's, (name, path), as CheckpointStore::files gives them.
+  std::vector<std::pair<std::string, std::string>> checkpoint_files(const std::string& api_key, const std::string& run_id,
+                                                                    const std::string& checkpoint_id);
   std::string archive_checkpoint(const std::string& api_key, const std::string& run_id,
                                  const std::string& checkpoint_id);  // path of a tar file
 

@@ -268,6 +268,10 @@ service::SaveSamplerRequest save_sampler_from_json(const json& body) {
   return r;
 }
 
+service::SaveExternalRequest save_external_from_json(const json& body) {
+  return {require_string(body, "path", ""), optional_int(body, "ttl_seconds", "")};
+}
+
 service::CreateSamplerRequest create_sampler_from_json(const json& body) {
   service::CreateSamplerRequest r;
   r.session_id = require_string(body, "session_id", "");
@@ -393,6 +397,7 @@ json result_to_json(const service::TrainingResult& r) {
         } else if constexpr (std::is_same_v<X, service::SaveResult>) {
           if (!x.sampling_session_id.empty())  // the ephemeral sampler save
             return {{"path", nullptr}, {"sampling_session_id", x.sampling_session_id}, {"type", "save_weights_for_sampler"}};
+          if (x.size_bytes) return {{"path", x.path}, {"size_bytes", *x.size_bytes}, {"type", "save_weights_external"}};
           const bool sampler = x.path.find("/sampler_weights/") != std::string::npos;
           return {{"path", x.path}, {"type", sampler ? "save_weights_for_sampler" : "save_weights"}};
         } else if constexpr (std::is_same_v<X, model::SampleOutput>) {
@@ -414,7 +419,7 @@ json failure_to_json(const service::RetrieveResult& r) {
 
 json checkpoint_to_json(const service::CheckpointRecord& r) {
   return {{"checkpoint_id", r.checkpoint_id()},
-          {"checkpoint_type", r.kind == service::CheckpointKind::training ? "training" : "sampler"},
+          {"checkpoint_type", service::kind_name(r.kind)},
           {"time", service::iso8601(r.created)},
           {"tinker_path", r.tinker_path()},
           {"size_bytes", r.size_bytes},

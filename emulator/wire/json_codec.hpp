@@ -31,6 +31,7 @@ service::OptimStepRequest optim_step_from_json(const json& body);
 service::SaveWeightsRequest save_weights_from_json(const json& body);
 service::LoadWeightsRequest load_weights_from_json(const json& body);
 service::SaveSamplerRequest save_sampler_from_json(const json& body);
+service::SaveExternalRequest save_external_from_json(const json& body);  // tinker 0.39
 service::LoadAdapterRequest load_adapter_from_json(const json& body);
 // needs_lora_config = false for load_weights' create-via-load form, which takes it from the checkpoint.
 service::CreateModelRequest create_model_from_json(const json& body, bool needs_lora_config = true);
