@@ -179,6 +179,19 @@ TEST(ConformCliTest, APythonDriverPassesWhatItImplementsAndSkipsTheRest) {
   EXPECT_NE(out.find("the driver does not implement 'forward_backward_custom'"), std::string::npos) << out;
 }
 
+// The report's first line names the client (the driver's describe), Kiln's version and the seed;
+// the short forms run the SDK drivers of conformance/driver/ with the --python interpreter.
+TEST(ConformCliTest, TheHeadlineAndTheShortForms) {
+  const auto [status, out] = conform("", std::string("--driver ") + KILN_CPP_DRIVER + " --property naming.duplicate_client --cases 1 --seed 7");
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_EQ(out.substr(0, out.find('\n')), "kiln conform: kiln-cpp-client " KILN_VERSION " against Kiln " KILN_VERSION ", seed 7");
+  // /bin/echo for an interpreter: the driver's one line is the command the short form ran.
+  const auto [s2, echoed] = conform("", "--driver 'tinker-sdk --module my_fork' --python /bin/echo --property naming.duplicate_client --cases 1");
+  EXPECT_EQ(s2, 1) << echoed;
+  EXPECT_NE(echoed.find("not a JSON object: " KILN_SOURCE_DIR "/conformance/driver/tinker_sdk_driver.py --module my_fork"),
+            std::string::npos) << echoed;
+}
+
 TEST(ConformCliTest, ABrokenDriverFailsWithItsStderr) {
   const auto [status, out] = conform("", "--driver 'echo not json; echo oops >&2' --property naming.duplicate_client --cases 1");
   EXPECT_EQ(status, 1) << out;

@@ -222,7 +222,7 @@ def error_of(sdk, e):
     name = type(e).__name__
     if isinstance(e, NotImplementedOp):
         return {"kind": "not_implemented", "message": str(e)}
-    if isinstance(e, (BadRequest, KeyError, TypeError)) and not isinstance(e, getattr(sdk, "TinkerError", ())):
+    if isinstance(e, (BadRequest, KeyError)) and not isinstance(e, getattr(sdk, "TinkerError", ())):
         return {"kind": "bad_request", "message": str(e)}
     if isinstance(e, getattr(sdk, "RequestFailedError", ())):
         category = getattr(e, "category", "unknown")

@@ -22,7 +22,8 @@ namespace {
 constexpr double kOverfitLoss = 0.05, kAgreeMeanAbs = 0.1, kReloadLoss = 0.05;
 constexpr int kOverfitSteps = 30;
 constexpr int64_t kLoraRank = 8;
-constexpr const char* kRecitalModel = "Qwen/Qwen3-8B";  // its stand-in (README, Models); byte ids are valid ids there
+// Its stand-in (README, "Base models and the stand-in calibration"): the real 151936-id vocabulary.
+constexpr const char* kRecitalModel = "Qwen/Qwen3-8B";
 
 std::vector<int64_t> gen_text(size_t lo, size_t hi) {
   return *rc::gen::container<std::vector<int64_t>>(*gen_count(lo, hi), rc::gen::resize(100, rc::gen::inRange<int64_t>(32, 127)));
