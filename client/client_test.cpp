@@ -340,6 +340,11 @@ TEST_F(ClientTest, SamplesTheSavedWeightsAndAgreesWithTheTrainer) {
   EXPECT_GT(diff, 0.1);
 
   EXPECT_THROW(service.create_sampling_client("s3://bucket/x"), ClientError);
+  // The REST delete: the sampler's checkpoint goes (a second delete is a 404); a malformed path
+  // is refused before anything is sent.
+  service.delete_checkpoint(path);
+  EXPECT_THROW(service.delete_checkpoint(path), ApiError);
+  EXPECT_THROW(service.delete_checkpoint("tinker://run-only"), ClientError);
   EXPECT_THROW(sampler.sample({}, 1, greedy), ClientError);
 }
 

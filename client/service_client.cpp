@@ -99,6 +99,16 @@ SamplingClient ServiceClient::create_sampling_client(const std::string& model_pa
   return SamplingClient(conn_, r["sampling_session_id"]);
 }
 
+void ServiceClient::delete_checkpoint(const std::string& tinker_path) {
+  const std::string prefix = "tinker://";
+  const std::string rest = tinker_path.rfind(prefix, 0) == 0 ? tinker_path.substr(prefix.size()) : "";
+  const size_t a = rest.find('/'), b = a == std::string::npos ? a : rest.find('/', a + 1);
+  if (a == std::string::npos || a == 0 || b == std::string::npos || b == a + 1 || b + 1 == rest.size() ||
+      rest.find('/', b + 1) != std::string::npos)
+    throw ClientError("Invalid tinker path: " + tinker_path);
+  conn_->call("DELETE", "/api/v1/training_runs/" + rest.substr(0, a) + "/checkpoints/" + rest.substr(a + 1));
+}
+
 std::vector<std::string> ServiceClient::supported_models() {
   std::vector<std::string> out;
   for (const auto& m : conn_->call("GET", "/api/v1/get_server_capabilities").value("supported_models", json::array()))

@@ -44,6 +44,10 @@ class ServiceClient {
   // A sampling session on a sampler checkpoint (`tinker://…/sampler_weights/…`), or on a base
   // model when model_path is empty.
   SamplingClient create_sampling_client(const std::string& model_path, const std::string& base_model = "");
+  // The REST client's delete_checkpoint_from_tinker_path: DELETE
+  // /api/v1/training_runs/<run>/checkpoints/<kind>/<name>. Throws ClientError for a path that is
+  // not tinker://<run>/<kind>/<name> ("Invalid tinker path: <path>", as the SDK), ApiError otherwise.
+  void delete_checkpoint(const std::string& tinker_path);
   std::vector<std::string> supported_models();
   const std::string& session_id() const { return conn_->session_id(); }
   Connection& connection() { return *conn_; }

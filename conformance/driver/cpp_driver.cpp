@@ -158,6 +158,11 @@ class Driver {
         return {{"path", "cross_job://" + job + "/" + name}};
       return {{"path", TrainingClient::resolve_checkpoint_path(name, job)}};
     }
+    if (op == "delete_checkpoint") {
+      if (mutant_ == "delete_ignored") return json::object();  // answers as if it deleted
+      service(args).delete_checkpoint(arg(args, "path"));
+      return json::object();
+    }
     if (op == "create_sampling_client") {
       ServiceClient& s = service(args);
       std::string path = args.value("path", ""), base = args.value("base_model", "");

@@ -108,6 +108,7 @@ const std::vector<Mutant>& mutants() {
       {"resolve_no_strip", "does not strip the job and name in resolve_checkpoint_path", "naming.resolve_checkpoint_path"},
       {"sampler_on_base_weights", "creates a sampling client on the base model, whatever path it is given",
        "behaviour.overfit_and_recite"},
+      {"delete_ignored", "answers delete_checkpoint without deleting anything", "checkpoints.delete"},
       {"prompt_logprobs_unshifted", "returns compute_logprobs without the leading null, one position early",
        "behaviour.trainer_sampler_agree"},
   };
@@ -116,7 +117,7 @@ const std::vector<Mutant>& mutants() {
 
 std::shared_ptr<client::Transport> mutant_transport(const std::string& name, std::shared_ptr<client::Transport> real) {
   if (name.empty() || name == "custom_loss_wrong_sign" || name == "no_chunking" || name == "resolve_no_strip" ||
-      name == "sampler_on_base_weights" || name == "prompt_logprobs_unshifted")
+      name == "sampler_on_base_weights" || name == "prompt_logprobs_unshifted" || name == "delete_ignored")
     return real;  // bugs made in the driver itself
   for (const auto& m : mutants())
     if (name == m.name) return std::make_shared<MutatingTransport>(name, std::move(real));

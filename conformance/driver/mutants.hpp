@@ -2,7 +2,8 @@
 // Deliberately broken clients, to prove the harness fails them (issue: "proof that the harness
 // can fail"). Most bugs are made on the wire, by a transport that rewrites what Kiln's correct
 // client sends or receives; `custom_loss_wrong_sign`, `no_chunking`, `resolve_no_strip`,
-// `sampler_on_base_weights` and `prompt_logprobs_unshifted` are made in the driver (cpp_driver.cpp).
+// `sampler_on_base_weights`, `prompt_logprobs_unshifted` and `delete_ignored` are made in the
+// driver (cpp_driver.cpp).
 #include <memory>
 #include <string>
 #include <vector>

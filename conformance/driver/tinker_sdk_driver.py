@@ -146,6 +146,10 @@ class Driver:
         if op == "compute_logprobs":
             sampler = self.get(self.samplers, args, "sampler", "sampler")
             return {"logprobs": list(sampler.compute_logprobs(self.types.ModelInput.from_ints(list(arg(args, "prompt")))).result())}
+        if op == "delete_checkpoint":
+            sc = self.get(self.services, args, "service", "service")
+            sc.create_rest_client().delete_checkpoint_from_tinker_path(arg(args, "path")).result()
+            return {}
         if op == "await":
             handle = arg(args, "future")
             if handle not in self.futures:
