@@ -1,9 +1,11 @@
 """A small in-house training client (stdlib only): the kind of client `kiln conform` checks.
 
 It speaks the API directly (docs/protocol.md): a session, a LoRA model, forward_backward and
-optim_step as futures polled with retrieve_future. No retries: a real client has them.
+optim_step as futures polled with retrieve_future (a 408 there means "not yet"). No retries and
+no chunking: a real client has them, and `kiln conform` finds that this one does not.
 """
 import json
+import urllib.error
 import urllib.request
 
 __version__ = "0.1"
@@ -23,7 +25,12 @@ class Service:
 
     def result(self, request_id):  # polls until the future is done
         while True:
-            out = self.post("/api/v1/retrieve_future", {"request_id": request_id})
+            try:
+                out = self.post("/api/v1/retrieve_future", {"request_id": request_id})
+            except urllib.error.HTTPError as e:
+                if e.code == 408:  # the long-poll ended before the result: ask again
+                    continue
+                raise
             if out.get("type") != "try_again":
                 if "error" in out:
                     raise RuntimeError(out["error"])
