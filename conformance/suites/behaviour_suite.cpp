@@ -67,6 +67,12 @@ json train_args(const std::string& client, const std::vector<Example>& batch, co
   return {{"client", client}, {"data", to_driver(batch)}, {"loss_fn", loss}};
 }
 
+// One training step: forward_backward (cross_entropy) then optim_step with default Adam.
+void train_step(Case& c, const std::string& client, const std::vector<Example>& batch) {
+  c.ok("forward_backward", train_args(client, batch));
+  c.ok("optim_step", optim_args(client, Adam{}));
+}
+
 // save_weights_for_sampler, then a sampling client on the saved path; returns the sampler handle.
 std::string sampler_for(Case& c, const std::string& service, const std::string& client, const std::string& name) {
   const std::string path = c.ok("save_weights_for_sampler", {{"client", client}, {"name", name}}).value("path", "");
@@ -136,11 +142,7 @@ void trainer_sampler_agree(Case& c) {
   const auto steps = pick("training steps before the save", rc::gen::inRange(0, 3));
   const std::string service = c.service();
   const std::string client = c.training_client(service, kLoraRank, 7);
-  Adam adam;
-  for (int i = 0; i < steps; ++i) {
-    c.ok("forward_backward", train_args(client, batch));
-    c.ok("optim_step", optim_args(client, adam));
-  }
+  for (int i = 0; i < steps; ++i) train_step(c, client, batch);
   const auto trainer = logprobs_of(c.ok("forward", train_args(client, batch)), "forward");
   const std::string sampler = sampler_for(c, service, client, "agree");
   double sum = 0, worst = 0;
@@ -171,11 +173,7 @@ void state_reload(Case& c) {
   const auto steps = pick("training steps before the save", rc::gen::inRange(2, 5));
   const std::string service = c.service();
   const std::string a = c.training_client(service, kLoraRank, 11);
-  Adam adam;
-  auto step = [&](const std::string& client) {
-    c.ok("forward_backward", train_args(client, batch));
-    c.ok("optim_step", optim_args(client, adam));
-  };
+  auto step = [&](const std::string& client) { train_step(c, client, batch); };
   auto loss = [&](const std::string& client, const std::string& what) {
     return mean_token_loss(c.ok("forward", train_args(client, batch)), what);
   };
