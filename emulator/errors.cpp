@@ -12,12 +12,16 @@ int http_status(ErrorCode code) {
     case ErrorCode::conflict: return 409;
     case ErrorCode::gone: return 410;
     case ErrorCode::unsupported_media: return 415;
+    case ErrorCode::too_early: return 425;
     case ErrorCode::internal: return 500;
+    case ErrorCode::unavailable: return 503;
   }
   return 500;
 }
 
-const char* future_category(ErrorCode code) { return code == ErrorCode::internal ? "server" : "user"; }
+const char* future_category(ErrorCode code) {
+  return code == ErrorCode::internal || code == ErrorCode::unavailable ? "server" : "user";
+}
 
 FailureOutcome outcome_of(const std::exception& e) {
   if (const auto* k = dynamic_cast<const Error*>(&e)) return {k->what(), future_category(k->code())};

@@ -9,7 +9,9 @@
 //   conflict          409                       user
 //   gone              410                       user
 //   unsupported_media 415                       user
+//   too_early         425                       user    (a deployment still hot-loading)
 //   internal          500                       server
+//   unavailable       503                       server  (a trainer job still booting)
 //
 // invalid_request is an envelope problem found before anything runs (protocol.md rule A11: answered
 // 400 at submit); user is a content problem (a failed future when found while executing, 400
@@ -22,7 +24,7 @@
 
 namespace kiln {
 
-enum class ErrorCode { invalid_request, user, not_found, conflict, gone, unsupported_media, internal };
+enum class ErrorCode { invalid_request, user, not_found, conflict, gone, unsupported_media, too_early, internal, unavailable };
 
 class Error : public std::runtime_error {
  public:
@@ -63,6 +65,14 @@ class Gone : public Error {
 class InternalError : public Error {  // the server's fault (a full disk): category "server"
  public:
   explicit InternalError(std::string message) : Error(ErrorCode::internal, std::move(message)) {}
+};
+class TooEarly : public Error {
+ public:
+  explicit TooEarly(std::string message) : Error(ErrorCode::too_early, std::move(message)) {}
+};
+class Unavailable : public Error {
+ public:
+  explicit Unavailable(std::string message) : Error(ErrorCode::unavailable, std::move(message)) {}
 };
 class UnsupportedMediaType : public Error {
  public:

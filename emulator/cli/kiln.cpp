@@ -54,6 +54,10 @@ options (each also read from the environment variable shown):
                        re-saving a training-state name replaces it, as Fireworks trainers do
                        (KILN_OVERWRITE_TRAINING_STATE=1; default: ResourceAlreadyExists)
   --virtual-clock      time moves only by POST /_kiln/clock (KILN_VIRTUAL_CLOCK=1)
+  --trainer-boot S     a Fireworks trainer job is JOB_STATE_CREATING this long after a create or
+                       resume (KILN_TRAINER_BOOT, default 0)
+  --trainer-idle S     a trainer job with no calls this long pauses, unless its create said
+                       otherwise (KILN_TRAINER_IDLE, default 3600)
   --faults FILE        fault-injection rules to load at start, as POST /_kiln/faults takes (KILN_FAULTS)
   --journal FILE       append every request and response as a JSON line (KILN_JOURNAL)
   --journal-size N     entries GET /_kiln/journal keeps (KILN_JOURNAL_SIZE, default 1000)
@@ -157,6 +161,7 @@ int main(int argc, char** argv) {
               journal_size = env_or("KILN_JOURNAL_SIZE", "1000");
   std::string drain_seconds = env_or("KILN_DRAIN_SECONDS", "30"), io_timeout = env_or("KILN_IO_TIMEOUT", "30"),
               result_retention = env_or("KILN_RESULT_RETENTION", "600");
+  std::string trainer_boot = env_or("KILN_TRAINER_BOOT", "0"), trainer_idle = env_or("KILN_TRAINER_IDLE", "3600");
   bool overwrite_training_state = env_or("KILN_OVERWRITE_TRAINING_STATE", "0") == "1";
   bool virtual_clock = env_or("KILN_VIRTUAL_CLOCK", "0") == "1";
   std::string sample_poller = env_or("KILN_SAMPLE_POLLER", "off"), sample_cancel = env_or("KILN_SAMPLE_CANCEL", "on"),
@@ -184,7 +189,8 @@ int main(int argc, char** argv) {
                         : a == "--io-timeout" ? &io_timeout : a == "--result-retention" ? &result_retention
                         : a == "--sample-poller" ? &sample_poller : a == "--sample-cancel" ? &sample_cancel
                         : a == "--join-sampling-session" ? &join_sampling : a == "--tls-cert" ? &tls_cert
-                        : a == "--tls-key" ? &tls_key : nullptr;
+                        : a == "--tls-key" ? &tls_key : a == "--trainer-boot" ? &trainer_boot
+                        : a == "--trainer-idle" ? &trainer_idle : nullptr;
     if (!target) return fail("unknown option '" + a + "'");
     if (i + 1 >= argc) return fail("option '" + a + "' needs a value");
     *target = argv[++i];
@@ -197,6 +203,10 @@ int main(int argc, char** argv) {
     so.result_retention_seconds = std::stod(result_retention);
     if (!(so.result_retention_seconds > 0)) return fail("--result-retention must be a positive number of seconds");
     so.overwrite_training_state = overwrite_training_state;
+    so.trainer_boot_seconds = std::stod(trainer_boot);
+    so.trainer_inactivity_seconds = std::stod(trainer_idle);
+    if (!(so.trainer_boot_seconds >= 0) || !(so.trainer_inactivity_seconds > 0))
+      return fail("--trainer-boot must be >= 0 and --trainer-idle > 0 seconds");
     if (virtual_clock) so.clock = std::make_shared<kiln::service::VirtualClock>();
     if (!seed.empty()) so.seed = std::stoull(seed);
     if (!models.empty()) {

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <regex>
 #include <thread>
 
 #include "log.hpp"
@@ -109,9 +110,14 @@ std::pair<std::string, std::string> log_ids(const json& request, const json& ans
 void HttpServer::serve(const Route& r, const httplib::Request& req, httplib::Response& res, bool in_process) {
   const auto start = std::chrono::steady_clock::now();
   const bool control = r.control;
-  const std::string key = credential(req);
+  const std::string credential_key = credential(req);
   std::optional<FaultAction> fault;
-  if (r.needs_key && key.empty()) {
+  std::optional<std::string> scoped = credential_key;
+  if (!credential_key.empty() || !r.needs_key) scoped = scoped_key(req, credential_key, res);
+  const std::string key = scoped.value_or(credential_key);
+  if (!scoped) {
+    // refused by the trainer job the path names (unknown, deleted, booting or stopped)
+  } else if (r.needs_key && key.empty()) {
     const bool sent = !req.get_header_value("X-API-Key").empty() || !req.get_header_value("Authorization").empty();
     send_json(res, 401, {{"detail", sent ? "invalid API key: unknown, revoked or expired"
                                          : "missing credential: send X-API-Key or Authorization: Bearer <key>"}});
@@ -162,6 +168,30 @@ void HttpServer::serve(const Route& r, const httplib::Request& req, httplib::Res
   }
   if (fault && fault->kind == "close" && in_process) res.status = 0;
   else if (fault && (fault->kind == "close" || fault->kind == "slow_body") && !in_process) apply_body_fault(res, *fault);
+}
+
+std::optional<std::string> HttpServer::scoped_key(const httplib::Request& req, const std::string& key,
+                                                  httplib::Response& res) {
+  static const std::regex job_prefix(R"(/training/v1/rlorTrainerJobs/([^/]+)/([^/]+)/api/v1/)");
+  static const std::regex serverless_prefix(R"(/training/v1/serverless/api/v1/)");
+  std::smatch m;
+  if (std::regex_search(req.path, m, job_prefix)) {
+    const std::string account = m[1], job = m[2];
+    try {
+      if (key.empty()) throw UserError("missing credential: send X-API-Key or Authorization: Bearer <key>");
+      if (account != service::tenant_key(key))
+        throw NotFound("trainer job accounts/" + account + "/rlorTrainerJobs/" + job + " not found");
+      svc_.jobs().admit(account, job);
+    } catch (const Error& e) {
+      send_json(res, key.empty() ? 401 : http_status(e.code()), {{"detail", e.what()}});
+      if (e.code() == ErrorCode::unavailable) res.set_header("Retry-After", "1");
+      return std::nullopt;
+    }
+    return service::scoped_credential(key, service::job_scope(job));
+  }
+  if (!key.empty() && std::regex_search(req.path, serverless_prefix))
+    return service::scoped_credential(key, service::kServerlessScope);
+  return key;
 }
 
 FaultTarget HttpServer::fault_target(const httplib::Request& req, const std::string& key) const {

@@ -95,6 +95,7 @@ HttpServer::HttpServer(service::TrainerService& service, ServerOptions options)
   register_sampling_routes();
   register_rest_routes();
   register_control_routes();
+  register_fireworks_routes();
 }
 
 HttpServer::~HttpServer() { stop(); }

@@ -83,6 +83,7 @@ class HttpServer {
   void register_sampling_routes();
   void register_rest_routes();
   void register_control_routes();
+  void register_fireworks_routes();  // the Fireworks control plane (fireworks_routes.cpp)
   // What a registered route serves. Control routes (/_kiln/, /metrics) are neither faulted nor
   // journaled, and log at debug level only.
   struct Route {
@@ -94,6 +95,10 @@ class HttpServer {
   // the log line. In process, a `close` fault answers status 0 (a dropped connection) and
   // `slow_body` is not slow.
   void serve(const Route& r, const httplib::Request& req, httplib::Response& res, bool in_process = false);
+  // The credential a handler acts as: under /training/v1/rlorTrainerJobs/<account>/<job> the
+  // job's namespace (once the job admits calls), under /training/v1/serverless the serverless
+  // one, else the key itself (ids.hpp). nullopt after answering `res` with the job's refusal.
+  std::optional<std::string> scoped_key(const httplib::Request& req, const std::string& key, httplib::Response& res);
   FaultTarget fault_target(const httplib::Request& req, const std::string& key) const;
   nlohmann::json journal_entry(const httplib::Request& req, const nlohmann::json& request_body,
                                const httplib::Response& res, const std::string& key, double millis,

@@ -63,10 +63,11 @@ class HttpTest : public ::testing::Test {
     if (!r) return {0, json()};
     return {r->status, r->body.empty() ? json() : json::parse(r->body)};
   }
-  // Polls retrieve_future through 408s until an answer.
-  json result(const std::string& rid) {
+  // Polls retrieve_future through 408s until an answer (under the path prefix the request went to:
+  // a trainer job's futures are in its namespace).
+  json result(const std::string& rid, const std::string& prefix = "") {
     for (int i = 0; i < 200; ++i) {
-      auto [status, body] = post("/api/v1/retrieve_future", {{"request_id", rid}, {"allow_metadata_only", true}});
+      auto [status, body] = post(prefix + "/api/v1/retrieve_future", {{"request_id", rid}, {"allow_metadata_only", true}});
       if (status == 408) {
         EXPECT_EQ(body["type"], "try_again");
         continue;

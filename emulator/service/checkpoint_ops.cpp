@@ -87,22 +87,32 @@ SaveResult CheckpointOps::save_state(ModelTable::Model& m, const SaveWeightsRequ
 CheckpointRecord CheckpointOps::resolve(const std::string& tenant, const std::string& ref, CheckpointKind want,
                                         const std::string& purpose) const {
   const CheckpointRef p = CheckpointRef::parse(ref);
+  if (scope_of_tenant(tenant) == kServerlessScope && p.form != CheckpointRef::Form::bare_name && purpose == "load_state")
+    throw UserError("serverless trainers load checkpoints by bare name only; '" + ref +
+                    "' is a " + (p.form == CheckpointRef::Form::tinker_path ? "tinker://" : "cross_job://") +
+                    " reference (gs://, tinker://, cross_job:// and absolute paths are refused on /training/v1/serverless)",
+                    "path");
+  // The newest of a namespace's checkpoints with this name: of the wanted kind, then any (E4).
+  const auto newest_named = [&](const std::string& ns) -> std::optional<CheckpointRecord> {
+    const auto all = store_.list(ns);
+    for (const bool any_kind : {false, true})
+      for (const auto& r : all)
+        if (r.name == p.name && (any_kind || r.kind == want)) return r;
+    return std::nullopt;
+  };
   std::optional<CheckpointRecord> found;
   if (p.form == CheckpointRef::Form::tinker_path) {
     found = store_.find(tenant, p.run_id, *p.kind, p.name);
   } else if (p.form == CheckpointRef::Form::cross_job) {
-    found = store_.find(tenant, p.run_id, want, p.name);
+    // The named trainer job's namespace (A6, E5); failing that, a run of the caller's own
+    // namespace by its model id (a server without jobs names runs).
+    found = newest_named(job_tenant(tenant, p.run_id));
+    if (!found) found = store_.find(tenant, p.run_id, want, p.name);
+    if (!found)
+      throw NotFound(errors::checkpoint_not_found(ref).message() + ": trainer job '" + p.run_id +
+                     "' of this account has no checkpoint named '" + p.name + "'");
   } else {
-    // A bare name: this tenant's checkpoints of the wanted kind, newest first, then any (E4).
-    const auto all = store_.list(tenant);
-    for (const bool any_kind : {false, true}) {
-      for (const auto& r : all)
-        if (r.name == p.name && (any_kind || r.kind == want)) {
-          found = r;
-          break;
-        }
-      if (found) break;
-    }
+    found = newest_named(tenant);  // a bare name: this namespace's (the trainer job's) checkpoints
   }
   if (!found) throw errors::checkpoint_not_found(ref);
   if (found->kind != want)

@@ -23,19 +23,28 @@ std::optional<InjectedFailure> TrainerService::take_injected_failure() {
 
 void TrainerService::reset(const std::string& api_key) {
   const std::string tenant = api_key.empty() ? "" : tenant_key(api_key);
+  // A key's namespaces (ids.hpp) go with it: its default one, serverless and each of its jobs.
+  std::vector<std::string> namespaces = {tenant};
+  if (!tenant.empty()) {
+    namespaces.push_back(tenant + "@" + kServerlessScope);
+    for (const auto& id : jobs_.ids(tenant)) namespaces.push_back(job_tenant(tenant, id));
+  }
+  jobs_.reset(tenant);
   std::unique_lock lock(mu_);
-  // A model or sampler being executed is in a worker's hands: wait until it is done with it.
-  futures_.wait_for(lock, [&] {
-    for (const auto& [id, m] : models_.all())
-      if ((tenant.empty() || m->tenant == tenant) && queue_.running(id)) return false;
-    return !samplers_.any_running(tenant);
-  });
-  for (const auto& id : models_.forget(tenant)) queue_.remove_lane(id);
-  samplers_.forget(tenant);
-  sessions_.forget(tenant);
-  futures_.forget(tenant);
-  store_->clear(tenant);
-  audit_.forget(tenant);
+  for (const std::string& ns : namespaces) {
+    // A model or sampler being executed is in a worker's hands: wait until it is done with it.
+    futures_.wait_for(lock, [&] {
+      for (const auto& [id, m] : models_.all())
+        if ((ns.empty() || m->tenant == ns) && queue_.running(id)) return false;
+      return !samplers_.any_running(ns);
+    });
+    for (const auto& id : models_.forget(ns)) queue_.remove_lane(id);
+    samplers_.forget(ns);
+    sessions_.forget(ns);
+    futures_.forget(ns);
+    store_->clear(ns);
+    audit_.forget(ns);
+  }
   if (tenant.empty()) ids_.restart();
 }
 

@@ -19,7 +19,30 @@ std::string IdGenerator::next(const char* prefix) {
 
 uint64_t fnv1a(const std::string& s) { return model::fnv1a64(s); }
 
+namespace {
+constexpr char kScopeSeparator = '\x1f';  // cannot occur in an HTTP header value
+}  // namespace
+
+std::string scoped_credential(const std::string& api_key, const std::string& scope) {
+  return api_key + kScopeSeparator + scope;
+}
+
+std::string job_scope(const std::string& job_id) { return "job:" + job_id; }
+
+std::string base_tenant(const std::string& tenant) { return tenant.substr(0, tenant.find('@')); }
+
+std::string scope_of_tenant(const std::string& tenant) {
+  const size_t at = tenant.find('@');
+  return at == std::string::npos ? "" : tenant.substr(at + 1);
+}
+
+std::string job_tenant(const std::string& tenant, const std::string& job_id) {
+  return base_tenant(tenant) + "@" + job_scope(job_id);
+}
+
 std::string tenant_key(const std::string& api_key) {
+  if (const size_t sep = api_key.rfind(kScopeSeparator); sep != std::string::npos)
+    return tenant_key(api_key.substr(0, sep)) + "@" + api_key.substr(sep + 1);
   char buf[32];
   std::snprintf(buf, sizeof buf, "tenant-%016llx", static_cast<unsigned long long>(fnv1a(api_key)));
   return buf;

@@ -33,6 +33,8 @@ struct ServiceOptions {
   double unpolled_retention_seconds = 3600;        // for results never retrieved (spec: ≥ 1 h)
   double seq_gap_grace_seconds = 30;               // then a missing seq_id is skipped (B1)
   bool overwrite_training_state = false;           // Fireworks-style: re-saving a name replaces it (E1)
+  double trainer_boot_seconds = 0;                 // a Fireworks trainer job's CREATING phase
+  double trainer_inactivity_seconds = 3600;        // then an idle trainer job pauses (open-questions H1)
 };
 
 struct SessionInfo {

@@ -14,6 +14,7 @@ TrainerService::TrainerService(ServiceOptions options)
       registry_(opts_.registry ? opts_.registry : &model::ModelRegistry::builtin()),
       store_(std::make_unique<CheckpointStore>(opts_.data_dir, clock_)),
       audit_(opts_.data_dir + "/.audit.jsonl"),
+      jobs_(clock_, *registry_, {opts_.trainer_boot_seconds, opts_.trainer_inactivity_seconds, opts_.data_dir + "/.trainer_jobs.json"}),
       ids_(opts_.seed),
       futures_(ids_, *clock_, opts_.result_retention_seconds, opts_.unpolled_retention_seconds),
       models_(*registry_, ids_.seed()),

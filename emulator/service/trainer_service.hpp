@@ -31,6 +31,7 @@
 #include "service/service_types.hpp"
 #include "service/audit_log.hpp"
 #include "service/session_registry.hpp"
+#include "service/trainer_jobs.hpp"
 #include "service/worker_pool.hpp"
 
 namespace kiln::service {
@@ -160,6 +161,9 @@ class TrainerService {
     ScopedFailure& operator=(const ScopedFailure&) = delete;
   };
 
+  // The Fireworks control plane's trainer jobs (their own lock; a job's sessions, models and
+  // checkpoints are this service's, in the job's namespace: ids.hpp).
+  TrainerJobs& jobs() { return jobs_; }
   const Clock& clock() const { return *clock_; }
   const model::ModelRegistry& registry() const { return *registry_; }
   static std::string tenant_key(const std::string& api_key) { return service::tenant_key(api_key); }
@@ -174,6 +178,7 @@ class TrainerService {
   const model::ModelRegistry* registry_;
   std::unique_ptr<CheckpointStore> store_;
   AuditLog audit_;  // its own lock: saves are recorded by workers
+  TrainerJobs jobs_;  // its own lock
 
   mutable std::mutex mu_;  // the service's one lock: guards everything below
   IdGenerator ids_;

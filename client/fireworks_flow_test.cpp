@@ -1,0 +1,121 @@
+// The Fireworks flow end to end over loopback, as a user of the real service runs it: the control
+// plane by plain HTTP (what TrainerJobManager sends), the trainer through Kiln's C++ client on the
+// job's gateway URL (what FiretitanServiceClient does).
+#include "http/test_fixture.hpp"  // first: Eigen before httplib.h (see http/routes.hpp)
+
+#include "client/service_client.hpp"
+
+namespace kiln::client {
+namespace {
+
+using http::testing::HttpTest;
+using nlohmann::json;
+
+ClientOptions quick() {
+  ClientOptions o;
+  o.retry.initial_delay_seconds = 0.01;
+  o.retry.max_delay_seconds = 0.05;
+  o.retry.budget_seconds = 5;
+  o.heartbeat_seconds = 0;
+  return o;
+}
+
+std::vector<Datum> batch() {
+  std::vector<Datum> out;
+  for (std::vector<int64_t> s : {std::vector<int64_t>{1, 5, 9, 13, 17, 21}, {2, 4, 8, 16, 32, 64}}) {
+    Datum d;
+    d.model_input.assign(s.begin(), s.end() - 1);
+    d.loss_fn_inputs["target_tokens"] = TensorData::ints({s.begin() + 1, s.end()});
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+class FireworksFlowTest : public HttpTest {
+ protected:
+  std::string account;
+  void SetUp() override {
+    HttpTest::SetUp();
+    account = get("/v1/accounts?pageSize=2").second["accounts"][0]["name"].get<std::string>().substr(9);
+  }
+  // TrainerJobManager.create_and_wait: create, then poll the job and the gateway's healthz; the
+  // endpoint's base_url.
+  std::string create_and_wait(const std::string& job, int64_t lora_rank) {
+    auto [s, created] = post("/v1/accounts/" + account + "/rlorTrainerJobs?skipValidations=true&rlorTrainerJobId=" + job,
+                             {{"serviceMode", true}, {"trainingConfig", {{"baseModel", "kiln/tiny"}, {"loraRank", lora_rank}, {"learningRate", 1e-2}}}});
+    EXPECT_EQ(s, 200) << created;
+    EXPECT_EQ(created["state"], "JOB_STATE_CREATING");
+    const std::string gateway = "/training/v1/rlorTrainerJobs/" + account + "/" + job;
+    for (int i = 0; i < 10; ++i)
+      if (get("/v1/accounts/" + account + "/rlorTrainerJobs/" + job).second["state"] == "JOB_STATE_RUNNING" &&
+          get(gateway + "/api/v1/healthz").first == 200)
+        return server->base_url() + gateway;
+    ADD_FAILURE() << "job " << job << " never became ready";
+    return "";
+  }
+  json rows(const std::string& job) {
+    return get("/v1/accounts/" + account + "/rlorTrainerJobs/" + job + "/checkpoints?pageSize=200").second["checkpoints"];
+  }
+  double train_step(TrainingClient& tc) {
+    auto fb = tc.forward_backward(batch(), "cross_entropy");
+    tc.optim_step({.learning_rate = 1e-2}).result();
+    return fb.result().metrics.at("loss:sum");
+  }
+};
+
+// Two jobs: each its own namespace; a cross_job:// load with the optimizer continues job A's
+// descent in job B exactly as job A continues it.
+TEST_F(FireworksFlowTest, JobsAreNamespacesAndCrossJobResumeCarriesTheOptimizer) {
+  // A Fireworks client holds one training client per base model and rank: a new one each.
+  const auto trainer = [](const std::string& url) { return ServiceClient(url, "tml-test", quick()).create_training_client("kiln/tiny", 0); };
+  const std::string url_a = create_and_wait("job-a", 0);
+  auto ta = trainer(url_a);
+  for (int i = 0; i < 3; ++i) train_step(ta);
+  ta.save_state("step-3").result();
+  // Full-parameter sampler saves: the first a base, the next a delta against it.
+  const auto base = ta.save_weights_for_sampler_ext("step-3", "base");
+  train_step(ta);
+  const auto delta = ta.save_weights_for_sampler_ext("step-4", "delta");
+  EXPECT_EQ(ta.list_checkpoints(), std::vector<std::string>{"step-3"});
+  const json listed = rows("job-a");
+  ASSERT_EQ(listed.size(), 3u) << listed;
+  const std::string prefix = "accounts/" + account + "/rlorTrainerJobs/job-a/checkpoints/";
+  EXPECT_EQ(listed[0]["name"], prefix + "step-3");
+  EXPECT_EQ(listed[0]["checkpointType"], "CHECKPOINT_TYPE_TRAINING");
+  EXPECT_EQ(listed[1]["name"], prefix + base.snapshot_name);
+  EXPECT_EQ(listed[1]["checkpointType"], "CHECKPOINT_TYPE_INFERENCE_BASE");
+  EXPECT_EQ(listed[1]["promotable"], true);
+  EXPECT_EQ(listed[2]["name"], prefix + delta.snapshot_name);
+  EXPECT_EQ(listed[2]["checkpointType"], "CHECKPOINT_TYPE_INFERENCE_ARC_V2");
+  EXPECT_EQ(listed[2]["promotable"], false);  // a full-parameter delta is servable, not promotable
+
+  const std::string url_b = create_and_wait("job-b", 0);
+  EXPECT_TRUE(trainer(url_b).list_checkpoints().empty());
+  EXPECT_TRUE(rows("job-b").empty());
+  // A bare name does not reach into another job.
+  auto stray = trainer(url_b);
+  try {
+    stray.load_state_with_optimizer("step-3").result();
+    ADD_FAILURE() << "job B loaded job A's step-3 by bare name";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("checkpoint 'step-3' not found"), std::string::npos) << e.what();
+  }
+  // Resume job A's step-3 in job B with the optimizer; job A reloads it too. Both then take
+  // the same steps and see the same losses, bit for bit.
+  auto tb = trainer(url_b);
+  tb.load_state_with_optimizer(TrainingClient::resolve_checkpoint_path("step-3", "job-a")).result();
+  auto ta2 = trainer(url_a);
+  ta2.load_state_with_optimizer("step-3").result();
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(train_step(tb), train_step(ta2)) << "step " << i;
+  // Without the optimizer state the same step differs (Adam restarts from zero moments).
+  auto fresh = trainer(url_b);
+  fresh.load_state(TrainingClient::resolve_checkpoint_path("step-3", "job-a")).result();
+  auto again = trainer(url_b);
+  again.load_state_with_optimizer(TrainingClient::resolve_checkpoint_path("step-3", "job-a")).result();
+  train_step(fresh);
+  train_step(again);
+  EXPECT_NE(train_step(fresh), train_step(again));
+}
+
+}  // namespace
+}  // namespace kiln::client
