@@ -117,5 +117,117 @@ TEST_F(FireworksFlowTest, JobsAreNamespacesAndCrossJobResumeCarriesTheOptimizer)
   EXPECT_NE(train_step(fresh), train_step(again));
 }
 
+// The whole flow: create job → wait → train → save base + delta → list → promote → deploy →
+// hot-load base then delta → sample (whole and streamed), the samples scored as the trainer's
+// forward scores them.
+TEST_F(FireworksFlowTest, TrainPromoteDeployHotLoadAndSampleTheTrainersWeights) {
+  auto tc = ServiceClient(create_and_wait("flow", 0), "tml-test", quick()).create_training_client("kiln/tiny", 0);
+  for (int i = 0; i < 3; ++i) train_step(tc);
+  const auto base = tc.save_weights_for_sampler_ext("step-3", "base");
+  const std::string job = "accounts/" + account + "/rlorTrainerJobs/flow";
+
+  // Promote the base snapshot (FireworksClient.promote_checkpoint with async_promotion).
+  auto [ps, promoted] = post("/v1/accounts/" + account + "/checkpoints/" + base.snapshot_name + ":promote",
+                             {{"output_model", "accounts/" + account + "/models/flow-step-3"}, {"trainer_job_id", job},
+                              {"base_model", "kiln/tiny"}, {"async_promotion", true}});
+  ASSERT_EQ(ps, 200) << promoted;
+  EXPECT_EQ(promoted["operation"]["done"], true);
+  EXPECT_EQ(promoted["operation"]["response"]["kind"], "HF_BASE_MODEL");
+  EXPECT_EQ(get("/v1/" + promoted["operation"]["name"].get<std::string>()).second["done"], true);
+  EXPECT_EQ(get("/v1/accounts/" + account + "/models").second["models"][0]["name"], "accounts/" + account + "/models/flow-step-3");
+
+  // Deploy PER_TRAINER and hot-load the base snapshot.
+  auto [ds, deployment] = post("/v1/accounts/" + account + "/deployments?deploymentId=flow-deploy",
+                               {{"baseModel", "kiln/tiny"}, {"enableHotLoad", true}, {"hotLoadTrainerJob", job},
+                                {"minReplicaCount", 1}, {"maxReplicaCount", 1}, {"hotLoadBucketType", "FW_HOSTED"}});
+  ASSERT_EQ(ds, 200) << deployment;
+  EXPECT_EQ(deployment["state"], "READY");
+  const std::string deployment_name = "accounts/" + account + "/deployments/flow-deploy";
+  httplib::Headers hot_headers = {{"X-API-Key", "tml-test"}, {"fireworks-model", "kiln/tiny"}, {"fireworks-deployment", deployment_name}};
+  const auto hot_load = [&](const json& body) {
+    auto r = cli->Post("/hot_load/v1/models/hot_load", hot_headers, body.dump(), "application/json");
+    return std::make_pair(r ? r->status : 0, r ? json::parse(r->body) : json());
+  };
+  const auto current = [&] {
+    auto r = cli->Get("/hot_load/v1/models/hot_load", hot_headers);
+    return r && r->status == 200 ? json::parse(r->body)["replicas"][0] : json();
+  };
+  ASSERT_EQ(hot_load({{"identity", base.snapshot_name}, {"reset_prompt_cache", true}}).first, 200);
+  EXPECT_EQ(current()["current_snapshot_identity"], base.snapshot_name);
+  EXPECT_EQ(current()["readiness"], true);
+
+  // Train on, save a delta, hot-load it on its base; a delta naming the wrong base is refused.
+  train_step(tc);
+  const auto delta = tc.save_weights_for_sampler_ext("step-4", "delta");
+  const json meta = {{"previous_snapshot_identity", base.snapshot_name}, {"compression_format", "arc_v2"}, {"checksum_format", "alder32"}};
+  auto [ws, wrong] = hot_load({{"identity", delta.snapshot_name},
+                               {"incremental_snapshot_metadata", {{"previous_snapshot_identity", "step-0-deadbeef"}, {"compression_format", "arc_v2"}}}});
+  EXPECT_EQ(ws, 400);
+  EXPECT_NE(wrong["detail"].get<std::string>().find("expects the deployment to hold 'step-0-deadbeef'"), std::string::npos) << wrong;
+  EXPECT_EQ(current()["current_snapshot_identity"], base.snapshot_name);  // unchanged
+  ASSERT_EQ(hot_load({{"identity", delta.snapshot_name}, {"incremental_snapshot_metadata", meta}}).first, 200);
+  EXPECT_EQ(current()["current_snapshot_identity"], delta.snapshot_name);
+
+  // Sample the deployment with token ids (DeploymentSampler's request) and score the sample with
+  // the trainer's forward: the same weights, so the same log-probabilities.
+  const std::vector<int64_t> prompt = {1, 5, 9};
+  const json request = {{"model", deployment_name}, {"prompt", prompt}, {"max_tokens", 6}, {"temperature", 0.7},
+                        {"top_p", 1.0}, {"top_k", 0}, {"seed", 3}, {"logprobs", true}, {"raw_output", true}};
+  auto [cs, completion] = post("/inference/v1/completions", request);
+  ASSERT_EQ(cs, 200) << completion;
+  const json choice = completion["choices"][0];
+  const std::vector<int64_t> tokens = choice["raw_output"]["completion_token_ids"];
+  ASSERT_EQ(tokens.size(), choice["logprobs"]["content"].size());
+  ASSERT_FALSE(tokens.empty());
+  EXPECT_EQ(completion["usage"]["prompt_tokens"], 3);
+  EXPECT_EQ(completion["usage"]["completion_tokens"], tokens.size());
+  std::vector<int64_t> full = prompt;
+  full.insert(full.end(), tokens.begin(), tokens.end());
+  Datum d;
+  d.model_input.assign(full.begin(), full.end() - 1);
+  d.loss_fn_inputs["target_tokens"] = TensorData::ints({full.begin() + 1, full.end()});
+  const auto scored = tc.forward({d}).result().loss_fn_outputs[0].at("logprobs").data;
+  for (size_t i = 0; i < tokens.size(); ++i)
+    EXPECT_NEAR(choice["logprobs"]["content"][i]["logprob"].get<double>(), scored[prompt.size() - 1 + i], 1e-4) << "token " << i;
+
+  // Streamed (the SDK's form): the same tokens and log-probabilities as server-sent events.
+  json streamed = request;
+  streamed["stream"] = true;
+  auto sse = cli->Post("/inference/v1/completions", streamed.dump(), "application/json");
+  ASSERT_TRUE(sse);
+  ASSERT_EQ(sse->status, 200) << sse->body;
+  EXPECT_EQ(sse->get_header_value("Content-Type"), "text/event-stream");
+  std::vector<int64_t> stream_tokens;
+  std::vector<double> stream_logprobs;
+  bool done = false;
+  json last_raw;
+  for (size_t at = 0; (at = sse->body.find("data: ", at)) != std::string::npos;) {
+    const size_t end = sse->body.find("\n\n", at);
+    const std::string data = sse->body.substr(at + 6, end - at - 6);
+    at = end;
+    if (data == "[DONE]") {
+      done = true;
+      break;
+    }
+    const json chunk = json::parse(data);
+    for (const auto& c : chunk["choices"]) {
+      for (const auto& e : c["logprobs"]["content"]) {
+        stream_tokens.push_back(e["token_id"]);
+        stream_logprobs.push_back(e["logprob"]);
+      }
+      if (c.contains("raw_output")) last_raw = c["raw_output"];
+    }
+  }
+  EXPECT_TRUE(done);
+  EXPECT_EQ(stream_tokens, tokens);
+  EXPECT_EQ(last_raw["completion_token_ids"], json(tokens));
+  for (size_t i = 0; i < tokens.size(); ++i) EXPECT_NEAR(stream_logprobs[i], scored[prompt.size() - 1 + i], 1e-4);
+
+  // The promoted model is a model of the account: completions serve it by name.
+  auto [ms, from_model] = post("/inference/v1/completions", {{"model", "accounts/" + account + "/models/flow-step-3"},
+                                                             {"prompt", prompt}, {"max_tokens", 2}, {"temperature", 0}});
+  EXPECT_EQ(ms, 200) << from_model;
+}
+
 }  // namespace
 }  // namespace kiln::client

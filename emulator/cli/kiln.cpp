@@ -58,6 +58,8 @@ options (each also read from the environment variable shown):
                        resume (KILN_TRAINER_BOOT, default 0)
   --trainer-idle S     a trainer job with no calls this long pauses, unless its create said
                        otherwise (KILN_TRAINER_IDLE, default 3600)
+  --hotload-seconds S  a deployment's hot-load is loading (its status and completions answer
+                       425) this long (KILN_HOTLOAD_SECONDS, default 0)
   --faults FILE        fault-injection rules to load at start, as POST /_kiln/faults takes (KILN_FAULTS)
   --journal FILE       append every request and response as a JSON line (KILN_JOURNAL)
   --journal-size N     entries GET /_kiln/journal keeps (KILN_JOURNAL_SIZE, default 1000)
@@ -161,7 +163,8 @@ int main(int argc, char** argv) {
               journal_size = env_or("KILN_JOURNAL_SIZE", "1000");
   std::string drain_seconds = env_or("KILN_DRAIN_SECONDS", "30"), io_timeout = env_or("KILN_IO_TIMEOUT", "30"),
               result_retention = env_or("KILN_RESULT_RETENTION", "600");
-  std::string trainer_boot = env_or("KILN_TRAINER_BOOT", "0"), trainer_idle = env_or("KILN_TRAINER_IDLE", "3600");
+  std::string trainer_boot = env_or("KILN_TRAINER_BOOT", "0"), trainer_idle = env_or("KILN_TRAINER_IDLE", "3600"),
+              hotload_seconds = env_or("KILN_HOTLOAD_SECONDS", "0");
   bool overwrite_training_state = env_or("KILN_OVERWRITE_TRAINING_STATE", "0") == "1";
   bool virtual_clock = env_or("KILN_VIRTUAL_CLOCK", "0") == "1";
   std::string sample_poller = env_or("KILN_SAMPLE_POLLER", "off"), sample_cancel = env_or("KILN_SAMPLE_CANCEL", "on"),
@@ -190,7 +193,7 @@ int main(int argc, char** argv) {
                         : a == "--sample-poller" ? &sample_poller : a == "--sample-cancel" ? &sample_cancel
                         : a == "--join-sampling-session" ? &join_sampling : a == "--tls-cert" ? &tls_cert
                         : a == "--tls-key" ? &tls_key : a == "--trainer-boot" ? &trainer_boot
-                        : a == "--trainer-idle" ? &trainer_idle : nullptr;
+                        : a == "--trainer-idle" ? &trainer_idle : a == "--hotload-seconds" ? &hotload_seconds : nullptr;
     if (!target) return fail("unknown option '" + a + "'");
     if (i + 1 >= argc) return fail("option '" + a + "' needs a value");
     *target = argv[++i];
@@ -205,8 +208,9 @@ int main(int argc, char** argv) {
     so.overwrite_training_state = overwrite_training_state;
     so.trainer_boot_seconds = std::stod(trainer_boot);
     so.trainer_inactivity_seconds = std::stod(trainer_idle);
-    if (!(so.trainer_boot_seconds >= 0) || !(so.trainer_inactivity_seconds > 0))
-      return fail("--trainer-boot must be >= 0 and --trainer-idle > 0 seconds");
+    so.hotload_seconds = std::stod(hotload_seconds);
+    if (!(so.trainer_boot_seconds >= 0) || !(so.trainer_inactivity_seconds > 0) || !(so.hotload_seconds >= 0))
+      return fail("--trainer-boot and --hotload-seconds must be >= 0 and --trainer-idle > 0 seconds");
     if (virtual_clock) so.clock = std::make_shared<kiln::service::VirtualClock>();
     if (!seed.empty()) so.seed = std::stoull(seed);
     if (!models.empty()) {

@@ -2,9 +2,11 @@
 // RLOR trainer jobs, their checkpoint rows and training shapes. A job's trainer is this server
 // under /training/v1/rlorTrainerJobs/<account>/<job> (HttpServer::scoped_key scopes those requests, §W13.2).
 #include <random>
+#include <regex>
 
 #include "http/routes.hpp"
 #include "http/server.hpp"
+#include "service/promotion.hpp"
 #include "service/training_shapes.hpp"
 
 namespace kiln::http {
@@ -53,30 +55,24 @@ std::string new_job_id() {
   return buf;
 }
 
+// The long-running operation of a promotion: done at once (a copy in process), the model as
+// its response.
+json promote_operation(const std::string& account, const service::CheckpointRecord& rec) {
+  json model = service::promoted_model_json(account, rec);
+  model["@type"] = "type.googleapis.com/gateway.Model";
+  return {{"name", "accounts/" + account + "/operations/promote-" + rec.name}, {"done", true}, {"response", model}};
+}
+
 }  // namespace
 
-// A control-plane checkpoint row (protocol.md §W13.4): checkpointType and the authoritative promotable flag
-// per the promotability matrix (semantics.md §7.2).
+// A control-plane checkpoint row (protocol.md §W13.4).
 json control_checkpoint_row(const std::string& account, const std::string& job, const service::CheckpointRecord& r) {
-  const bool lora = r.lora.has_value();
-  std::string type;
-  bool promotable = false;
-  if (r.kind == service::CheckpointKind::training) {
-    type = lora ? "CHECKPOINT_TYPE_TRAINING_LORA" : "CHECKPOINT_TYPE_TRAINING";
-  } else if (r.checkpoint_type == "merged_base") {
-    type = "CHECKPOINT_TYPE_INFERENCE_BASE", promotable = true;
-  } else if (lora) {
-    type = "CHECKPOINT_TYPE_INFERENCE_LORA", promotable = true;
-  } else if (r.checkpoint_type == "delta") {
-    type = "CHECKPOINT_TYPE_INFERENCE_ARC_V2";
-  } else {
-    type = "CHECKPOINT_TYPE_INFERENCE_BASE", promotable = true;
-  }
+  const service::ControlCheckpointType t = service::control_checkpoint_type(r);
   return {{"name", "accounts/" + account + "/rlorTrainerJobs/" + job + "/checkpoints/" + r.name},
           {"createTime", service::iso8601(r.created)},
           {"updateTime", service::iso8601(r.created)},
-          {"checkpointType", type},
-          {"promotable", promotable},
+          {"checkpointType", t.type},
+          {"promotable", t.promotable},
           {"tinkerPath", r.tinker_path()}};
 }
 
@@ -94,7 +90,10 @@ void HttpServer::register_fireworks_routes() {
   route("POST", std::string(kAccount) + "/rlorTrainerJobs", [this](auto& req, auto& res, auto& key) {
     check_account(key, req.matches[1]);
     const std::string id = req.has_param("rlorTrainerJobId") ? req.get_param_value("rlorTrainerJobId") : new_job_id();
-    send_json(res, 200, svc_.jobs().create(req.matches[1], id, body_json(req), req.get_param_value("trainingShape")));
+    json body = body_json(req);
+    if (req.has_param("deploymentId") && body.is_object() && !body.contains("hotLoadDeploymentId"))
+      body["hotLoadDeploymentId"] = req.get_param_value("deploymentId");  // PER_DEPLOYMENT weight sync
+    send_json(res, 200, svc_.jobs().create(req.matches[1], id, body, req.get_param_value("trainingShape")));
   });
   route("GET", std::string(kAccount) + "/rlorTrainerJobs", [this](auto& req, auto& res, auto& key) {
     check_account(key, req.matches[1]);
@@ -128,6 +127,55 @@ void HttpServer::register_fireworks_routes() {
     json out = {{"checkpoints", rows}, {"totalSize", records.size()}};
     if (offset + size < records.size()) out["nextPageToken"] = std::to_string(offset + size);
     send_json(res, 200, out);
+  });
+
+  // Promotion (§W13.8): instant, so the operation is answered done, and kept for GET.
+  route("POST", R"(/v1/accounts/([^/:]+)/checkpoints/([^/:]+):promote)", [this](auto& req, auto& res, auto& key) {
+    const std::string account = req.matches[1], checkpoint = req.matches[2];
+    check_account(key, account);
+    const json body = body_json(req);
+    const auto text = [&](const char* k) {
+      if (body.contains(k) && !body[k].is_string()) throw InvalidRequest(std::string(k) + ": expected a string");
+      return body.value(k, std::string());
+    };
+    static const std::regex model_form(R"(accounts/([^/]+)/models/([a-z0-9-]{1,63}))");
+    static const std::regex job_form(R"(accounts/([^/]+)/rlorTrainerJobs/([^/]+))");
+    std::smatch mm, jm;
+    const std::string output = text("output_model"), job = text("trainer_job_id");
+    if (!std::regex_match(output, mm, model_form) || mm[1] != account)
+      throw InvalidRequest("output_model: expected accounts/" + account + "/models/<id> with an id of 1-63 characters from "
+                           "[a-z0-9-], got '" + output + "'");
+    std::string job_id;
+    if (!job.empty()) {
+      if (!std::regex_match(job, jm, job_form) || jm[1] != account)
+        throw InvalidRequest("trainer_job_id: expected accounts/" + account + "/rlorTrainerJobs/<job>, got '" + job + "'");
+      job_id = jm[2];
+      svc_.jobs().get(account, job_id);  // NotFound for an unknown job; a deleted one still promotes
+    }
+    const auto rec = svc_.promote(account, job_id, checkpoint, mm[2], text("base_model"));
+    send_json(res, 200, body.value("async_promotion", false) ? json{{"operation", promote_operation(account, rec)}}
+                                                             : json{{"model", service::promoted_model_json(account, rec)}});
+  });
+  route("GET", R"(/v1/accounts/([^/:]+)/operations/promote-([^/:]+))", [this](auto& req, auto& res, auto& key) {
+    const std::string account = req.matches[1];
+    check_account(key, account);
+    const auto rec = svc_.promoted_model(account, req.matches[2]);
+    if (!rec) throw NotFound("operation accounts/" + account + "/operations/promote-" + std::string(req.matches[2]) + " not found");
+    send_json(res, 200, promote_operation(account, *rec));
+  });
+  route("GET", R"(/v1/accounts/([^/:]+)/models)", [this](auto& req, auto& res, auto& key) {
+    const std::string account = req.matches[1];
+    check_account(key, account);
+    json rows = json::array();
+    for (const auto& r : svc_.promoted_models(account)) rows.push_back(service::promoted_model_json(account, r));
+    send_json(res, 200, {{"models", rows}, {"totalSize", rows.size()}});
+  });
+  route("GET", R"(/v1/accounts/([^/:]+)/models/([^/:]+))", [this](auto& req, auto& res, auto& key) {
+    const std::string account = req.matches[1];
+    check_account(key, account);
+    const auto rec = svc_.promoted_model(account, req.matches[2]);
+    if (!rec) throw NotFound("model accounts/" + account + "/models/" + std::string(req.matches[2]) + " not found");
+    send_json(res, 200, service::promoted_model_json(account, *rec));
   });
 
   // Training shapes (§W13.5): the shape's latest validated version, or a named one.

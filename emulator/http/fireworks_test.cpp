@@ -205,5 +205,80 @@ TEST_F(FireworksTest, ServerlessRefusesReferencesOtherThanBareNames) {
   }
 }
 
+TEST_F(FireworksTest, PromotionRefusesWhatIsNotPromotableAndNamesTheField) {
+  ASSERT_EQ(create_job("job-a", job_body()).first, 200);
+  const std::string m = job_model("job-a");
+  save_state("job-a", m, "state-1", 1);
+  auto [s, sampler] = post(gateway("job-a") + "/api/v1/save_weights_for_sampler",
+                           {{"model_id", m}, {"path", "snap-1"}, {"seq_id", 2}, {"type", "save_weights_for_sampler"}});
+  ASSERT_EQ(s, 200);
+  result(sampler["request_id"], gateway("job-a"));
+  const auto promote = [&](const std::string& checkpoint, const std::string& model_id) {
+    return post("/v1/accounts/" + account + "/checkpoints/" + checkpoint + ":promote",
+                {{"output_model", "accounts/" + account + "/models/" + model_id},
+                 {"trainer_job_id", "accounts/" + account + "/rlorTrainerJobs/job-a"}, {"base_model", "kiln/tiny"}});
+  };
+  auto [s1, b1] = promote("state-1", "m1");
+  EXPECT_EQ(s1, 400);
+  EXPECT_NE(b1["detail"].get<std::string>().find("CHECKPOINT_TYPE_TRAINING_LORA, which is not promotable"), std::string::npos) << b1;
+  EXPECT_EQ(promote("nope", "m1").first, 404);
+  auto [s2, b2] = promote("snap-1", "Bad_Id");
+  EXPECT_EQ(s2, 400);
+  EXPECT_NE(b2["detail"].get<std::string>().find("output_model"), std::string::npos);
+  auto [s3, model] = promote("snap-1", "m1");
+  ASSERT_EQ(s3, 200) << model;
+  EXPECT_EQ(model["model"]["kind"], "HF_PEFT_ADDON");
+  EXPECT_EQ(model["model"]["peftDetails"]["r"], 4);
+  EXPECT_EQ(promote("snap-1", "m1").first, 409);
+  EXPECT_EQ(get("/v1/accounts/" + account + "/models").second["models"].size(), 1u);
+  // A promoted model is a base for a tinker sampling client too.
+  auto [cs, created] = post("/api/v1/create_sampling_session", {{"session_id", session()}, {"sampling_session_seq_id", 0},
+                                                                 {"base_model", "accounts/" + account + "/models/m1"}});
+  EXPECT_EQ(cs, 200) << created;
+}
+
+TEST_F(FireworksTest, CompletionsCheckTheirFieldsAndAnswerValidUtf8) {
+  const auto complete = [&](json body) { return post("/inference/v1/completions", body); };
+  auto [s1, b1] = complete({{"model", "kiln/tiny"}, {"prompt", "hello"}});
+  EXPECT_EQ(s1, 400);
+  EXPECT_NE(b1["detail"].get<std::string>().find("prompt: a deployment's completions take token ids"), std::string::npos);
+  EXPECT_NE(complete({{"model", "kiln/tiny"}, {"prompt", {1, 2}}, {"temperature", -1}}).second["detail"].get<std::string>().find("temperature"),
+            std::string::npos);
+  EXPECT_EQ(complete({{"model", "nobody/model"}, {"prompt", {1, 2}}}).first, 404);
+  EXPECT_EQ(complete({{"model", "accounts/" + account + "/deployments/none"}, {"prompt", {1, 2}}}).first, 404);
+  // The SDK's warm-up probe on a base model; the text of bytes that are not UTF-8 is U+FFFD.
+  auto [s2, b2] = complete({{"model", "kiln/tiny"}, {"prompt", {1, 2}}, {"max_tokens", 4}, {"temperature", 0.0}, {"echo", true},
+                            {"logprobs", 1}});
+  ASSERT_EQ(s2, 200) << b2;
+  EXPECT_EQ(b2["choices"][0]["raw_output"]["completion_token_ids"].size(), 2u + 4u);  // echo: prompt and completion
+  EXPECT_EQ(b2["choices"][0]["logprobs"]["content"][0]["logprob"], nullptr);          // the first token has none
+  auto [s3, b3] = complete({{"model", "kiln/tiny"}, {"prompt", {0xC3, 0xA9, 0xFF}}, {"max_tokens", 1}, {"echo", true}});
+  ASSERT_EQ(s3, 200) << b3;
+  EXPECT_EQ(b3["choices"][0]["text"].get<std::string>().substr(0, 5), "\xC3\xA9\xEF\xBF\xBD");  // é, then U+FFFD
+}
+
+TEST_F(FireworksTest, HotLoadNeedsItsHeadersAndAKnownDeployment) {
+  auto r = cli->Post("/hot_load/v1/models/hot_load", json{{"identity", "x"}}.dump(), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400);
+  EXPECT_NE(r->body.find("fireworks-deployment"), std::string::npos);
+  httplib::Headers h = {{"X-API-Key", "tml-test"}, {"fireworks-deployment", "accounts/" + account + "/deployments/none"}};
+  r = cli->Post("/hot_load/v1/models/hot_load", h, json{{"identity", "x"}}.dump(), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 404);
+  ASSERT_EQ(post("/v1/accounts/" + account + "/deployments?deploymentId=d1", {{"baseModel", "kiln/tiny"}, {"enableHotLoad", true}}).first, 200);
+  h = {{"X-API-Key", "tml-test"}, {"fireworks-deployment", "accounts/" + account + "/deployments/d1"}, {"fireworks-model", "kiln/tiny"}};
+  r = cli->Post("/hot_load/v1/models/hot_load", h, json{{"identity", "never-saved"}}.dump(), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 404);
+  EXPECT_NE(r->body.find("snapshot 'never-saved' not found"), std::string::npos) << r->body;
+  auto patched = cli->Patch(("/v1/accounts/" + account + "/deployments/d1?updateMask=maxReplicaCount").c_str(),
+                            json{{"maxReplicaCount", 4}}.dump(), "application/json");
+  ASSERT_TRUE(patched);
+  EXPECT_EQ(json::parse(patched->body)["maxReplicaCount"], 4);
+  EXPECT_EQ(cli->Delete(("/v1/accounts/" + account + "/deployments/d1").c_str())->status, 200);
+  EXPECT_EQ(get("/v1/accounts/" + account + "/deployments/d1").first, 404);
+}
+
 }  // namespace
 }  // namespace kiln::http

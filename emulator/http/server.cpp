@@ -96,6 +96,7 @@ HttpServer::HttpServer(service::TrainerService& service, ServerOptions options)
   register_rest_routes();
   register_control_routes();
   register_fireworks_routes();
+  register_deployment_routes();
 }
 
 HttpServer::~HttpServer() { stop(); }
@@ -176,6 +177,8 @@ void HttpServer::route(const char* method, const std::string& pattern, Handler h
     srv_->Put(full, wrapped);
   else if (m == "DELETE")
     srv_->Delete(full, wrapped);
+  else if (m == "PATCH")
+    srv_->Patch(full, wrapped);
 }
 
 HttpServer::Reply HttpServer::dispatch(const std::string& method, const std::string& path,

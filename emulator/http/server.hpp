@@ -84,6 +84,8 @@ class HttpServer {
   void register_rest_routes();
   void register_control_routes();
   void register_fireworks_routes();  // the Fireworks control plane (fireworks_routes.cpp)
+  void register_deployment_routes();  // deployments, hot-load, completions (deployment_routes.cpp)
+  std::shared_ptr<const model::Transformer<float>> model_weights(const std::string& account, const std::string& name);
   // What a registered route serves. Control routes (/_kiln/, /metrics) are neither faulted nor
   // journaled, and log at debug level only.
   struct Route {

@@ -29,16 +29,21 @@ nlohmann::json hf_config(const ModelInfo& info) {
           {"kiln_base_model", info.base_model}};
 }
 
-nlohmann::json peft_config(const ModelInfo& info) {
+std::vector<std::string> lora_target_modules(const model::LoraConfig& lora, const model::ModelConfig& config) {
   std::vector<std::string> targets;
-  if (info.lora.train_attn) targets.insert(targets.end(), {"q_proj", "k_proj", "v_proj", "o_proj"});
-  if (info.lora.train_mlp) targets.insert(targets.end(), {"gate_proj", "up_proj", "down_proj"});
-  if (info.lora.train_unembed) {
-    if (info.config.factored_head())
+  if (lora.train_attn) targets.insert(targets.end(), {"q_proj", "k_proj", "v_proj", "o_proj"});
+  if (lora.train_mlp) targets.insert(targets.end(), {"gate_proj", "up_proj", "down_proj"});
+  if (lora.train_unembed) {
+    if (config.factored_head())
       targets.insert(targets.end(), {model::kLmHeadHiModule, model::kLmHeadLoModule});
     else
       targets.push_back("lm_head");
   }
+  return targets;
+}
+
+nlohmann::json peft_config(const ModelInfo& info) {
+  const std::vector<std::string> targets = lora_target_modules(info.lora, info.config);
   return {{"peft_type", "LORA"}, {"base_model_name_or_path", info.base_model}, {"r", info.lora.rank},
           {"lora_alpha", info.lora.effective_alpha()}, {"target_modules", targets}, {"bias", "none"},
           {"task_type", "CAUSAL_LM"}};

@@ -15,6 +15,8 @@ namespace kiln::service {
 
 nlohmann::json hf_config(const ModelInfo& info);
 nlohmann::json peft_config(const ModelInfo& info);
+// The modules an adapter trains, by their Hugging Face names (adapter_config.json's target_modules).
+std::vector<std::string> lora_target_modules(const model::LoraConfig& lora, const model::ModelConfig& config);
 SafetensorsFile weights_file(const model::ParamSet<float>& params, const ModelInfo& info);
 // Adam moments as "<param>.exp_avg" / "<param>.exp_avg_sq", the step in the metadata.
 SafetensorsFile optimizer_file(const train::AdamState<float>& adam);

@@ -247,6 +247,12 @@ std::shared_ptr<const model::Transformer<float>> CheckpointOps::sampler_weights(
       model::Transformer<float>::frozen(config, std::make_shared<const model::ParamSet<float>>(std::move(full))));
 }
 
+std::string CheckpointOps::delta_anchor(const CheckpointRecord& rec) const {
+  if (rec.kind != CheckpointKind::sampler || rec.lora || rec.checkpoint_type != "delta") return "";
+  const SafetensorsFile file = store_.read_model(rec);
+  return is_xor_delta(file) ? xor_delta_anchor(file) : "";
+}
+
 WeightsInfo CheckpointOps::weights_info(const std::string& tenant, const std::string& path) const {
   if (CheckpointRef::is_tinker_path(path) && CheckpointRef::parse(path).kind != CheckpointKind::training)
     throw InvalidRequest("weights_info needs a training-state path (tinker://<run>/weights/<name>), got '" + path + "'");

@@ -43,6 +43,8 @@ class CheckpointOps {
   // The model a sampler checkpoint describes: LoRA adapters over the shared base, or full
   // weights (a full-parameter "delta" applied to the "base" save it names).
   std::shared_ptr<const model::Transformer<float>> sampler_weights(const CheckpointRecord& rec) const;
+  // The base save a full-parameter delta sampler save is a delta of; "" for any other checkpoint.
+  std::string delta_anchor(const CheckpointRecord& rec) const;
 
   // REST views.
   WeightsInfo weights_info(const std::string& tenant, const std::string& path) const;

@@ -30,6 +30,7 @@ void TrainerService::reset(const std::string& api_key) {
     for (const auto& id : jobs_.ids(tenant)) namespaces.push_back(job_tenant(tenant, id));
   }
   jobs_.reset(tenant);
+  deployments_.reset(tenant);
   std::unique_lock lock(mu_);
   for (const std::string& ns : namespaces) {
     // A model or sampler being executed is in a worker's hands: wait until it is done with it.

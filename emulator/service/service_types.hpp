@@ -35,6 +35,7 @@ struct ServiceOptions {
   bool overwrite_training_state = false;           // Fireworks-style: re-saving a name replaces it (E1)
   double trainer_boot_seconds = 0;                 // a Fireworks trainer job's CREATING phase
   double trainer_inactivity_seconds = 3600;        // then an idle trainer job pauses (open-questions H1)
+  double hotload_seconds = 0;                      // a deployment's hot-load is "loading" this long
 };
 
 struct SessionInfo {

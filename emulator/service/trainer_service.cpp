@@ -5,6 +5,7 @@
 #include "log.hpp"
 #include "service/checkpoint_ref.hpp"
 #include "service/envelope.hpp"
+#include "service/promotion.hpp"
 
 namespace kiln::service {
 
@@ -15,6 +16,7 @@ TrainerService::TrainerService(ServiceOptions options)
       store_(std::make_unique<CheckpointStore>(opts_.data_dir, clock_)),
       audit_(opts_.data_dir + "/.audit.jsonl"),
       jobs_(clock_, *registry_, {opts_.trainer_boot_seconds, opts_.trainer_inactivity_seconds, opts_.data_dir + "/.trainer_jobs.json"}),
+      deployments_(clock_, *registry_, {opts_.hotload_seconds, opts_.data_dir + "/.deployments.json"}),
       ids_(opts_.seed),
       futures_(ids_, *clock_, opts_.result_retention_seconds, opts_.unpolled_retention_seconds),
       models_(*registry_, ids_.seed()),
@@ -222,6 +224,23 @@ void TrainerService::tick() {
 
 // Sampling ------------------------------------------------------------------------------------
 
+Snapshot TrainerService::sampler_snapshot(const std::vector<std::string>& namespaces, const std::string& identity) const {
+  for (const auto& ns : namespaces)
+    for (const auto& rec : store_->list(ns))  // newest first
+      if (rec.kind == CheckpointKind::sampler && rec.name == identity) {
+        Snapshot s{identity, rec.base_model, rec.tinker_path(), false, "", checkpoints_.sampler_weights(rec)};
+        s.delta_anchor = checkpoints_.delta_anchor(rec);
+        s.delta = !s.delta_anchor.empty();
+        return s;
+      }
+  std::string searched;
+  for (const auto& ns : namespaces) {
+    const std::string scope = scope_of_tenant(ns);
+    searched += (searched.empty() ? "" : ", ") + (scope.empty() ? std::string("the default namespace") : scope);
+  }
+  throw NotFound("snapshot '" + identity + "' not found: no sampler checkpoint of that name in " + searched);
+}
+
 std::string TrainerService::create_sampler(const std::string& api_key, const CreateSamplerRequest& req) {
   const std::string tenant = tenant_key(api_key);
   const std::string id = Samplers::id_for(req.session_id, req.sampling_session_seq_id);
@@ -240,6 +259,9 @@ std::string TrainerService::create_sampler(const std::string& api_key, const Cre
     weights = checkpoints_.sampler_weights(rec);
     info.base_model = rec.base_model;
     info.model_path = req.model_path;
+  } else if (const auto promoted = promoted_by_name(tenant, req.base_model)) {
+    weights = checkpoints_.sampler_weights(*promoted);  // a promoted model serves as a base
+    info.base_model = req.base_model;
   } else if (!req.base_model.empty()) {
     weights = models_.frozen_base(req.base_model, &info.base_model);
   } else {
@@ -306,6 +328,53 @@ CheckpointRecord TrainerService::copy_weights(const std::string& api_key, const 
   std::lock_guard lock(mu_);
   sessions_.record_run(req.session_id, run_id);
   return copy;
+}
+
+// Promotion -------------------------------------------------------------------------------------
+
+CheckpointRecord TrainerService::promote(const std::string& account, const std::string& job_id,
+                                         const std::string& checkpoint_id, const std::string& model_id,
+                                         const std::string& base_model) {
+  const std::string ns = job_id.empty() ? account : job_tenant(account, job_id);
+  std::optional<CheckpointRecord> source;
+  for (const bool any_kind : {false, true})  // a sampler save of that name first
+    for (const auto& r : store_->list(ns))
+      if (!source && r.name == checkpoint_id && (any_kind || r.kind == CheckpointKind::sampler)) source = r;
+  const std::string where = job_id.empty() ? "the default namespace" : "trainer job " + job_id;
+  if (!source) throw NotFound("checkpoint '" + checkpoint_id + "' not found in " + where);
+  const ControlCheckpointType t = control_checkpoint_type(*source);
+  if (!t.promotable)
+    throw UserError("checkpoint '" + checkpoint_id + "' of " + where + " is " + t.type + ", which is not promotable" +
+                    (source->kind == CheckpointKind::training ? " (a training state: save it with save_weights_for_sampler)"
+                                                              : " (a full-parameter delta: promote its base save)"));
+  if (!base_model.empty() && registry_->weights_owner(base_model) != registry_->weights_owner(source->base_model))
+    throw UserError("checkpoint '" + checkpoint_id + "' was trained from " + source->base_model + ", not " + base_model,
+                    "base_model");
+  if (store_->find(account, kPromotedRun, CheckpointKind::sampler, model_id))
+    throw Conflict("model accounts/" + base_tenant(account) + "/models/" + model_id + " already exists");
+  CheckpointRecord target = *source;
+  target.tenant = account;
+  target.run_id = kPromotedRun;
+  target.name = model_id;
+  target.expires.reset();
+  target.is_public = false;
+  target.created = clock_->now();
+  target.user_metadata["promoted_from"] = source->tinker_path();
+  return checkpoints_.copy(*source, target);
+}
+
+std::optional<CheckpointRecord> TrainerService::promoted_by_name(const std::string& tenant, const std::string& name) const {
+  const std::string account = base_tenant(tenant), prefix = "accounts/" + account + "/models/";
+  if (name.rfind(prefix, 0) != 0) return std::nullopt;
+  return promoted_model(account, name.substr(prefix.size()));
+}
+
+std::vector<CheckpointRecord> TrainerService::promoted_models(const std::string& account) const {
+  return store_->list(account, kPromotedRun);
+}
+
+std::optional<CheckpointRecord> TrainerService::promoted_model(const std::string& account, const std::string& model_id) const {
+  return store_->find(account, kPromotedRun, CheckpointKind::sampler, model_id);
 }
 
 // Checkpoint views ------------------------------------------------------------------------------

@@ -31,6 +31,7 @@
 #include "service/service_types.hpp"
 #include "service/audit_log.hpp"
 #include "service/session_registry.hpp"
+#include "service/deployments.hpp"
 #include "service/trainer_jobs.hpp"
 #include "service/worker_pool.hpp"
 
@@ -164,6 +165,28 @@ class TrainerService {
   // The Fireworks control plane's trainer jobs (their own lock; a job's sessions, models and
   // checkpoints are this service's, in the job's namespace: ids.hpp).
   TrainerJobs& jobs() { return jobs_; }
+  Deployments& deployments() { return deployments_; }
+  // The newest sampler checkpoint named `identity` in the first of these namespaces (tenants)
+  // that has one, as a deployment serves it (a full-parameter delta rebuilt on its base).
+  // NotFound naming the namespaces searched.
+  Snapshot sampler_snapshot(const std::vector<std::string>& namespaces, const std::string& identity) const;
+  // Promotion (protocol.md §W13.8): the newest checkpoint named `checkpoint_id` of the job's
+  // namespace (the account's default one when job_id is empty), if promotable, copied to the
+  // account's model `model_id`; NotFound, or UserError saying why it cannot be promoted.
+  CheckpointRecord promote(const std::string& account, const std::string& job_id, const std::string& checkpoint_id,
+                           const std::string& model_id, const std::string& base_model);
+  std::vector<CheckpointRecord> promoted_models(const std::string& account) const;  // newest first
+  std::optional<CheckpointRecord> promoted_model(const std::string& account, const std::string& model_id) const;
+  // A promoted model by its name, accounts/<a>/models/<id>, when <a> is the tenant's account.
+  std::optional<CheckpointRecord> promoted_by_name(const std::string& tenant, const std::string& name) const;
+  std::shared_ptr<const model::Transformer<float>> checkpoint_weights(const CheckpointRecord& rec) const {
+    return checkpoints_.sampler_weights(rec);
+  }
+  // A registered base model's frozen weights (errors::unknown_base_model otherwise).
+  std::shared_ptr<const model::Transformer<float>> base_weights(const std::string& base_model) const {
+    std::string canonical;
+    return models_.frozen_base(base_model, &canonical);
+  }
   const Clock& clock() const { return *clock_; }
   const model::ModelRegistry& registry() const { return *registry_; }
   static std::string tenant_key(const std::string& api_key) { return service::tenant_key(api_key); }
@@ -179,6 +202,7 @@ class TrainerService {
   std::unique_ptr<CheckpointStore> store_;
   AuditLog audit_;  // its own lock: saves are recorded by workers
   TrainerJobs jobs_;  // its own lock
+  Deployments deployments_;  // its own lock
 
   mutable std::mutex mu_;  // the service's one lock: guards everything below
   IdGenerator ids_;
