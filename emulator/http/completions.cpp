@@ -1,5 +1,6 @@
 #include "http/completions.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include "errors.hpp"
@@ -22,49 +23,16 @@ int64_t integer(const json& body, const char* key, int64_t fallback) {
   return body[key].get<int64_t>();
 }
 
-// Text from the bytes the tokens decode to, always valid UTF-8: a byte that cannot start or
-// continue a valid sequence becomes U+FFFD. An incomplete sequence at the end is held back (it
-// may complete with the next token) unless `final`, when it too becomes U+FFFD. So the text of a
-// prefix of the tokens is a prefix of the text of all of them (stream deltas add up).
-std::string utf8_text(const std::string& bytes, bool final) {
-  static const std::string replacement = "\xEF\xBF\xBD";
-  std::string out;
-  const auto* b = reinterpret_cast<const unsigned char*>(bytes.data());
-  const size_t n = bytes.size();
-  for (size_t i = 0; i < n;) {
-    const unsigned char c = b[i];
-    const size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-    if (len == 0) {
-      out += replacement;
-      ++i;
-      continue;
-    }
-    size_t k = 1;
-    while (k < len && i + k < n && (b[i + k] & 0xC0) == 0x80) ++k;
-    if (k == len) {
-      out.append(bytes, i, len);
-      i += len;
-    } else if (i + k == n && !final) {
-      break;  // incomplete at the end: wait for the next token
-    } else {
-      out += replacement;
-      i += k;
-    }
-  }
-  return out;
-}
-
-std::string token_text(const std::vector<int64_t>& tokens, bool final = true) {
-  return utf8_text(model::decode_bytes(tokens), final);
-}
-
 json logprob_value(float v) { return std::isfinite(v) ? json(v) : json(nullptr); }
 
 // One logprobs.content entry (the Fireworks form the SDK reads: logprob, sampling_logprob).
-json token_entry(int64_t token, float raw, float sampling) {
+json token_entry(const model::StandInTokenizer& tok, int64_t token, float raw, float sampling) {
   json bytes = json::array();
-  for (unsigned char c : model::decode_bytes({token})) bytes.push_back(c);
-  return {{"token", token_text({token})}, {"token_id", token}, {"bytes", bytes}, {"logprob", logprob_value(raw)},
+  const auto b = tok.bytes_of(token);
+  if (!b.empty()) bytes.push_back(b[0]);
+  else
+    for (unsigned char c : tok.decode({token})) bytes.push_back(c);
+  return {{"token", tok.decode({token})}, {"token_id", token}, {"bytes", bytes}, {"logprob", logprob_value(raw)},
           {"sampling_logprob", logprob_value(sampling)}, {"top_logprobs", json::array()}};
 }
 
@@ -176,15 +144,16 @@ std::vector<CompletionChoice> run_completion(const model::Transformer<float>& mo
 namespace {
 
 // logprobs.content for generated tokens [from, to), after the prompt's when `with_prompt` (echo).
-json choice_logprobs(const CompletionRequest& r, const CompletionChoice& c, size_t from, size_t to, bool with_prompt) {
+json choice_logprobs(const model::StandInTokenizer& tok, const CompletionRequest& r, const CompletionChoice& c, size_t from,
+                     size_t to, bool with_prompt) {
   json content = json::array();
   if (with_prompt)
     for (size_t t = 0; t < r.spec.prompt.size(); ++t) {
       const float v = t < c.prompt_logprobs.size() ? c.prompt_logprobs[t] : NAN;
-      content.push_back(token_entry(r.spec.prompt[t], v, v));
+      content.push_back(token_entry(tok, r.spec.prompt[t], v, v));
     }
   for (size_t i = from; i < to; ++i)
-    content.push_back(token_entry(c.sequence.tokens[i], c.raw_logprobs[i], c.sequence.logprobs[i]));
+    content.push_back(token_entry(tok, c.sequence.tokens[i], c.raw_logprobs[i], c.sequence.logprobs[i]));
   return {{"content", content}};
 }
 
@@ -200,28 +169,30 @@ json usage(const CompletionRequest& r, const std::vector<CompletionChoice>& choi
   return {{"prompt_tokens", prompt_tokens(r)}, {"completion_tokens", completion}, {"total_tokens", prompt_tokens(r) + completion}};
 }
 
-std::string prefix_text(const CompletionRequest& r) { return r.echo ? token_text(r.spec.prompt) : ""; }
+std::string prefix_text(const model::StandInTokenizer& tok, const CompletionRequest& r) {
+  return r.echo ? tok.decode(r.spec.prompt) : "";
+}
 
 }  // namespace
 
-json completion_to_json(const CompletionRequest& r, const std::vector<CompletionChoice>& choices, const std::string& id,
-                        int64_t created) {
+json completion_to_json(const model::StandInTokenizer& tok, const CompletionRequest& r,
+                        const std::vector<CompletionChoice>& choices, const std::string& id, int64_t created) {
   json out = {{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", r.model}, {"choices", json::array()}};
   for (size_t i = 0; i < choices.size(); ++i) {
     const auto& c = choices[i];
     json choice = {{"index", i},
-                   {"text", prefix_text(r) + token_text(c.sequence.tokens)},
+                   {"text", prefix_text(tok, r) + tok.decode(c.sequence.tokens)},
                    {"finish_reason", finish_reason(c.sequence)},
                    {"raw_output", raw_output(r, c)}};
-    choice["logprobs"] = r.logprobs ? choice_logprobs(r, c, 0, c.sequence.tokens.size(), r.echo) : json(nullptr);
+    choice["logprobs"] = r.logprobs ? choice_logprobs(tok, r, c, 0, c.sequence.tokens.size(), r.echo) : json(nullptr);
     out["choices"].push_back(choice);
   }
   out["usage"] = usage(r, choices);
   return out;
 }
 
-std::string completion_to_sse(const CompletionRequest& r, const std::vector<CompletionChoice>& choices, const std::string& id,
-                              int64_t created) {
+std::string completion_to_sse(const model::StandInTokenizer& tok, const CompletionRequest& r,
+                              const std::vector<CompletionChoice>& choices, const std::string& id, int64_t created) {
   std::string sse;
   const auto event = [&](json choice) {
     const json chunk = {{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", r.model}, {"choices", {choice}}};
@@ -231,16 +202,16 @@ std::string completion_to_sse(const CompletionRequest& r, const std::vector<Comp
     const auto& c = choices[i];
     const size_t n = c.sequence.tokens.size();
     if (r.echo) {
-      json first = {{"index", i}, {"text", prefix_text(r)}, {"finish_reason", nullptr}};
-      if (r.logprobs) first["logprobs"] = choice_logprobs(r, c, 0, 0, true);
+      json first = {{"index", i}, {"text", prefix_text(tok, r)}, {"finish_reason", nullptr}};
+      if (r.logprobs) first["logprobs"] = choice_logprobs(tok, r, c, 0, 0, true);
       event(first);
     }
     std::string sent;  // the text of the tokens so far, as deltas went out
     for (size_t t = 0; t < n; ++t) {
-      const std::string upto = token_text({c.sequence.tokens.begin(), c.sequence.tokens.begin() + t + 1}, t + 1 == n);
+      const std::string upto = tok.decode({c.sequence.tokens.begin(), c.sequence.tokens.begin() + t + 1}, t + 1 < n);
       json choice = {{"index", i}, {"text", upto.substr(sent.size())}, {"finish_reason", nullptr}};
       sent = upto;
-      if (r.logprobs) choice["logprobs"] = choice_logprobs(r, c, t, t + 1, false);
+      if (r.logprobs) choice["logprobs"] = choice_logprobs(tok, r, c, t, t + 1, false);
       if (t + 1 == n) {
         choice["finish_reason"] = finish_reason(c.sequence);
         choice["raw_output"] = raw_output(r, c);
@@ -252,6 +223,90 @@ std::string completion_to_sse(const CompletionRequest& r, const std::vector<Comp
   const json last = {{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", r.model},
                      {"choices", json::array()}, {"usage", usage(r, choices)}};
   sse += "data: " + last.dump() + "\n\n";
+  sse += "data: [DONE]\n\n";
+  return sse;
+}
+
+std::vector<model::ChatMessage> chat_messages_from_json(const json& body) {
+  if (!body.contains("messages") || !body["messages"].is_array() || body["messages"].empty())
+    throw InvalidRequest("messages: required (a non-empty list of {\"role\", \"content\"})");
+  std::vector<model::ChatMessage> out;
+  for (size_t i = 0; i < body["messages"].size(); ++i) {
+    const json& m = body["messages"][i];
+    const std::string at = "messages[" + std::to_string(i) + "]";
+    if (!m.is_object() || !m.contains("role") || !m["role"].is_string())
+      throw InvalidRequest(at + ".role: expected a string (system, user, assistant, …)");
+    if (!m.contains("content") || !m["content"].is_string())
+      throw InvalidRequest(at + ".content: expected a string (Kiln's stand-in tokenizers read text only)");
+    out.push_back({m["role"], m["content"]});
+  }
+  return out;
+}
+
+namespace {
+
+// The generated tokens a chat message shows: up to the first end-of-turn token.
+size_t content_length(const model::StandInTokenizer& tok, const std::vector<int64_t>& tokens) {
+  const auto& eot = tok.end_of_turn();
+  for (size_t i = 0; i < tokens.size(); ++i)
+    if (std::find(eot.begin(), eot.end(), tokens[i]) != eot.end()) return i;
+  return tokens.size();
+}
+
+json chat_logprobs(const model::StandInTokenizer& tok, const CompletionChoice& c, size_t from, size_t to) {
+  json content = json::array();
+  for (size_t i = from; i < to; ++i) {
+    json e = token_entry(tok, c.sequence.tokens[i], c.raw_logprobs[i], c.sequence.logprobs[i]);
+    e.erase("sampling_logprob");  // token_id stays: Kiln's addition, so a client can score the ids
+    content.push_back(e);
+  }
+  return {{"content", content}};
+}
+
+json chat_chunk(const CompletionRequest& r, const std::string& id, int64_t created, json choices) {
+  return {{"id", id}, {"object", "chat.completion.chunk"}, {"created", created}, {"model", r.model}, {"choices", choices}};
+}
+
+}  // namespace
+
+json chat_completion_to_json(const model::StandInTokenizer& tok, const CompletionRequest& r,
+                             const std::vector<CompletionChoice>& choices, const std::string& id, int64_t created) {
+  json out = {{"id", id}, {"object", "chat.completion"}, {"created", created}, {"model", r.model}, {"choices", json::array()}};
+  for (size_t i = 0; i < choices.size(); ++i) {
+    const auto& c = choices[i];
+    const size_t n = content_length(tok, c.sequence.tokens);
+    json choice = {{"index", i},
+                   {"message", {{"role", "assistant"}, {"content", tok.decode({c.sequence.tokens.begin(), c.sequence.tokens.begin() + n})}}},
+                   {"finish_reason", finish_reason(c.sequence)}};
+    choice["logprobs"] = r.logprobs ? chat_logprobs(tok, c, 0, c.sequence.tokens.size()) : json(nullptr);
+    out["choices"].push_back(choice);
+  }
+  out["usage"] = usage(r, choices);
+  return out;
+}
+
+std::string chat_completion_to_sse(const model::StandInTokenizer& tok, const CompletionRequest& r,
+                                   const std::vector<CompletionChoice>& choices, const std::string& id, int64_t created) {
+  std::string sse;
+  const auto event = [&](const json& chunk) { sse += "data: " + chunk.dump() + "\n\n"; };
+  for (size_t i = 0; i < choices.size(); ++i) {
+    const auto& c = choices[i];
+    const size_t shown = content_length(tok, c.sequence.tokens), n = c.sequence.tokens.size();
+    event(chat_chunk(r, id, created, {{{"index", i}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"finish_reason", nullptr}}}));
+    std::string sent;
+    for (size_t t = 0; t < n; ++t) {
+      const size_t upto_n = std::min(t + 1, shown);
+      const std::string upto = tok.decode({c.sequence.tokens.begin(), c.sequence.tokens.begin() + upto_n}, t + 1 < shown);
+      json choice = {{"index", i}, {"delta", {{"content", upto.substr(sent.size())}}}, {"finish_reason", nullptr}};
+      sent = upto;
+      if (r.logprobs) choice["logprobs"] = chat_logprobs(tok, c, t, t + 1);
+      event(chat_chunk(r, id, created, {choice}));
+    }
+    event(chat_chunk(r, id, created, {{{"index", i}, {"delta", json::object()}, {"finish_reason", finish_reason(c.sequence)}}}));
+  }
+  json last = chat_chunk(r, id, created, json::array());
+  last["usage"] = usage(r, choices);
+  event(last);
   sse += "data: [DONE]\n\n";
   return sse;
 }

@@ -4,6 +4,7 @@
 #include <random>
 
 #include "http/completions.hpp"
+#include "http/completion_ids.hpp"
 #include "http/routes.hpp"
 #include "http/server.hpp"
 
@@ -23,15 +24,6 @@ void check_account(const std::string& key, const std::string& account) {
 
 std::string last_segment(const std::string& name) { return name.substr(name.rfind('/') + 1); }
 
-std::string completion_id() {
-  static std::mt19937_64 rng{std::random_device{}()};
-  static std::mutex mu;
-  std::lock_guard lock(mu);
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "cmpl-%016llx", static_cast<unsigned long long>(rng()));
-  return buf;
-}
-
 }  // namespace
 
 // A model a deployment or a completion may name: a registered base model, or a promoted model
@@ -40,6 +32,15 @@ std::shared_ptr<const model::Transformer<float>> HttpServer::model_weights(const
   if (svc_.registry().find(name)) return svc_.base_weights(name);
   if (const auto rec = svc_.promoted_by_name(account, name)) return svc_.checkpoint_weights(*rec);
   return nullptr;
+}
+
+model::StandInTokenizer HttpServer::tokenizer_for(const std::string& account, const std::string& model_name) {
+  std::string base = model_name;
+  if (const auto rec = svc_.promoted_by_name(account, model_name)) base = rec->base_model;
+  const auto* entry = svc_.registry().find(base);
+  const std::string family = entry ? entry->family : "unregistered";
+  if (auto tok = model::StandInTokenizer::for_family(family)) return *tok;
+  return model::StandInTokenizer::opaque(family);
 }
 
 void HttpServer::register_deployment_routes() {
@@ -111,8 +112,8 @@ void HttpServer::register_deployment_routes() {
     std::shared_ptr<const model::Transformer<float>> weights;
     const size_t hash = r.model.find('#');
     const std::string target = hash == std::string::npos ? r.model : r.model.substr(hash + 1);
+    std::string base = target;  // whose family's tokenizer gives the text
     if (target.find("/deployments/") != std::string::npos) {
-      std::string base;
       std::tie(weights, base) = svc_.deployments().serving(account_of(key), target);
       if (!weights) weights = model_weights(account_of(key), base);  // nothing hot-loaded yet: its base model
     } else if (!(weights = model_weights(account_of(key), target))) {
@@ -121,13 +122,14 @@ void HttpServer::register_deployment_routes() {
     }
     const auto choices = run_completion(*weights, r);
     const int64_t created = static_cast<int64_t>(service::to_unix_seconds(svc_.clock().now()));
+    const model::StandInTokenizer tok = tokenizer_for(account_of(key), base);
     if (!r.stream) {
-      send_json(res, 200, completion_to_json(r, choices, completion_id(), created));
+      send_json(res, 200, completion_to_json(tok, r, choices, completion_id("cmpl-"), created));
       return;
     }
     res.status = 200;
     res.set_header("Cache-Control", "no-cache");
-    res.set_content(completion_to_sse(r, choices, completion_id(), created), "text/event-stream");
+    res.set_content(completion_to_sse(tok, r, choices, completion_id("cmpl-"), created), "text/event-stream");
   });
 }
 

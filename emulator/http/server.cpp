@@ -97,6 +97,7 @@ HttpServer::HttpServer(service::TrainerService& service, ServerOptions options)
   register_control_routes();
   register_fireworks_routes();
   register_deployment_routes();
+  register_oai_routes();
 }
 
 HttpServer::~HttpServer() { stop(); }

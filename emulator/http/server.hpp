@@ -14,6 +14,7 @@
 #include "http/faults.hpp"
 #include "http/journal.hpp"
 #include "http/metrics.hpp"
+#include "model/tokenizer.hpp"
 #include "service/trainer_service.hpp"
 
 namespace httplib {
@@ -86,6 +87,10 @@ class HttpServer {
   void register_fireworks_routes();  // the Fireworks control plane (fireworks_routes.cpp)
   void register_deployment_routes();  // deployments, hot-load, completions (deployment_routes.cpp)
   std::shared_ptr<const model::Transformer<float>> model_weights(const std::string& account, const std::string& name);
+  // The stand-in tokenizer of a base model's family (a promoted model: of its base); an opaque
+  // one for a family without a stand-in (protocol.md §W13.9).
+  model::StandInTokenizer tokenizer_for(const std::string& account, const std::string& model);
+  void register_oai_routes();  // the OpenAI-compatible surface under /oai/api/v1 (oai_routes.cpp)
   // What a registered route serves. Control routes (/_kiln/, /metrics) are neither faulted nor
   // journaled, and log at debug level only.
   struct Route {

@@ -46,6 +46,7 @@ ModelRegistry ModelRegistry::from_json(const nlohmann::json& doc) {
       const nlohmann::json m = merged_entry(doc, doc["models"][i], field);
       entry.name = m.at("name").get<std::string>();
       entry.description = m.value("description", "");
+      entry.family = m.value("family", "");
       entry.config = m.get<ModelConfig>();
       aliases = m.value("aliases", std::vector<std::string>{});
     } catch (const nlohmann::json::exception& e) {

@@ -15,6 +15,7 @@ struct BaseModelEntry {
   std::string description;
   ModelConfig config;
   std::string alias_of;  // another entry's name when this one is an alias of it (e.g. a Fireworks id)
+  std::string family;    // the document's family ("qwen3", "llama3", ...); "" for Kiln's own models
 };
 
 class ModelRegistry {

@@ -182,6 +182,13 @@ class TrainerService {
   std::shared_ptr<const model::Transformer<float>> checkpoint_weights(const CheckpointRecord& rec) const {
     return checkpoints_.sampler_weights(rec);
   }
+  // The weights of a sampler checkpoint of the caller's namespace (tinker://<run>/sampler_weights/<name>)
+  // and its base model; the errors of create_sampler's model_path.
+  std::pair<std::shared_ptr<const model::Transformer<float>>, std::string> sampler_path_weights(
+      const std::string& api_key, const std::string& path) const {
+    const CheckpointRecord rec = checkpoints_.sampler_source(tenant_key(api_key), path);
+    return {checkpoints_.sampler_weights(rec), rec.base_model};
+  }
   // A registered base model's frozen weights (errors::unknown_base_model otherwise).
   std::shared_ptr<const model::Transformer<float>> base_weights(const std::string& base_model) const {
     std::string canonical;
