@@ -79,6 +79,35 @@ TEST_F(FireworksTest, AJobIsCreatedGotListedAndItsTrainerAnswersThroughTheGatewa
   EXPECT_EQ(get("/training/v1/rlorTrainerJobs/other/job-a/api/v1/healthz").first, 404);
 }
 
+TEST_F(FireworksTest, AJobsTrainerServesItsBaseModelAndAForwardOnlyJobDoesNotTrain) {
+  ASSERT_EQ(create_job("job-a", job_body()).first, 200);
+  auto [s, session] = post(gateway("job-a") + "/api/v1/create_session",
+                           {{"tags", json::array()}, {"user_metadata", json::object()}, {"sdk_version", "0.23.0"}, {"type", "create_session"}});
+  ASSERT_EQ(s, 200);
+  auto [c, refused] = post(gateway("job-a") + "/api/v1/create_model", {{"session_id", session["session_id"]}, {"model_seq_id", 0},
+                                                                       {"base_model", "kiln/small"}, {"type", "create_model"}});
+  EXPECT_EQ(c, 400);
+  EXPECT_NE(refused["detail"].get<std::string>().find("trains kiln/tiny; its trainer cannot create a model of 'kiln/small'"),
+            std::string::npos) << refused;
+  json reference = job_body(0);
+  reference["forwardOnly"] = true;
+  ASSERT_EQ(create_job("ref", reference).first, 200);
+  const std::string m = job_model("ref");
+  auto [f, forward] = post(gateway("ref") + "/api/v1/forward", {{"forward_input", {{"data", {datum({1, 2, 3})}}, {"loss_fn", "cross_entropy"}}},
+                                                               {"model_id", m}, {"seq_id", 1}});
+  ASSERT_EQ(f, 200) << forward;
+  EXPECT_TRUE(result(forward["request_id"], gateway("ref")).contains("loss_fn_outputs"));
+  auto [t, trained] = post(gateway("ref") + "/api/v1/forward_backward",
+                           {{"forward_backward_input", {{"data", {datum({1, 2, 3})}}, {"loss_fn", "cross_entropy"}}}, {"model_id", m}, {"seq_id", 2}});
+  EXPECT_EQ(t, 400);
+  EXPECT_NE(trained["detail"].get<std::string>().find("forward-only"), std::string::npos);
+  // Listings of what exists: deployments and models (empty), jobs.
+  EXPECT_EQ(get("/v1/accounts/" + account + "/deployments").second["deployments"], json::array());
+  EXPECT_EQ(get("/v1/accounts/" + account + "/models").second["models"], json::array());
+  EXPECT_EQ(get("/v1/accounts/" + account + "/models/none").first, 404);
+  EXPECT_EQ(get("/v1/accounts/" + account + "/rlorTrainerJobs").second["totalSize"], 2);
+}
+
 TEST_F(FireworksTest, BadCreatesAreRefusedNamingTheField) {
   json bad = job_body();
   bad["trainingConfig"]["baseModel"] = "nope/model";

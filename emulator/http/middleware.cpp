@@ -170,6 +170,28 @@ void HttpServer::serve(const Route& r, const httplib::Request& req, httplib::Res
   else if (fault && (fault->kind == "close" || fault->kind == "slow_body") && !in_process) apply_body_fault(res, *fault);
 }
 
+// What a job's trainer was provisioned for: its base model, and training at all (a forward-only
+// job is a reference trainer).
+void HttpServer::check_job_request(const service::TrainerJob& j, const httplib::Request& req) const {
+  const auto ends_with = [&](const std::string& tail) {
+    return req.path.size() >= tail.size() && req.path.compare(req.path.size() - tail.size(), tail.size(), tail) == 0;
+  };
+  if (j.forward_only && (ends_with("/forward_backward") || ends_with("/optim_step")))
+    throw UserError("trainer job " + j.name() + " is forward-only (a reference trainer): it answers forward, not " +
+                    req.path.substr(req.path.rfind('/') + 1));
+  if (ends_with("/create_model") && !is_protobuf(req)) {
+    const json body = json::parse(req.body.empty() ? "{}" : req.body, nullptr, false);
+    if (body.is_object() && body.contains("base_model") && body["base_model"].is_string()) {
+      const std::string wanted = body["base_model"];
+      const auto& registry = svc_.registry();
+      if (registry.find(wanted) && registry.weights_owner(wanted) != registry.weights_owner(j.base_model))
+        throw UserError("trainer job " + j.name() + " trains " + j.base_model + "; its trainer cannot create a model of '" +
+                            wanted + "' (create a trainer job for that model)",
+                        "base_model");
+    }
+  }
+}
+
 std::optional<std::string> HttpServer::scoped_key(const httplib::Request& req, const std::string& key,
                                                   httplib::Response& res) {
   static const std::regex job_prefix(R"(/training/v1/rlorTrainerJobs/([^/]+)/([^/]+)/api/v1/)");
@@ -181,7 +203,8 @@ std::optional<std::string> HttpServer::scoped_key(const httplib::Request& req, c
       if (key.empty()) throw UserError("missing credential: send X-API-Key or Authorization: Bearer <key>");
       if (account != service::tenant_key(key))
         throw NotFound("trainer job accounts/" + account + "/rlorTrainerJobs/" + job + " not found");
-      svc_.jobs().admit(account, job);
+      const service::TrainerJob j = svc_.jobs().admit(account, job);
+      check_job_request(j, req);
     } catch (const Error& e) {
       send_json(res, key.empty() ? 401 : http_status(e.code()), {{"detail", e.what()}});
       if (e.code() == ErrorCode::unavailable) res.set_header("Retry-After", "1");

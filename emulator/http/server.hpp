@@ -106,6 +106,7 @@ class HttpServer {
   // job's namespace (once the job admits calls), under /training/v1/serverless the serverless
   // one, else the key itself (ids.hpp). nullopt after answering `res` with the job's refusal.
   std::optional<std::string> scoped_key(const httplib::Request& req, const std::string& key, httplib::Response& res);
+  void check_job_request(const service::TrainerJob& job, const httplib::Request& req) const;  // UserError when refused
   FaultTarget fault_target(const httplib::Request& req, const std::string& key) const;
   nlohmann::json journal_entry(const httplib::Request& req, const nlohmann::json& request_body,
                                const httplib::Response& res, const std::string& key, double millis,
