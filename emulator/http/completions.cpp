@@ -196,7 +196,7 @@ std::string completion_to_sse(const model::StandInTokenizer& tok, const Completi
   std::string sse;
   const auto event = [&](json choice) {
     const json chunk = {{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", r.model}, {"choices", {choice}}};
-    sse += "data: " + chunk.dump() + "\n\n";
+    sse += "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
   };
   for (size_t i = 0; i < choices.size(); ++i) {
     const auto& c = choices[i];
@@ -222,7 +222,7 @@ std::string completion_to_sse(const model::StandInTokenizer& tok, const Completi
   }
   const json last = {{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", r.model},
                      {"choices", json::array()}, {"usage", usage(r, choices)}};
-  sse += "data: " + last.dump() + "\n\n";
+  sse += "data: " + last.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
   sse += "data: [DONE]\n\n";
   return sse;
 }
@@ -288,7 +288,7 @@ json chat_completion_to_json(const model::StandInTokenizer& tok, const Completio
 std::string chat_completion_to_sse(const model::StandInTokenizer& tok, const CompletionRequest& r,
                                    const std::vector<CompletionChoice>& choices, const std::string& id, int64_t created) {
   std::string sse;
-  const auto event = [&](const json& chunk) { sse += "data: " + chunk.dump() + "\n\n"; };
+  const auto event = [&](const json& chunk) { sse += "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n"; };
   for (size_t i = 0; i < choices.size(); ++i) {
     const auto& c = choices[i];
     const size_t shown = content_length(tok, c.sequence.tokens), n = c.sequence.tokens.size();

@@ -19,9 +19,11 @@ using nlohmann::json;
 
 using kiln::UnsupportedMediaType;  // a body Kiln cannot read on this endpoint (protobuf anywhere but forward_backward): 415
 
+// Strings that are not valid UTF-8 are sent with U+FFFD in their place: an answer never fails to
+// encode (nor reads as the client's "malformed JSON body").
 inline void send_json(httplib::Response& res, int status, const json& body) {
   res.status = status;
-  res.set_content(body.dump(), "application/json");
+  res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
 }
 
 // A protobuf request body (only forward_backward takes one, tinker 0.25+).

@@ -36,14 +36,18 @@ std::string utf8_text(const std::string& bytes, bool hold_incomplete) {
   const size_t n = bytes.size();
   for (size_t i = 0; i < n;) {
     const unsigned char c = b[i];
-    const size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    // Strict UTF-8 (RFC 3629): no overlong forms (C0, C1, E0 80..9F, F0 80..8F), no surrogates
+    // (ED A0..BF), nothing above U+10FFFF (F4 90.., F5..FF).
+    const size_t len = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
     if (len == 0) {
       out += kReplacement;
       ++i;
       continue;
     }
+    const unsigned char lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80;
+    const unsigned char hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
     size_t k = 1;
-    while (k < len && i + k < n && (b[i + k] & 0xC0) == 0x80) ++k;
+    while (k < len && i + k < n && b[i + k] >= (k == 1 ? lo : 0x80) && b[i + k] <= (k == 1 ? hi : 0xBF)) ++k;
     if (k == len) {
       out.append(bytes, i, len);
       i += len;

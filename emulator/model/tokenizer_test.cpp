@@ -1,6 +1,7 @@
 #include "model/tokenizer.hpp"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 namespace kiln::model {
 namespace {
@@ -30,6 +31,23 @@ TEST(StandInTokenizer, DecodingIsValidUtf8ForEveryId) {
   EXPECT_EQ(qwen.decode({e_acute[0]}), "\xEF\xBF\xBD");      // half a character, final
   EXPECT_EQ(qwen.decode({e_acute[0]}, true), "");             // held back for the next token
   EXPECT_EQ(StandInTokenizer::opaque("gpt_oss").decode({1, 2}), "\xEF\xBF\xBD\xEF\xBF\xBD");
+  // Every byte pair and triple decodes to valid UTF-8 (what a JSON encoder demands): overlong
+  // forms, surrogates and code points above U+10FFFF are U+FFFD too.
+  const auto valid = [](const std::string& s) {
+    try {
+      (void)nlohmann::json(s).dump();
+      return true;
+    } catch (const nlohmann::json::exception&) {
+      return false;
+    }
+  };
+  for (int a = 0; a < 256; ++a)
+    for (int b = 0; b < 256; ++b) {
+      ASSERT_TRUE(valid(utf8_text(std::string{char(a), char(b)}, false))) << a << " " << b;
+      ASSERT_TRUE(valid(utf8_text(std::string{char(a), char(b), char(0x80), char(0xBF)}, false))) << a << " " << b;
+    }
+  EXPECT_EQ(utf8_text("\xC0\xB5", false), "\xEF\xBF\xBD\xEF\xBF\xBD");
+  EXPECT_EQ(utf8_text("\xED\xA0\x80", false), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");
 }
 
 TEST(StandInTokenizer, ChatTemplatesAreTheFamilies) {
