@@ -36,8 +36,9 @@ std::string utf8_text(const std::string& bytes, bool hold_incomplete) {
   const size_t n = bytes.size();
   for (size_t i = 0; i < n;) {
     const unsigned char c = b[i];
-    // Strict UTF-8 (RFC 3629): no overlong forms (C0, C1, E0 80..9F, F0 80..8F), no surrogates
-    // (ED A0..BF), nothing above U+10FFFF (F4 90.., F5..FF).
+    // Strict UTF-8 (RFC 3629): no overlong forms (lead 0xC0 or 0xC1, 0xE0 then 0x80-0x9F, 0xF0
+    // then 0x80-0x8F), no surrogates (0xED then 0xA0-0xBF), nothing above U+10FFFF (0xF4 then
+    // 0x90 and up, leads 0xF5-0xFF).
     const size_t len = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
     if (len == 0) {
       out += kReplacement;
