@@ -15,13 +15,6 @@ namespace {
 constexpr const char* kDeployments = R"(/v1/accounts/([^/:]+)/deployments)";
 constexpr const char* kDeployment = R"(/v1/accounts/([^/:]+)/deployments/([^/:]+))";
 
-std::string account_of(const std::string& key) { return service::tenant_key(key); }
-
-void check_account(const std::string& key, const std::string& account) {
-  if (account != account_of(key))
-    throw NotFound("account '" + account + "' not found; this API key's account is accounts/" + account_of(key));
-}
-
 std::string last_segment(const std::string& name) { return name.substr(name.rfind('/') + 1); }
 
 }  // namespace

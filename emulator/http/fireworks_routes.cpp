@@ -16,15 +16,6 @@ namespace {
 constexpr const char* kAccount = R"(/v1/accounts/([^/:]+))";
 constexpr const char* kJob = R"(/v1/accounts/([^/:]+)/rlorTrainerJobs/([^/:]+))";
 
-// The caller's account is its key's tenant (one account per key, protocol.md §W13.1); another account's
-// resources behave as unknown ones.
-std::string account_of(const std::string& key) { return service::tenant_key(key); }
-
-void check_account(const std::string& key, const std::string& account) {
-  if (account != account_of(key))
-    throw NotFound("account '" + account + "' not found; this API key's account is accounts/" + account_of(key));
-}
-
 int64_t page_size(const httplib::Request& req, int64_t fallback) {
   if (!req.has_param("pageSize")) return fallback;
   try {

@@ -9,12 +9,6 @@
 
 namespace kiln::http {
 
-namespace {
-
-std::string account_of(const std::string& key) { return service::tenant_key(key); }
-
-}  // namespace
-
 void HttpServer::register_oai_routes() {
   route("GET", "/oai/api/v1/models", [this](auto&, auto& res, auto& key) {
     json data = json::array();

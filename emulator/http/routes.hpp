@@ -53,6 +53,14 @@ inline json body_json(const httplib::Request& req) {
   return json::parse(req.body);
 }
 
+// The Fireworks control plane's account of a caller: its key's tenant, one account per key
+// (protocol.md §W13.1). Another account's resources behave as unknown ones.
+inline std::string account_of(const std::string& key) { return service::tenant_key(key); }
+inline void check_account(const std::string& key, const std::string& account) {
+  if (account != account_of(key))
+    throw NotFound("account '" + account + "' not found; this API key's account is accounts/" + account_of(key));
+}
+
 // The checkpoint id after "/checkpoints/": one or two path segments, up to a known suffix. The
 // service checks its form ("weights/<name>" or "sampler_weights/<name>"; 400 otherwise, protocol.md §W10.6).
 inline const char* kRunId = R"(/api/v1/training_runs/([^/]+))";

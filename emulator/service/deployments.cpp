@@ -13,8 +13,6 @@ using nlohmann::json;
 
 namespace {
 
-double seconds_between(TimePoint a, TimePoint b) { return std::chrono::duration<double>(b - a).count(); }
-
 int64_t int_field(const json& body, const char* key, int64_t fallback) {
   if (!body.contains(key)) return fallback;
   const json& v = body[key];
