@@ -149,7 +149,8 @@ json choice_logprobs(const model::StandInTokenizer& tok, const CompletionRequest
   json content = json::array();
   if (with_prompt)
     for (size_t t = 0; t < r.spec.prompt.size(); ++t) {
-      const float v = t < c.prompt_logprobs.size() ? c.prompt_logprobs[t] : NAN;
+      // The first prompt token has no context: 0, as the service answers it (the SDK drops it).
+      const float v = t == 0 ? 0.0f : t < c.prompt_logprobs.size() ? c.prompt_logprobs[t] : NAN;
       content.push_back(token_entry(tok, r.spec.prompt[t], v, v));
     }
   for (size_t i = from; i < to; ++i)
