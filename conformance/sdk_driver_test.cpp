@@ -25,11 +25,10 @@ bool tinker_skip(const std::string& property, bool has_torch) {
   return property == "naming.sampler_suffix" || property == "naming.resolve_checkpoint_path" ||
          property == "naming.duplicate_client" || (property == "custom_loss.linearisation" && !has_torch);
 }
-// The ones the Fireworks SDK cannot: those that sample (it samples through a hot-loaded
-// deployment, fireworks_sdk_driver.py), and custom losses without torch.
+// The ones the Fireworks SDK cannot: custom losses without torch. (It samples through a
+// deployment it hot-loads, on Kiln's control plane: fireworks_sdk_driver.py.)
 bool fireworks_skip(const std::string& property, bool has_torch) {
-  return property == "behaviour.overfit_and_recite" || property == "behaviour.trainer_sampler_agree" ||
-         property == "behaviour.rl_round_trip" || (property == "custom_loss.linearisation" && !has_torch);
+  return property == "custom_loss.linearisation" && !has_torch;
 }
 
 // Runs `python -c CODE` quietly; true when it exits 0.
