@@ -1,13 +1,15 @@
 #pragma once
 // Fireworks RLOR trainer jobs (protocol.md §W13.3): create, get, list, resume, delete, with
-// the job states a client polls. A job is a namespace of the trainer service (job_scope.hpp);
-// this class keeps only what the control plane says of it. One mutex, guarded fields; the state
-// is computed from the service clock, so a virtual clock steps the state machine:
+// the job states a client polls. A job is a namespace of the trainer service (job_scope and
+// job_tenant in ids.hpp); this class keeps only what the control plane says of it. One mutex,
+// guarded fields; the state is computed from the service clock, so a virtual clock steps the
+// state machine:
 //
 //   create ──► CREATING ──(boot_seconds)──► RUNNING ──(inactivity)──► PAUSED
 //                  ▲                                                     │
-//                  └──────────────────────── :resume ◄───────────────────┘ (also from FAILED,
-//   delete (any state) ──► DELETED: a tombstone; its id cannot be reused.     CANCELLED, COMPLETED)
+//                  └──────────────────────── :resume ◄───────────────────┘
+//   delete (any state) ──► DELETED: a tombstone; its id cannot be reused.
+// (Kiln has no failure to emulate: FAILED, CANCELLED and COMPLETED never occur.)
 #include <chrono>
 #include <map>
 #include <memory>
@@ -60,8 +62,8 @@ class TrainerJobs {
   nlohmann::json get(const std::string& account, const std::string& job_id) const;  // NotFound
   // Newest first; page_token is the previous answer's nextPageToken.
   nlohmann::json list(const std::string& account, int64_t page_size, const std::string& page_token) const;
-  // :resume: a stopped job (PAUSED, FAILED, CANCELLED, COMPLETED) boots again; a running or
-  // creating one is answered as it is. Conflict for a tombstone.
+  // :resume: a paused job boots again; a running or creating one is answered as it is.
+  // Conflict for a tombstone.
   nlohmann::json resume(const std::string& account, const std::string& job_id);
   void remove(const std::string& account, const std::string& job_id);  // tombstones; NotFound
   // The job behind a gateway path, when it can take trainer calls now: NotFound (unknown or
