@@ -293,7 +293,10 @@ std::string chat_completion_to_sse(const model::StandInTokenizer& tok, const Com
   for (size_t i = 0; i < choices.size(); ++i) {
     const auto& c = choices[i];
     const size_t shown = content_length(tok, c.sequence.tokens), n = c.sequence.tokens.size();
-    event(chat_chunk(r, id, created, {{{"index", i}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"finish_reason", nullptr}}}));
+    // One-element arrays are built with json::array: a braced {x} argument is the element itself
+    // to clang (copy-initialization) and an array to gcc.
+    const json opening = {{"index", i}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"finish_reason", nullptr}};
+    event(chat_chunk(r, id, created, json::array({opening})));
     std::string sent;
     for (size_t t = 0; t < n; ++t) {
       const size_t upto_n = std::min(t + 1, shown);
@@ -301,9 +304,10 @@ std::string chat_completion_to_sse(const model::StandInTokenizer& tok, const Com
       json choice = {{"index", i}, {"delta", {{"content", upto.substr(sent.size())}}}, {"finish_reason", nullptr}};
       sent = upto;
       if (r.logprobs) choice["logprobs"] = chat_logprobs(tok, c, t, t + 1);
-      event(chat_chunk(r, id, created, {choice}));
+      event(chat_chunk(r, id, created, json::array({choice})));
     }
-    event(chat_chunk(r, id, created, {{{"index", i}, {"delta", json::object()}, {"finish_reason", finish_reason(c.sequence)}}}));
+    const json closing = {{"index", i}, {"delta", json::object()}, {"finish_reason", finish_reason(c.sequence)}};
+    event(chat_chunk(r, id, created, json::array({closing})));
   }
   json last = chat_chunk(r, id, created, json::array());
   last["usage"] = usage(r, choices);
