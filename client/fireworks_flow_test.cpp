@@ -199,17 +199,9 @@ TEST_F(FireworksFlowTest, TrainPromoteDeployHotLoadAndSampleTheTrainersWeights) 
   EXPECT_EQ(sse->get_header_value("Content-Type"), "text/event-stream");
   std::vector<int64_t> stream_tokens;
   std::vector<double> stream_logprobs;
-  bool done = false;
   json last_raw;
-  for (size_t at = 0; (at = sse->body.find("data: ", at)) != std::string::npos;) {
-    const size_t end = sse->body.find("\n\n", at);
-    const std::string data = sse->body.substr(at + 6, end - at - 6);
-    at = end;
-    if (data == "[DONE]") {
-      done = true;
-      break;
-    }
-    const json chunk = json::parse(data);
+  const auto [chunks, done] = sse_chunks(sse->body);
+  for (const json& chunk : chunks) {
     for (const auto& c : chunk["choices"]) {
       for (const auto& e : c["logprobs"]["content"]) {
         stream_tokens.push_back(e["token_id"]);

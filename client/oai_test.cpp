@@ -77,16 +77,8 @@ TEST_F(OaiTest, CompletionAndStreamedChatServeTheTrainedSamplerWithTheTrainersLo
   std::vector<int64_t> ids;
   std::vector<double> logprobs;
   json usage;
-  bool done = false;
-  for (size_t at = 0; (at = sse->body.find("data: ", at)) != std::string::npos;) {
-    const size_t end = sse->body.find("\n\n", at);
-    const std::string data = sse->body.substr(at + 6, end - at - 6);
-    at = end;
-    if (data == "[DONE]") {
-      done = true;
-      break;
-    }
-    const json chunk = json::parse(data);
+  const auto [chunks, done] = sse_chunks(sse->body);
+  for (const json& chunk : chunks) {
     EXPECT_EQ(chunk["object"], "chat.completion.chunk");
     if (chunk.contains("usage")) usage = chunk["usage"];
     for (const auto& c : chunk["choices"]) {

@@ -128,6 +128,18 @@ class HttpTest : public ::testing::Test {
     EXPECT_EQ(c, 200) << fut;
     return result(fut["request_id"])["model_id"];
   }
+  // A server-sent event stream's JSON chunks, in order, and whether it ended with data: [DONE].
+  static std::pair<std::vector<json>, bool> sse_chunks(const std::string& body) {
+    std::vector<json> chunks;
+    for (size_t at = 0; (at = body.find("data: ", at)) != std::string::npos;) {
+      const size_t end = body.find("\n\n", at);
+      const std::string data = body.substr(at + 6, end - at - 6);
+      at = end;
+      if (data == "[DONE]") return {chunks, true};
+      chunks.push_back(json::parse(data));
+    }
+    return {chunks, false};
+  }
   static json datum(const std::vector<int>& tokens) {
     std::vector<int> input(tokens.begin(), tokens.end() - 1), target(tokens.begin() + 1, tokens.end());
     return {{"model_input", {{"chunks", {{{"tokens", input}, {"type", "encoded_text"}}}}}},

@@ -1,14 +1,12 @@
 #include "service/deployments.hpp"
 
-#include <filesystem>
-#include <fstream>
 #include <regex>
 
 #include "errors.hpp"
+#include "service/state_file.hpp"
 
 namespace kiln::service {
 
-namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
@@ -277,20 +275,12 @@ void Deployments::persist() const {
                    {"min_replicas", d.min_replicas}, {"max_replicas", d.max_replicas},
                    {"created_s", to_unix_seconds(d.created)},
                    {"updated_s", to_unix_seconds(d.updated)}});
-  const std::string tmp = opts_.file + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << doc.dump(1) << "\n";
-    if (!out) throw InternalError("cannot write the deployments to " + tmp);
-  }
-  fs::rename(tmp, opts_.file);
+  write_state_file(opts_.file, doc);
 }
 
 void Deployments::restore() {
-  if (opts_.file.empty() || !fs::exists(opts_.file)) return;
-  std::ifstream in(opts_.file);
-  const json doc = json::parse(in, nullptr, false);
-  if (!doc.is_array()) throw std::runtime_error("unreadable deployments file " + opts_.file + ": expected a JSON array");
+  if (opts_.file.empty()) return;
+  const json doc = read_state_file(opts_.file, "deployments");
   const auto at = [](double s) {
     return TimePoint(std::chrono::duration_cast<TimePoint::duration>(std::chrono::duration<double>(s)));
   };

@@ -2,16 +2,14 @@
 
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
-#include <fstream>
 #include <regex>
 
 #include "errors.hpp"
+#include "service/state_file.hpp"
 #include "service/training_shapes.hpp"
 
 namespace kiln::service {
 
-namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
@@ -270,20 +268,12 @@ void TrainerJobs::persist() const {
                    {"updated_us", micros(j.updated)}, {"started_us", micros(j.started)},
                    {"last_activity_us", micros(j.last_activity)}, {"deleted", j.deleted}, {"paused", j.paused},
                    {"status_message", j.status_message}});
-  const std::string tmp = opts_.file + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << doc.dump(1) << "\n";
-    if (!out) throw InternalError("cannot write the trainer jobs to " + tmp);
-  }
-  fs::rename(tmp, opts_.file);
+  write_state_file(opts_.file, doc);
 }
 
 void TrainerJobs::restore() {
-  if (opts_.file.empty() || !fs::exists(opts_.file)) return;
-  std::ifstream in(opts_.file);
-  const json doc = json::parse(in, nullptr, false);
-  if (!doc.is_array()) throw std::runtime_error("unreadable trainer jobs file " + opts_.file + ": expected a JSON array");
+  if (opts_.file.empty()) return;
+  const json doc = read_state_file(opts_.file, "trainer jobs");
   for (const auto& r : doc) {
     TrainerJob j;
     j.account = r.at("account");
