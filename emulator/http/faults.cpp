@@ -16,11 +16,18 @@ FaultAction action_from_json(const json& j, const std::string& f) {
   if (!j.is_object()) throw InvalidRequest("field '" + f + "' must be an object");
   FaultAction a;
   a.kind = j.value("kind", "");
-  static const char* kinds[] = {"status", "try_again", "delay", "fail_future", "close", "slow_body"};
+  static const char* kinds[] = {"status", "try_again", "delay", "fail_future", "close", "slow_body", "trainer_capacity"};
   if (std::find(std::begin(kinds), std::end(kinds), a.kind) == std::end(kinds))
-    throw InvalidRequest("field '" + f + ".kind' must be one of status, try_again, delay, fail_future, close, slow_body; got '" +
-                         a.kind + "'");
-  a.status = j.value("status", a.kind == "status" ? 500 : a.kind == "try_again" ? 408 : 200);
+    throw InvalidRequest("field '" + f + ".kind' must be one of status, try_again, delay, fail_future, close, slow_body, "
+                         "trainer_capacity; got '" + a.kind + "'");
+  if (a.kind == "trainer_capacity") {  // a 409 saying no trainer is free: fireworks-ai 1.2.x retries it
+    if (j.contains("status") && j["status"] != 409)
+      throw InvalidRequest("field '" + f + ".status' of a trainer_capacity is always 409");
+    a.status = 409;
+    a.body = json{{"detail", "no trainer capacity is free for this request right now; retry later"},
+                  {"reason", "trainer_capacity"}};
+  }
+  a.status = j.value("status", a.kind == "status" ? 500 : a.kind == "try_again" ? 408 : a.kind == "trainer_capacity" ? 409 : 200);
   if (a.kind == "status" && (a.status < 400 || a.status > 599))
     throw InvalidRequest("field '" + f + ".status' must be an HTTP error status (400-599), got " + std::to_string(a.status));
   if (a.kind == "try_again" && a.status != 408 && a.status != 200)  // both forms clients accept (A1)
@@ -40,7 +47,7 @@ FaultAction action_from_json(const json& j, const std::string& f) {
 
 json action_to_json(const FaultAction& a) {
   json j = {{"kind", a.kind}};
-  if (a.kind == "status" || a.kind == "try_again") j["status"] = a.status;
+  if (a.kind == "status" || a.kind == "try_again" || a.kind == "trainer_capacity") j["status"] = a.status;
   if (a.body) j["body"] = *a.body;
   if (a.kind == "delay" || a.kind == "slow_body") j["seconds"] = a.seconds;
   if (a.kind == "fail_future") j.update({{"category", a.category}, {"message", a.message}});

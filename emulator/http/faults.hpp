@@ -25,6 +25,8 @@ struct FaultAction {
   // fail_future: accept the request, but its future fails with category and message
   // close: serve, then drop the connection halfway through the response body
   // slow_body: serve, trickling the body out over `seconds`
+  // trainer_capacity: answer 409 {"detail", "reason": "trainer_capacity"} without running the
+  //                   request (no trainer is free; fireworks-ai 1.2.x retries it)
   std::string kind;
   int status = 500;
   std::optional<nlohmann::json> body;

@@ -132,7 +132,7 @@ void HttpServer::serve(const Route& r, const httplib::Request& req, httplib::Res
     if (fault && fault->kind == "status" && fault->body && *fault->body == "") {
       res.status = fault->status;  // an empty body, as an edge proxy's reset looks (protocol.md §W1.7)
       res.set_header("X-Kiln-Fault", "empty-body");  // the error handler leaves this one empty
-    } else if (fault && fault->kind == "status") {
+    } else if (fault && (fault->kind == "status" || fault->kind == "trainer_capacity")) {
       send_json(res, fault->status, fault->body.value_or(json{{"detail", "kiln: injected fault (HTTP " + std::to_string(fault->status) + ")"}}));
     } else if (fault && fault->kind == "try_again") {
       const json body = json::parse(req.body, nullptr, false);

@@ -117,6 +117,13 @@ class HttpTest : public ::testing::Test {
     frame.resize(ZSTD_compress(frame.data(), frame.size(), body.data(), body.size(), 3));
     return frame;
   }
+  // A sampling session of kiln/tiny in a new session; returns its sampling_session_id.
+  std::string sampler() {
+    auto [s, created] = post("/api/v1/create_sampling_session", {{"session_id", session()}, {"sampling_session_seq_id", 0},
+                                                                 {"base_model", "kiln/tiny"}, {"type", "create_sampling_session"}});
+    EXPECT_EQ(s, 200) << created;
+    return created["sampling_session_id"];
+  }
   std::string model(int rank = 4) {
     auto [s, session] = post("/api/v1/create_session", {{"tags", json::array()}, {"user_metadata", json::object()},
                                                          {"sdk_version", "0.23.0"}, {"type", "create_session"}});

@@ -55,6 +55,11 @@ LossSpec LossSpec::parse(const std::string& loss_fn, const std::map<std::string,
   if (!found) {
     std::string names;
     for (const auto& l : kLosses) names += (names.empty() ? "" : ", ") + std::string(l.name);
+    // Fireworks trainers' own built-ins (fireworks-ai 1.2.x) whose definitions are not public:
+    // refused by name rather than guessed (protocol.md §W14.3).
+    if (loss_fn == "kl_distillation" || loss_fn == "dppo")
+      throw InvalidRequest("loss_fn '" + loss_fn + "' is a Fireworks trainer built-in whose definition is not public; "
+                           "Kiln does not emulate it. Supported: " + names + ".");
     throw InvalidRequest("Unknown loss_fn '" + loss_fn + "'. Supported: " + names + ".");
   }
   LossSpec spec;

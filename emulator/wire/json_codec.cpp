@@ -179,8 +179,21 @@ json forward_request_to_json(const service::ForwardRequest& r) {
           {"forward_only", !r.backward}};
 }
 
+namespace {
+// fireworks-ai 1.2.12+ "comms v2": a client sends "comms": "v2" and compact float32 JSON only
+// after a create_model result offered it. Kiln never offers it (the encoding is not public), so
+// only v1, or no field, is accepted (protocol.md §W14.2).
+void check_comms(const json& body) {
+  auto it = body.find("comms");
+  if (it == body.end() || it->is_null() || (it->is_string() && it->get<std::string>() == "v1")) return;
+  throw InvalidRequest("field 'comms': " + (it->is_string() ? "'" + it->get<std::string>() + "'" : type_name(*it)) +
+                       " is not supported; Kiln speaks comms v1 (plain JSON) only and never offers v2 at create_model");
+}
+}  // namespace
+
 service::ForwardRequest forward_from_json(const json& body, bool backward) {
   const char* key = backward ? "forward_backward_input" : "forward_input";
+  check_comms(body);
   const json& in = require(body, key, "");
   service::ForwardRequest r;
   r.backward = backward;
@@ -194,6 +207,8 @@ service::ForwardRequest forward_from_json(const json& body, bool backward) {
     for (const auto& [k, v] : cfg->items()) {
       if (v.is_string())
         r.loss_fn_config[k] = v.get<std::string>();
+      else if (v.is_boolean())  // fireworks-ai 1.2.x: bools travel as their text (protocol.md §W14.3)
+        r.loss_fn_config[k] = std::string(v.get<bool>() ? "true" : "false");
       else
         r.loss_fn_config[k] = number(v, std::string(key) + ".loss_fn_config." + k);
     }
@@ -327,6 +342,28 @@ service::LoadAdapterRequest load_adapter_from_json(const json& body) {
   return {require_string(body, "adapter_path", "")};
 }
 
+namespace {
+// fireworks-ai 1.2.17+ lora_init_method / init_method: "kaiming" is what Kiln does anyway (A
+// uniform ±1/sqrt(in), PEFT's kaiming_uniform(a=√5); B zero); "nora"'s definition is not public,
+// so it is refused by name (protocol.md §W14.1).
+void check_lora_init_method(const json& obj, const char* name, const std::string& where) {
+  const auto method = optional_string(obj, name, where);
+  if (!method || *method == "kaiming") return;
+  const std::string field = where.empty() ? name : where + "." + name;
+  if (*method == "nora")
+    throw InvalidRequest("field '" + field + "': LoRA init method 'nora' is not supported (its definition is not "
+                         "public); Kiln initialises LoRA the 'kaiming' way only");
+  throw InvalidRequest("field '" + field + "' must be 'kaiming' or 'nora', got '" + *method + "'");
+}
+
+// fireworks-ai 1.2.16+ projection heads: what the trainer computes and returns is not public.
+void refuse_projection_head(const json& obj, const std::string& where) {
+  if (auto it = obj.find("projection_head_dim"); it != obj.end() && !it->is_null())
+    throw InvalidRequest("field '" + (where.empty() ? std::string() : where + ".") +
+                         "projection_head_dim': projection heads are not supported by Kiln");
+}
+}  // namespace
+
 service::CreateModelRequest create_model_from_json(const json& body, bool needs_lora_config) {
   service::CreateModelRequest r;
   r.session_id = require_string(body, "session_id", "");
@@ -334,8 +371,13 @@ service::CreateModelRequest create_model_from_json(const json& body, bool needs_
   r.base_model = optional_string(body, "base_model", "").value_or("");
   check_optimizer_type(body, "optimizer_config");
   r.base_only = optional_bool(body, "base_only", false, "");
+  check_lora_init_method(body, "lora_init_method", "");
+  refuse_projection_head(body, "");
   if (auto it = body.find("lora_config"); it != body.end() && !it->is_null()) {
     const json& l = *it;
+    check_lora_init_method(l, "lora_init_method", "lora_config");
+    check_lora_init_method(l, "init_method", "lora_config");
+    refuse_projection_head(l, "lora_config");
     r.lora.rank = require_int(l, "rank", "lora_config");
     if (auto a = l.find("alpha"); a != l.end() && !a->is_null()) r.lora.alpha = number(*a, "lora_config.alpha");
     if (auto s = optional_int(l, "seed", "lora_config")) {
@@ -386,7 +428,8 @@ json result_to_json(const service::TrainingResult& r) {
       [](const auto& x) -> json {
         using X = std::decay_t<decltype(x)>;
         if constexpr (std::is_same_v<X, service::CreateModelResult>) {
-          return {{"model_id", x.model_id}, {"type", "create_model"}};
+          // supports_router_replay: fireworks-ai 1.2.18 reads it; Kiln's stand-ins have no router.
+          return {{"model_id", x.model_id}, {"type", "create_model"}, {"supports_router_replay", false}};
         } else if constexpr (std::is_same_v<X, train::ForwardResult>) {
           json outs = json::array();
           for (const auto& o : x.loss_fn_outputs)
