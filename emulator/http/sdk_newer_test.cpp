@@ -118,17 +118,103 @@ TEST_F(HttpTest, ProtobufLossConfigV2IsHonoured) {
 // stop=[] turns end-of-sequence off; absent keeps it. kiln/tiny has no end-of-sequence id, so
 // this pins the decoding: the unit test of the sampler pins the behaviour.
 TEST_F(HttpTest, AnEmptyStopListIsAccepted) {
-  const std::string session = this->session();
-  auto [s, sampler] = post("/api/v1/create_sampling_session", {{"session_id", session}, {"sampling_session_seq_id", 0},
-                                                               {"base_model", "kiln/tiny"}, {"type", "create_sampling_session"}});
-  ASSERT_EQ(s, 200) << sampler;
-  auto [a, fut] = post("/api/v1/asample", {{"sampling_session_id", sampler["sampling_session_id"]}, {"seq_id", 0},
+  auto [a, fut] = post("/api/v1/asample", {{"sampling_session_id", sampler()}, {"seq_id", 0},
                                            {"num_samples", 1}, {"prompt", {{"chunks", {{{"tokens", {1, 2}}, {"type", "encoded_text"}}}}}},
                                            {"sampling_params", {{"max_tokens", 4}, {"stop", json::array()}, {"seed", 1}}},
                                            {"record_stability_info", false}, {"topk_sample_logprobs", 0}, {"prompt_alt_tokens_k", 0},
                                            {"type", "sample"}});
   ASSERT_EQ(a, 200) << fut;
   EXPECT_EQ(result(fut["request_id"])["sequences"][0]["tokens"].size(), 4u);
+}
+
+// 0.31+ sampling extras (rule F9): topk_sample_logprobs, target_prompt_logprobs (dense and
+// sparse CSR, answered in the request's layout) and prompt_alt_tokens_k, in the JSON answer and
+// in the protobuf one tinker 0.25+ asks for (field numbers of the public proto).
+TEST_F(HttpTest, SamplingExtrasAnswerInJsonAndProtobuf) {
+  const std::string sampler_id = sampler();
+  int seq = 0;
+  auto asample = [&](const json& extra) {
+    json b = {{"sampling_session_id", sampler_id}, {"seq_id", seq++}, {"num_samples", 2},
+              {"prompt", {{"chunks", {{{"tokens", {1, 2, 3, 4}}, {"type", "encoded_text"}}}}}},
+              {"sampling_params", {{"max_tokens", 3}, {"seed", 4}}}, {"prompt_logprobs", true}, {"type", "sample"}};
+    b.update(extra);
+    return post("/api/v1/asample", b);
+  };
+  const json dense_target = {{"data", {2, -1, 3, 7, 4, -1}}, {"dtype", "int64"}, {"shape", {3, 2}}};
+  const json extras = {{"topk_sample_logprobs", 3}, {"prompt_alt_tokens_k", 2}, {"target_prompt_logprobs", dense_target}};
+  auto [a1, f1] = asample(extras);
+  ASSERT_EQ(a1, 200) << f1;
+  const json out = result(f1["request_id"]);
+  for (const auto& q : out["sequences"]) {
+    ASSERT_EQ(q["topk_logprobs"].size(), q["tokens"].size()) << q;
+    EXPECT_EQ(q["topk_logprobs"][0].size(), 3u);
+    EXPECT_EQ(q["topk_logprobs"][0][0].size(), 2u);  // [token, logprob]
+  }
+  const json& t = out["target_prompt_logprobs"];
+  EXPECT_EQ(t["dtype"], "float32");
+  EXPECT_EQ(t["shape"], json({3, 2}));
+  EXPECT_EQ(t["data"][0], out["prompt_logprobs"][1]);  // id 2 is prompt token 1
+  EXPECT_EQ(t["data"][1], 0.0);                        // -1: none asked
+  EXPECT_EQ(t["data"][2], out["prompt_logprobs"][2]);
+  const json& alt = out["prompt_alt_tokens"];
+  EXPECT_EQ(alt["tokens"]["dtype"], "int64");
+  EXPECT_EQ(alt["tokens"]["shape"], json({3, 2}));
+  EXPECT_EQ(alt["logprobs"]["dtype"], "float32");
+  EXPECT_EQ(alt["logprobs"]["data"].size(), 6u);
+
+  // Sparse CSR in, sparse CSR out: only the listed cells, id 0 a real token.
+  const json sparse = {{"data", {2, 0, 4}}, {"dtype", "int64"}, {"shape", {3, 4}},
+                       {"sparse_crow_indices", {0, 2, 2, 3}}, {"sparse_col_indices", {0, 3, 1}}};
+  auto [a2, f2] = asample({{"target_prompt_logprobs", sparse}});
+  ASSERT_EQ(a2, 200) << f2;
+  const json sout = result(f2["request_id"]);
+  const json& st = sout["target_prompt_logprobs"];
+  EXPECT_EQ(st["sparse_crow_indices"], sparse["sparse_crow_indices"]);
+  EXPECT_EQ(st["sparse_col_indices"], sparse["sparse_col_indices"]);
+  ASSERT_EQ(st["data"].size(), 3u);
+  EXPECT_EQ(st["data"][0], out["target_prompt_logprobs"]["data"][0]);  // id 2 at position 1 again
+  EXPECT_LT(st["data"][1].get<double>(), 0.0);                         // id 0 scored, not skipped
+  EXPECT_FALSE(sout["sequences"][0].contains("topk_logprobs"));
+  EXPECT_FALSE(sout.contains("prompt_alt_tokens"));
+
+  // The protobuf answer (what tinker 0.25+ polls for) carries the same, in fields 4, 5 and 6.
+  auto [a3, f3] = asample(extras);
+  ASSERT_EQ(a3, 200);
+  tinker_public::SampleResponse msg;
+  ASSERT_TRUE(msg.ParseFromString(result_proto(f3["request_id"])));
+  ASSERT_TRUE(msg.sequences(0).has_topk_sampled_logprobs());
+  EXPECT_EQ(msg.sequences(0).topk_sampled_logprobs().k(), 3u);
+  EXPECT_EQ(msg.sequences(0).topk_sampled_logprobs().length(), msg.sequences(0).tokens().size() / 4);
+  ASSERT_TRUE(msg.has_target_prompt_logprobs());
+  EXPECT_EQ(msg.target_prompt_logprobs().dtype(), tinker_public::DTYPE_FLOAT32);
+  EXPECT_EQ(msg.target_prompt_logprobs().dense().size(), 6 * sizeof(float));
+  float first = 0;
+  std::memcpy(&first, msg.target_prompt_logprobs().dense().data(), sizeof first);
+  EXPECT_EQ(json(first), out["target_prompt_logprobs"]["data"][0]);
+  ASSERT_TRUE(msg.has_prompt_alt_tokens());
+  EXPECT_EQ(msg.prompt_alt_tokens().tokens().dtype(), tinker_public::DTYPE_INT64);
+  EXPECT_EQ(msg.prompt_alt_tokens().tokens().dense().size(), 6 * sizeof(int64_t));
+  EXPECT_EQ(msg.prompt_alt_tokens().logprobs().shape_size(), 2);
+  auto [a4, f4] = asample({{"target_prompt_logprobs", sparse}});
+  ASSERT_EQ(a4, 200);
+  tinker_public::SampleResponse smsg;
+  ASSERT_TRUE(smsg.ParseFromString(result_proto(f4["request_id"])));
+  EXPECT_TRUE(smsg.target_prompt_logprobs().has_sparse_csr());
+  EXPECT_EQ(smsg.target_prompt_logprobs().sparse_csr().values().size(), 3 * sizeof(float));
+
+  // Refused by field, before anything is queued.
+  auto [b1, e1] = asample({{"target_prompt_logprobs", {{"data", {0.5}}, {"dtype", "float32"}, {"shape", {1, 1}}}}});
+  EXPECT_EQ(b1, 400);
+  EXPECT_EQ(e1["detail"], "field 'target_prompt_logprobs.dtype' must be 'int64' (token ids), got 'float32'");
+  auto [b2, e2] = asample({{"target_prompt_logprobs", {{"data", {5, 6}}, {"dtype", "int64"}, {"shape", {2}}}}});
+  EXPECT_EQ(b2, 400);
+  EXPECT_EQ(e2["detail"], "field 'target_prompt_logprobs.shape' must be 2-D, [len(prompt) - 1, K], got [2]");
+  auto [b3, e3] = asample({{"target_prompt_logprobs", {{"data", {5, 6}}, {"dtype", "int64"}, {"shape", {2, 1}}}}});
+  EXPECT_EQ(b3, 400);
+  EXPECT_EQ(e3["detail"], "target_prompt_logprobs must have len(prompt) - 1 = 3 rows, got 2");
+  auto [b4, e4] = asample({{"prompt_alt_tokens_k", -1}});
+  EXPECT_EQ(b4, 400);
+  EXPECT_EQ(e4["detail"], "prompt_alt_tokens_k must be between 0 and 1024, got -1");
 }
 
 // 0.30+: user_metadata on save_state and save_weights_for_sampler comes back in the listings.

@@ -56,16 +56,41 @@ std::pair<int64_t, float> draw(const TokenScores& z, const SamplingParams& p, Sp
   return {tok, static_cast<float>(z.logit(tok) / tau - lse)};
 }
 
-// Prompt logprobs and top-k from the prefill's hidden states, a block of positions at a time so
-// a dense head's [n,V] logits never exist at once.
-void prompt_scores(const Transformer<float>& model, const Mat<float>& hidden, const SampleSpec& spec, SampleOutput& out) {
+// The k most likely tokens under the distribution draw() samples from: tempered, or at
+// temperature 1 when greedy (F3, F9).
+TopK top_tempered(const TokenScores& z, int64_t k, double temperature) {
+  const double tau = temperature == 0.0 ? 1.0 : temperature;
+  const double lse = z.lse(tau);
+  TopK out;
+  for (const auto& [tok, logit] : z.top(k)) out.emplace_back(tok, static_cast<float>(logit / tau - lse));
+  return out;
+}
+
+bool wants_prompt_scores(const SampleSpec& s) {
+  return s.prompt_logprobs || s.topk_prompt_logprobs > 0 || s.target_prompt_logprobs || s.prompt_alt_tokens_k > 0;
+}
+
+// What the prefill's hidden states answer about the prompt itself: prompt logprobs and top-k,
+// target logprobs (at temperature 1, as prompt logprobs) and the alternative draws (F9), a
+// block of positions at a time so a dense head's [n,V] logits never exist at once.
+void prompt_scores(const Transformer<float>& model, const Mat<float>& hidden, const SampleSpec& spec, uint64_t seed,
+                   SampleOutput& out) {
   const int64_t n = static_cast<int64_t>(spec.prompt.size());
-  const int64_t k = spec.topk_prompt_logprobs;
+  const int64_t k = spec.topk_prompt_logprobs, alt_k = spec.prompt_alt_tokens_k;
   const int64_t width = model.config().factored_head() ? FactoredVocab(model.config().vocab_size).A +
                                                              FactoredVocab(model.config().vocab_size).m
                                                        : model.config().vocab_size;
   if (spec.prompt_logprobs) out.prompt_logprobs.emplace(n, std::numeric_limits<float>::quiet_NaN());
   if (k > 0) out.topk_prompt_logprobs.emplace(static_cast<size_t>(n));
+  const TargetIds* target = spec.target_prompt_logprobs ? &*spec.target_prompt_logprobs : nullptr;
+  if (target)
+    out.target_prompt_logprobs = SampleOutput::TargetLogprobs{target->rows, target->k,
+                                                              std::vector<float>(target->ids.size(), 0.0f), target->crow, target->col};
+  // The draws use a stream of their own: asking for them changes none of the samples.
+  SplitMix64 alt_rng(fnv1a64("kiln-prompt-alt") ^ seed);
+  SamplingParams alt_params;  // the request's temperature, nothing truncated
+  alt_params.temperature = spec.params.temperature;
+  if (alt_k > 0) out.prompt_alt_tokens = SampleOutput::AltTokens{n - 1, alt_k, {}, {}};
   const int64_t block = std::max<int64_t>(1, (int64_t{4} << 20) / width);
   for (int64_t t0 = 0; t0 + 1 < n; t0 += block) {
     const int64_t rows = std::min(block, n - 1 - t0);  // position t predicts prompt[t+1]
@@ -78,6 +103,15 @@ void prompt_scores(const Transformer<float>& model, const Mat<float>& hidden, co
       if (k > 0)
         for (const auto& [tok, logit] : z.top(k))
           (*out.topk_prompt_logprobs)[t + 1].emplace_back(tok, static_cast<float>(logit - lse));
+      if (target)
+        for (int64_t j = 0; j < target->k; ++j)
+          if (const int64_t id = target->ids[t * target->k + j]; id >= 0)
+            out.target_prompt_logprobs->values[t * target->k + j] = static_cast<float>(z.logit(id) - lse);
+      for (int64_t j = 0; j < alt_k; ++j) {
+        const auto [tok, lp] = draw(z, alt_params, alt_rng);
+        out.prompt_alt_tokens->tokens.push_back(tok);
+        out.prompt_alt_tokens->logprobs.push_back(lp);
+      }
     }
   }
 }
@@ -125,6 +159,22 @@ void validate_sample(const ModelConfig& c, const SampleSpec& spec) {
   if (spec.topk_prompt_logprobs < 0 || spec.topk_prompt_logprobs > V)
     throw InputError("topk_prompt_logprobs", "topk_prompt_logprobs must be between 0 and the vocabulary size " +
                                                  str(V) + ", got " + str(spec.topk_prompt_logprobs));
+  if (spec.topk_sample_logprobs < 0 || spec.topk_sample_logprobs > V)
+    throw InputError("topk_sample_logprobs", "topk_sample_logprobs must be between 0 and the vocabulary size " +
+                                                 str(V) + ", got " + str(spec.topk_sample_logprobs));
+  if (spec.prompt_alt_tokens_k < 0 || spec.prompt_alt_tokens_k > kMaxPromptAltTokens)
+    throw InputError("prompt_alt_tokens_k", "prompt_alt_tokens_k must be between 0 and " + str(kMaxPromptAltTokens) +
+                                                ", got " + str(spec.prompt_alt_tokens_k));
+  if (const auto& t = spec.target_prompt_logprobs) {
+    if (t->rows != n - 1)
+      throw InputError("target_prompt_logprobs", "target_prompt_logprobs must have len(prompt) - 1 = " + str(n - 1) +
+                                                     " rows, got " + str(t->rows));
+    for (size_t i = 0; i < t->ids.size(); ++i)
+      if (t->ids[i] < -1 || t->ids[i] >= V)
+        throw InputError("target_prompt_logprobs", "target_prompt_logprobs[" + str(static_cast<int64_t>(i) / std::max<int64_t>(1, t->k)) +
+                                                       "][" + str(static_cast<int64_t>(i) % std::max<int64_t>(1, t->k)) + "] is token id " +
+                                                       str(t->ids[i]) + ", out of range [0, " + str(V) + ") (-1: none)");
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -170,10 +220,10 @@ int64_t BatchSampler::add(const SampleSpec& spec) {
   // sample, each with its own copy of the prompt's cache and its own random stream (F7).
   KvCache<float> prefix;
   const Mat<float> hidden = model_->extend(prefix, spec.prompt);
-  if (spec.prompt_logprobs || spec.topk_prompt_logprobs > 0) prompt_scores(*model_, hidden, spec, r.out);
-  const HeadScores<float> first = model_->head_scores(hidden.bottomRows(1));
   const auto& p = spec.params;
   const uint64_t seed = p.seed ? *p.seed : (uint64_t{std::random_device{}()} << 32 | std::random_device{}());
+  if (wants_prompt_scores(spec)) prompt_scores(*model_, hidden, spec, seed, r.out);
+  const HeadScores<float> first = model_->head_scores(hidden.bottomRows(1));
   for (int64_t i = 0; i < spec.num_samples; ++i) {
     auto seq = std::make_unique<Sequence>();
     seq->request = id;
@@ -195,10 +245,15 @@ std::vector<std::pair<int64_t, SampleOutput>> BatchSampler::step() {
   for (auto& seq : active_) {
     Request& r = requests_.at(seq->request);
     const auto& p = r.spec.params;
-    const auto drawn = draw(TokenScores::of(seq->scores, 0), p, seq->rng);
+    const TokenScores z = TokenScores::of(seq->scores, 0);
+    const auto drawn = draw(z, p, seq->rng);
     const int64_t tok = drawn.first;  // not a structured binding: the lambda below captures it
     seq->out.tokens.push_back(tok);
     seq->out.logprobs.push_back(drawn.second);
+    if (r.spec.topk_sample_logprobs > 0) {
+      if (!seq->out.topk_logprobs) seq->out.topk_logprobs.emplace();
+      seq->out.topk_logprobs->push_back(top_tempered(z, r.spec.topk_sample_logprobs, p.temperature));
+    }
     const auto is = [&](const std::vector<int64_t>& ids) { return std::find(ids.begin(), ids.end(), tok) != ids.end(); };
     // Reaching max_tokens reads "length" even on a stop token (the vendor's e2e suite requires it).
     bool done = static_cast<int64_t>(seq->out.tokens.size()) >= r.limit;

@@ -27,19 +27,35 @@ struct SamplingParams {
   double top_p = 1.0;
 };
 
+// Ids to score at prompt positions 1..n-1 (tinker 0.31+ target_prompt_logprobs, rule F9): a
+// [n-1, k] matrix, row i for prompt position i+1, -1 where nothing is asked. A sparse request
+// keeps its CSR layout (crow, col; empty when dense) so the answer can take the same one.
+struct TargetIds {
+  int64_t rows = 0, k = 0;
+  std::vector<int64_t> ids;         // rows * k, row-major
+  std::vector<int64_t> crow, col;   // the request's CSR layout, or empty
+};
+
 struct SampleSpec {
   std::vector<int64_t> prompt;
   int64_t num_samples = 1;
   SamplingParams params;
   bool prompt_logprobs = false;
   int64_t topk_prompt_logprobs = 0;
+  int64_t topk_sample_logprobs = 0;               // top-k at each sampled token (F9)
+  std::optional<TargetIds> target_prompt_logprobs;
+  int64_t prompt_alt_tokens_k = 0;                // k draws at each prompt position after the first (F9)
 };
+
+using TopK = std::vector<std::pair<int64_t, float>>;  // (token, logprob), most likely first
 
 struct SampledSequence {
   std::vector<int64_t> tokens;  // generated tokens only
   std::vector<float> logprobs;  // of each token, under the tempered distribution (F3)
   bool stopped = false;         // "stop" (stop token/string/end of sequence); else "length"
   std::string sequence_id;      // the service's id, fixed when the request was submitted
+  // One per token when topk_sample_logprobs > 0: the distribution it was drawn from (F9).
+  std::optional<std::vector<TopK>> topk_logprobs;
 };
 
 struct SampleOutput {
@@ -47,8 +63,32 @@ struct SampleOutput {
   // One entry per prompt token; entry 0 is undefined (NaN). Present only when requested.
   std::optional<std::vector<float>> prompt_logprobs;
   // Per prompt position the top-k (token, logprob), most likely first; position 0 is empty.
-  std::optional<std::vector<std::vector<std::pair<int64_t, float>>>> topk_prompt_logprobs;
+  std::optional<std::vector<TopK>> topk_prompt_logprobs;
+  // The logprob of each target id, in the request's [rows, k] layout; 0 where it had -1.
+  struct TargetLogprobs {
+    int64_t rows = 0, k = 0;
+    std::vector<float> values;        // rows * k, row-major
+    std::vector<int64_t> crow, col;   // the request's CSR layout, or empty (dense)
+    // The values of the cells a CSR request listed, in its order (its answer's data).
+    std::vector<float> listed() const {
+      std::vector<float> out;
+      for (int64_t row = 0; row + 1 < static_cast<int64_t>(crow.size()); ++row)
+        for (int64_t i = crow[row]; i < crow[row + 1]; ++i) out.push_back(values[row * k + col[i]]);
+      return out;
+    }
+  };
+  std::optional<TargetLogprobs> target_prompt_logprobs;
+  // prompt_alt_tokens_k draws per prompt position after the first, [n-1, k] row-major.
+  struct AltTokens {
+    int64_t rows = 0, k = 0;
+    std::vector<int64_t> tokens;
+    std::vector<float> logprobs;
+  };
+  std::optional<AltTokens> prompt_alt_tokens;
 };
+
+// The most prompt_alt_tokens_k one request may ask for.
+inline constexpr int64_t kMaxPromptAltTokens = 1024;
 
 // Limits on what one request may ask for.
 inline constexpr int64_t kMaxNumSamples = 1024;

@@ -235,6 +235,113 @@ TEST(SamplerTest, TopKPromptLogprobsAreTheMostLikelyTokens) {
   }
 }
 
+// topk_sample_logprobs (F9): one row per sampled token, from the distribution it was drawn
+// from (tempered, F3), so the drawn token's own logprob is its entry when it is in the top k.
+TEST(SamplerTest, TopKSampleLogprobsDescribeTheDistributionEachTokenCameFrom) {
+  const auto m = peaky_model();
+  SampleSpec spec;
+  spec.prompt = some_prompt(5);
+  spec.num_samples = 3;
+  spec.topk_sample_logprobs = 4;
+  spec.params.max_tokens = 6;
+  spec.params.temperature = 0.7;
+  spec.params.seed = 11;
+  const auto out = sample(m, spec);
+  for (const auto& seq : out.sequences) {
+    ASSERT_TRUE(seq.topk_logprobs);
+    ASSERT_EQ(seq.topk_logprobs->size(), seq.tokens.size());
+    std::vector<int64_t> context = spec.prompt;
+    for (size_t t = 0; t < seq.tokens.size(); ++t) {
+      const auto lp = forward_distribution(m, context);  // temperature 1
+      double lse = -INFINITY;
+      for (float l : lp) lse = std::max(lse, static_cast<double>(l / 0.7));
+      double sum = 0;
+      for (float l : lp) sum += std::exp(l / 0.7 - lse);
+      lse += std::log(sum);
+      const auto& row = (*seq.topk_logprobs)[t];
+      ASSERT_EQ(row.size(), 4u);
+      for (size_t j = 0; j < row.size(); ++j) {
+        EXPECT_NEAR(row[j].second, lp[row[j].first] / 0.7 - lse, 1e-4);
+        if (j) EXPECT_GE(row[j - 1].second, row[j].second);
+        if (row[j].first == seq.tokens[t]) EXPECT_EQ(row[j].second, seq.logprobs[t]);
+      }
+      context.push_back(seq.tokens[t]);
+    }
+  }
+  // Asking for them changes no sample.
+  SampleSpec plain = spec;
+  plain.topk_sample_logprobs = 0;
+  const auto again = sample(m, plain);
+  for (size_t i = 0; i < again.sequences.size(); ++i) {
+    EXPECT_EQ(again.sequences[i].tokens, out.sequences[i].tokens);
+    EXPECT_FALSE(again.sequences[i].topk_logprobs);
+  }
+}
+
+// target_prompt_logprobs (F9): row i scores ids at prompt position i+1, as prompt logprobs do;
+// -1 cells answer 0.
+TEST(SamplerTest, TargetPromptLogprobsScoreTheChosenIds) {
+  const auto m = peaky_model();
+  SampleSpec spec;
+  spec.prompt = some_prompt(5);
+  spec.prompt_logprobs = true;
+  spec.params.max_tokens = 1;
+  TargetIds target{4, 3, {}, {}, {}};
+  for (int64_t t = 0; t < 4; ++t) target.ids.insert(target.ids.end(), {spec.prompt[t + 1], -1, 200 - t});
+  spec.target_prompt_logprobs = target;
+  const auto out = sample(m, spec);
+  ASSERT_TRUE(out.target_prompt_logprobs);
+  const auto& got = *out.target_prompt_logprobs;
+  ASSERT_EQ(got.values.size(), 12u);
+  for (int64_t t = 0; t < 4; ++t) {
+    const auto lp = forward_distribution(m, {spec.prompt.begin(), spec.prompt.begin() + t + 1});
+    EXPECT_EQ(got.values[t * 3], (*out.prompt_logprobs)[t + 1]);
+    EXPECT_EQ(got.values[t * 3 + 1], 0.0f);
+    EXPECT_NEAR(got.values[t * 3 + 2], lp[200 - t], 1e-4);
+  }
+  spec.target_prompt_logprobs->rows = 3;
+  spec.target_prompt_logprobs->ids.resize(9);
+  EXPECT_THROW(sample(m, spec), InputError);  // len(prompt) - 1 rows, or nothing
+}
+
+// prompt_alt_tokens_k (F9): k draws at each prompt position after the first, at the request's
+// temperature, each with its logprob there; from a stream of their own, so the samples do not
+// change, and the same seed draws the same alternatives.
+TEST(SamplerTest, PromptAltTokensAreSeededDrawsThatLeaveTheSamplesAlone) {
+  const auto m = peaky_model();
+  SampleSpec spec;
+  spec.prompt = some_prompt(6);
+  spec.params.max_tokens = 4;
+  spec.params.seed = 5;
+  spec.prompt_alt_tokens_k = 50;
+  const auto out = sample(m, spec);
+  ASSERT_TRUE(out.prompt_alt_tokens);
+  const auto& alt = *out.prompt_alt_tokens;
+  EXPECT_EQ(alt.rows, 5);
+  EXPECT_EQ(alt.k, 50);
+  ASSERT_EQ(alt.tokens.size(), 250u);
+  std::map<int64_t, int> first_row;
+  for (int64_t t = 0; t < 5; ++t) {
+    const auto lp = forward_distribution(m, {spec.prompt.begin(), spec.prompt.begin() + t + 1});
+    for (int64_t j = 0; j < 50; ++j) EXPECT_NEAR(alt.logprobs[t * 50 + j], lp[alt.tokens[t * 50 + j]], 1e-4);
+  }
+  for (int64_t j = 0; j < 50; ++j) ++first_row[alt.tokens[j]];
+  EXPECT_GT(first_row.size(), 1u);  // draws, not the argmax repeated (the model is peaky, not one-hot)
+  const auto again = sample(m, spec);
+  EXPECT_EQ(again.prompt_alt_tokens->tokens, alt.tokens);
+  SampleSpec plain = spec;
+  plain.prompt_alt_tokens_k = 0;
+  EXPECT_EQ(sample(m, plain).sequences[0].tokens, out.sequences[0].tokens);
+  // Greedy: every draw is the most likely token.
+  spec.params.temperature = 0;
+  spec.prompt_alt_tokens_k = 3;
+  spec.topk_prompt_logprobs = 1;
+  const auto greedy = sample(m, spec);
+  for (int64_t t = 0; t < 5; ++t)
+    for (int64_t j = 0; j < 3; ++j)
+      EXPECT_EQ(greedy.prompt_alt_tokens->tokens[t * 3 + j], (*greedy.topk_prompt_logprobs)[t + 1][0].first);
+}
+
 TEST(SamplerTest, InvalidRequestsNameTheFieldAndTheLimit) {
   const auto m = peaky_model();
   const auto message = [&](SampleSpec spec) {
@@ -255,6 +362,17 @@ TEST(SamplerTest, InvalidRequestsNameTheFieldAndTheLimit) {
   EXPECT_EQ(message(spec_of({1}, 1, [](auto& p) { p.temperature = -1; })), "sampling_params.temperature must be a finite number >= 0");
   EXPECT_EQ(message(spec_of({1}, 1, [](auto& p) { p.top_p = 0; })), "sampling_params.top_p must be in (0, 1]");
   EXPECT_EQ(message(spec_of({1}, 1, [](auto& p) { p.stop_tokens = {256}; })), "sampling_params.stop[0] is token id 256, out of range [0, 256)");
+  SampleSpec asks = spec_of({1, 2});
+  asks.topk_sample_logprobs = 257;
+  EXPECT_EQ(message(asks), "topk_sample_logprobs must be between 0 and the vocabulary size 256, got 257");
+  asks.topk_sample_logprobs = 0;
+  asks.prompt_alt_tokens_k = 1025;
+  EXPECT_EQ(message(asks), "prompt_alt_tokens_k must be between 0 and 1024, got 1025");
+  asks.prompt_alt_tokens_k = 0;
+  asks.target_prompt_logprobs = TargetIds{1, 2, {5, 256}, {}, {}};
+  EXPECT_EQ(message(asks), "target_prompt_logprobs[0][1] is token id 256, out of range [0, 256) (-1: none)");
+  asks.target_prompt_logprobs = TargetIds{2, 1, {5, 6}, {}, {}};
+  EXPECT_EQ(message(asks), "target_prompt_logprobs must have len(prompt) - 1 = 1 rows, got 2");
   // Without max_tokens a sequence runs to a stop or the end of the context.
   const SampleSpec open = spec_of(prompt, 1, [](auto& p) { p.temperature = 0; });
   EXPECT_EQ(sample(m, open).sequences[0].tokens.size(), 6u);

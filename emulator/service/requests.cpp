@@ -52,8 +52,11 @@ struct Hasher {
 uint64_t fingerprint(const model::SampleSpec& s) {
   Hasher h;
   h(s.prompt), h(s.num_samples), h(s.prompt_logprobs), h(s.topk_prompt_logprobs);
+  h(s.topk_sample_logprobs), h(s.prompt_alt_tokens_k), h(s.target_prompt_logprobs.has_value());
+  if (const auto& t = s.target_prompt_logprobs) h(t->rows), h(t->k), h(t->ids), h(t->crow), h(t->col);
   const auto& p = s.params;
-  h(p.max_tokens), h(p.seed), h(p.stop_strings), h(p.stop_tokens), h(p.temperature), h(p.top_k), h(p.top_p);
+  h(p.max_tokens), h(p.seed), h(p.stop_strings), h(p.stop_tokens), h(p.end_of_sequence), h(p.temperature), h(p.top_k),
+      h(p.top_p);
   return h.h;
 }
 

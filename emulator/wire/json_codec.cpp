@@ -296,12 +296,47 @@ service::CreateSamplerRequest create_sampler_from_json(const json& body) {
   return r;
 }
 
+namespace {
+// tinker 0.31+ target_prompt_logprobs: an int64 TensorData [len(prompt) - 1, K], dense (-1: no
+// id) or sparse CSR (only the listed cells are asked), kept in its layout (rule F9).
+model::TargetIds target_ids_from_json(const json& j) {
+  const std::string f = "target_prompt_logprobs";
+  if (!j.is_object()) throw InvalidRequest("field '" + f + "' must be a TensorData object, got " + type_name(j));
+  const std::string dtype = require_string(j, "dtype", f);
+  if (dtype != "int64") throw InvalidRequest("field '" + f + ".dtype' must be 'int64' (token ids), got '" + dtype + "'");
+  const auto shape = int_list(require(j, "shape", f), f + ".shape");
+  if (shape.size() != 2 || shape[0] < 0 || shape[1] < 0)
+    throw InvalidRequest("field '" + f + ".shape' must be 2-D, [len(prompt) - 1, K], got " + train::shape_string(shape));
+  model::TargetIds t{shape[0], shape[1], {}, {}, {}};
+  const auto values = int_list(require(j, "data", f), f + ".data");
+  auto crow = j.find("sparse_crow_indices");
+  if (crow == j.end() || crow->is_null()) {
+    if (static_cast<int64_t>(values.size()) != t.rows * t.k)
+      throw InvalidRequest("field '" + f + ".data' has " + std::to_string(values.size()) + " values but shape " +
+                           train::shape_string(shape));
+    t.ids = values;
+    return t;
+  }
+  t.crow = int_list(*crow, f + ".sparse_crow_indices");
+  t.col = int_list(require(j, "sparse_col_indices", f), f + ".sparse_col_indices");
+  // Validated as any CSR tensor; then the listed cells take their ids, every other cell -1.
+  dense_from_csr(std::vector<double>(values.size(), 0.0), t.crow, t.col, shape, f);
+  t.ids.assign(static_cast<size_t>(t.rows * t.k), -1);
+  for (int64_t r = 0; r < t.rows; ++r)
+    for (int64_t i = t.crow[r]; i < t.crow[r + 1]; ++i) t.ids[r * t.k + t.col[i]] = values[i];
+  return t;
+}
+}  // namespace
+
 model::SampleSpec sample_from_json(const json& body) {
   model::SampleSpec s;
   s.prompt = model_input_from_json(require(body, "prompt", ""), "prompt");
   s.num_samples = optional_int(body, "num_samples", "").value_or(1);
   s.prompt_logprobs = optional_bool(body, "prompt_logprobs", false, "");
   s.topk_prompt_logprobs = optional_int(body, "topk_prompt_logprobs", "").value_or(0);
+  s.topk_sample_logprobs = optional_int(body, "topk_sample_logprobs", "").value_or(0);
+  s.prompt_alt_tokens_k = optional_int(body, "prompt_alt_tokens_k", "").value_or(0);
+  if (auto t = body.find("target_prompt_logprobs"); t != body.end() && !t->is_null()) s.target_prompt_logprobs = target_ids_from_json(*t);
   auto sp = body.find("sampling_params");
   if (sp == body.end() || sp->is_null()) return s;
   if (!sp->is_object()) throw InvalidRequest("field 'sampling_params' must be an object, got " + type_name(*sp));
@@ -394,11 +429,34 @@ service::CreateModelRequest create_model_from_json(const json& body, bool needs_
   return r;
 }
 
+namespace {
+// Rows of (token, logprob) pairs; an empty row (a position with none) is null.
+json topk_rows_to_json(const std::vector<model::TopK>& rows) {
+  json out = json::array();
+  for (const auto& row : rows) {
+    if (row.empty()) {
+      out.push_back(nullptr);
+      continue;
+    }
+    json cells = json::array();
+    for (const auto& [tok, lp] : row) cells.push_back({tok, lp});
+    out.push_back(std::move(cells));
+  }
+  return out;
+}
+
+template <typename T>
+json matrix_to_json(const std::vector<T>& values, int64_t rows, int64_t k) {
+  return {{"data", values}, {"dtype", std::is_floating_point_v<T> ? "float32" : "int64"}, {"shape", {rows, k}}};
+}
+}  // namespace
+
 json sample_output_to_json(const model::SampleOutput& r) {
   json seqs = json::array();
   for (const auto& q : r.sequences) {
     json seq = {{"stop_reason", q.stopped ? "stop" : "length"}, {"tokens", q.tokens}, {"logprobs", q.logprobs}};
     if (!q.sequence_id.empty()) seq["sequence_id"] = q.sequence_id;
+    if (q.topk_logprobs) seq["topk_logprobs"] = topk_rows_to_json(*q.topk_logprobs);
     seqs.push_back(std::move(seq));
   }
   json j = {{"sequences", std::move(seqs)}, {"type", "sample"}, {"prompt_cache_hit_tokens", 0}};
@@ -407,19 +465,19 @@ json sample_output_to_json(const model::SampleOutput& r) {
     for (float v : *r.prompt_logprobs) lp.push_back(std::isnan(v) ? json(nullptr) : json(v));
     j["prompt_logprobs"] = std::move(lp);
   }
-  if (r.topk_prompt_logprobs) {
-    json rows = json::array();
-    for (const auto& row : *r.topk_prompt_logprobs) {
-      if (row.empty()) {
-        rows.push_back(nullptr);
-        continue;
-      }
-      json cells = json::array();
-      for (const auto& [tok, lp] : row) cells.push_back({tok, lp});
-      rows.push_back(std::move(cells));
+  if (r.topk_prompt_logprobs) j["topk_prompt_logprobs"] = topk_rows_to_json(*r.topk_prompt_logprobs);
+  if (const auto& t = r.target_prompt_logprobs) {
+    if (t->crow.empty()) {
+      j["target_prompt_logprobs"] = matrix_to_json(t->values, t->rows, t->k);
+    } else {  // the request's CSR layout: one value per listed cell
+      j["target_prompt_logprobs"] = matrix_to_json(t->listed(), t->rows, t->k);
+      j["target_prompt_logprobs"]["sparse_crow_indices"] = t->crow;
+      j["target_prompt_logprobs"]["sparse_col_indices"] = t->col;
     }
-    j["topk_prompt_logprobs"] = std::move(rows);
   }
+  if (const auto& a = r.prompt_alt_tokens)
+    j["prompt_alt_tokens"] = {{"tokens", matrix_to_json(a->tokens, a->rows, a->k)},
+                              {"logprobs", matrix_to_json(a->logprobs, a->rows, a->k)}};
   return j;
 }
 

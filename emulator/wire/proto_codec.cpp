@@ -3,6 +3,7 @@
 #include <zstd.h>
 
 #include <cstring>
+#include <type_traits>
 
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
@@ -152,6 +153,36 @@ std::string pack(const std::vector<T>& v) {
   return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
 }
 
+namespace {
+
+// Rows of up to k (token, logprob) as dense matrices; short and empty rows are padded with the
+// sentinels the SDK strips (token 0, logprob -99999).
+void put_topk(const std::vector<model::TopK>& rows, tinker_public::TopkLogprobs* topk) {
+  size_t k = 0;
+  for (const auto& row : rows) k = std::max(k, row.size());
+  std::vector<int32_t> ids(rows.size() * k, 0);
+  std::vector<float> lps(rows.size() * k, -99999.0f);
+  for (size_t t = 0; t < rows.size(); ++t)
+    for (size_t j = 0; j < rows[t].size(); ++j) {
+      ids[t * k + j] = static_cast<int32_t>(rows[t][j].first);
+      lps[t * k + j] = rows[t][j].second;
+    }
+  topk->set_token_ids(pack(ids));
+  topk->set_logprobs(pack(lps));
+  topk->set_k(static_cast<uint32_t>(k));
+  topk->set_length(static_cast<uint32_t>(rows.size()));
+}
+
+template <typename T>
+void put_tensor(const std::vector<T>& values, int64_t rows, int64_t k, tinker_public::Tensor* t) {
+  t->set_dtype(std::is_floating_point_v<T> ? tinker_public::DTYPE_FLOAT32 : tinker_public::DTYPE_INT64);
+  t->add_shape(rows);
+  t->add_shape(k);
+  t->set_dense(pack(values));
+}
+
+}  // namespace
+
 std::string sample_result_to_proto(const model::SampleOutput& r) {
   tinker_public::SampleResponse msg;
   for (const auto& q : r.sequences) {
@@ -159,24 +190,27 @@ std::string sample_result_to_proto(const model::SampleOutput& r) {
     seq->set_stop_reason(q.stopped ? tinker_public::STOP_REASON_STOP : tinker_public::STOP_REASON_LENGTH);
     seq->set_tokens(pack(std::vector<int32_t>(q.tokens.begin(), q.tokens.end())));
     seq->set_logprobs(pack(q.logprobs));
+    if (q.topk_logprobs) put_topk(*q.topk_logprobs, seq->mutable_topk_sampled_logprobs());
   }
   if (r.prompt_logprobs) msg.set_prompt_logprobs(pack(*r.prompt_logprobs));
-  if (r.topk_prompt_logprobs) {
-    const auto& rows = *r.topk_prompt_logprobs;
-    size_t k = 0;
-    for (const auto& row : rows) k = std::max(k, row.size());
-    std::vector<int32_t> ids(rows.size() * k, 0);
-    std::vector<float> lps(rows.size() * k, -99999.0f);
-    for (size_t t = 0; t < rows.size(); ++t)
-      for (size_t j = 0; j < rows[t].size(); ++j) {
-        ids[t * k + j] = static_cast<int32_t>(rows[t][j].first);
-        lps[t * k + j] = rows[t][j].second;
-      }
-    auto* topk = msg.mutable_topk_prompt_logprobs();
-    topk->set_token_ids(pack(ids));
-    topk->set_logprobs(pack(lps));
-    topk->set_k(static_cast<uint32_t>(k));
-    topk->set_prompt_length(static_cast<uint32_t>(rows.size()));
+  if (r.topk_prompt_logprobs) put_topk(*r.topk_prompt_logprobs, msg.mutable_topk_prompt_logprobs());
+  if (const auto& t = r.target_prompt_logprobs) {
+    auto* out = msg.mutable_target_prompt_logprobs();
+    if (t->crow.empty()) {
+      put_tensor(t->values, t->rows, t->k, out);
+    } else {  // the request's CSR layout: one value per listed cell
+      out->set_dtype(tinker_public::DTYPE_FLOAT32);
+      out->add_shape(t->rows);
+      out->add_shape(t->k);
+      auto* csr = out->mutable_sparse_csr();
+      csr->set_values(pack(t->listed()));
+      csr->set_crow_indices(pack(t->crow));
+      csr->set_col_indices(pack(t->col));
+    }
+  }
+  if (const auto& a = r.prompt_alt_tokens) {
+    put_tensor(a->tokens, a->rows, a->k, msg.mutable_prompt_alt_tokens()->mutable_tokens());
+    put_tensor(a->logprobs, a->rows, a->k, msg.mutable_prompt_alt_tokens()->mutable_logprobs());
   }
   return msg.SerializeAsString();
 }

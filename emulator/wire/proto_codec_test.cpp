@@ -80,7 +80,7 @@ TEST(ProtoCodec, SampleResponseCarriesPromptLogprobsAndTopK) {
   EXPECT_EQ(lp[2], -3.0f);
   const auto& topk = msg.topk_prompt_logprobs();
   EXPECT_EQ(topk.k(), 2u);
-  EXPECT_EQ(topk.prompt_length(), 3u);
+  EXPECT_EQ(topk.length(), 3u);
   int32_t ids[6];
   float lps[6];
   std::memcpy(ids, topk.token_ids().data(), sizeof ids);
