@@ -259,6 +259,7 @@ int main(int argc, char** argv) {
       }
       if (ho.api_keys.empty()) return fail("the API keys file " + api_keys + " lists no key");
     }
+    ho.api_key_state_file = data_dir + "/.api_keys.json";  // keys `tinker auth` minted or revoked
     kiln::http::HttpServer server(service, ho);
     if (!faults.empty()) {
       std::ifstream in(faults);

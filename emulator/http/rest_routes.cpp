@@ -112,6 +112,21 @@ void HttpServer::register_rest_routes() {
   route("GET", "/api/v1/billing/usage/events", [](auto&, auto& res, auto&) {
     send_json(res, 200, {{"data", json::array()}, {"sessions", json::object()}});
   });
+  // tinker 0.32+ get_current_checkpoint_storage_usage: what the caller's checkpoints hold on disk
+  // now, by project; nothing is billed offline, so no rate and no cost.
+  route("GET", "/api/v1/billing/usage/checkpoints/current", [this](auto& req, auto& res, auto& key) {
+    const std::optional<std::string> project =
+        req.has_param("project_id") ? std::optional(req.get_param_value("project_id")) : std::nullopt;
+    const std::string tenant = service::TrainerService::tenant_key(key);
+    json data = json::array();
+    for (const auto& g : svc_.checkpoint_storage(key, project))
+      data.push_back({{"project_id", g.project_id ? json(*g.project_id) : json(nullptr)},
+                      {"org_user_urn", service::owner_urn(tenant)}, {"user_email", keys_->email(key)},
+                      {"user_name", nullptr}, {"checkpoint_count", g.count}, {"size_bytes", g.size_bytes},
+                      {"size_gigabytes", static_cast<double>(g.size_bytes) / (1ull << 30)},
+                      {"estimated_monthly_cost_usd", nullptr}});
+    send_json(res, 200, {{"effective_rate_usd_per_gigabyte_month", nullptr}, {"data", data}});
+  });
   route("GET", R"(/_kiln/download/([0-9a-f]+))", [this](auto& req, auto& res, auto&) {
     std::ifstream in(download_file(req.matches[1]), std::ios::binary);
     std::stringstream ss;

@@ -58,7 +58,8 @@ HttpServer::HttpServer(service::TrainerService& service, ServerOptions options)
       downloads_(std::make_unique<Downloads>()), tokens_(std::make_unique<Tokens>()),
       faults_(std::make_unique<FaultInjector>()),
       journal_(std::make_unique<Journal>(opts_.journal_capacity, opts_.journal_file)),
-      metrics_(std::make_unique<HttpMetrics>()) {
+      metrics_(std::make_unique<HttpMetrics>()),
+      keys_(std::make_unique<ApiKeys>(opts_.api_keys, opts_.api_key_state_file)) {
   opts_.http_threads = std::max(4, opts_.http_threads);
   srv_->new_task_queue = [threads = opts_.http_threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   srv_->set_payload_max_length(opts_.max_body_bytes);
@@ -142,8 +143,15 @@ std::string HttpServer::credential(const httplib::Request& req) const {
   std::lock_guard lock(tokens_->mu);
   auto it = tokens_->jwts.find(key);
   if (it == tokens_->jwts.end())  // any other credential is opaque, JWT-looking or not
-    return opts_.api_keys.empty() || opts_.api_keys.count(key) ? key : std::string();
-  return it->second.second > std::chrono::system_clock::now() ? it->second.first : std::string();
+    return keys_->accepts(key) ? key : std::string();
+  // a JWT stands for its key while both live: revoking the key ends its JWTs too
+  return it->second.second > std::chrono::system_clock::now() && keys_->accepts(it->second.first) ? it->second.first
+                                                                                                   : std::string();
+}
+
+bool HttpServer::kiln_jwt(const std::string& token) const {
+  std::lock_guard lock(tokens_->mu);
+  return tokens_->jwts.count(token) > 0;
 }
 
 std::string HttpServer::issue_jwt(const std::string& credential) {
@@ -151,9 +159,8 @@ std::string HttpServer::issue_jwt(const std::string& credential) {
   const auto exp = now + std::chrono::hours(1);
   const auto secs = [](auto t) { return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count(); };
   const std::string tenant = service::TrainerService::tenant_key(credential);
+  const std::string email = keys_->email(credential);
   std::lock_guard lock(tokens_->mu);
-  const auto listed = opts_.api_keys.find(credential);
-  const std::string email = listed != opts_.api_keys.end() && !listed->second.empty() ? listed->second : tenant + "@kiln.local";
   const json payload = {{"iss", "kiln"}, {"sub", service::owner_urn(tenant)}, {"email", email}, {"iat", secs(now)},
                         {"exp", secs(exp)}, {"jti", ++tokens_->counter}};
   const std::string jwt = base64url(R"({"alg":"none","typ":"JWT"})") + "." + base64url(payload.dump()) + "." +

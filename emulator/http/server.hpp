@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "http/api_keys.hpp"
 #include "http/faults.hpp"
 #include "http/journal.hpp"
 #include "http/metrics.hpp"
@@ -37,6 +38,8 @@ struct ServerOptions {
   // When not empty, only these API keys are accepted (key → the email its JWT carries; "" for
   // the default); any other key is answered 401, as the service answers a revoked key.
   std::map<std::string, std::string> api_keys;
+  // Where keys minted and revoked by `tinker auth` are kept (api_keys.hpp); "" keeps them in memory.
+  std::string api_key_state_file;
   bool jwt_auth = false;  // client/config announces pjwt_auth_enabled: clients exchange keys for JWTs
   // Both set: HTTPS with this certificate chain and private key (PEM files); download and archive
   // URLs then start with https://. Neither: plain HTTP.
@@ -79,6 +82,7 @@ class HttpServer {
   using Handler = std::function<void(const httplib::Request&, httplib::Response&, const std::string& api_key)>;
   void route(const char* method, const std::string& pattern, Handler h, bool needs_key = true);
   void register_session_routes();
+  void register_cli_auth_routes();  // what `tinker auth login` / `logout` call (auth_routes.cpp)
   void register_training_routes();
   void register_future_routes();  // retrieve_future
   void register_sampling_routes();
@@ -114,6 +118,7 @@ class HttpServer {
   std::string download_url(const std::string& file);   // a token URL valid for 15 minutes
   std::string download_file(const std::string& token);  // its file; NotFound when unknown or expired
   std::string issue_jwt(const std::string& credential);  // auth/token
+  bool kiln_jwt(const std::string& token) const;          // issued by issue_jwt (expired or not)
   // The credential a request carries: X-API-Key or Bearer, a Kiln JWT mapped back to the
   // credential it was issued for. Empty when there is none or the JWT is unknown or expired.
   std::string credential(const httplib::Request& req) const;
@@ -144,6 +149,7 @@ class HttpServer {
   std::unique_ptr<FaultInjector> faults_;
   std::unique_ptr<Journal> journal_;
   std::unique_ptr<HttpMetrics> metrics_;
+  std::unique_ptr<ApiKeys> keys_;  // after opts_: built from it
 };
 
 }  // namespace kiln::http

@@ -25,11 +25,12 @@ void HttpServer::register_session_routes() {
   route("GET", "/api/v1/get_server_capabilities", [this](auto&, auto& res, auto&) {
     send_json(res, 200, wire::capabilities_to_json(svc_.registry()));
   });
-  // Only when client/config enables pjwt_auth (Kiln does not): a JWT standing for the caller's
+  // When client/config enables pjwt_auth (kiln serve --jwt-auth): a JWT standing for the caller's
   // credential, accepted in X-API-Key until it expires.
   route("POST", "/api/v1/auth/token", [this](auto&, auto& res, auto& key) {
     send_json(res, 200, {{"jwt", issue_jwt(key)}});
   });
+  register_cli_auth_routes();
   route("POST", "/api/v1/create_session", [this](auto& req, auto& res, auto& key) {
     auto b = wire::create_session_from_json(body_json(req));
     const auto s = svc_.create_session(key, std::move(b.tags), std::move(b.user_metadata), b.project_id);

@@ -416,6 +416,26 @@ std::vector<CheckpointRecord> TrainerService::list_user_checkpoints(const std::s
   return store_->list(tenant_key(api_key));
 }
 
+std::vector<TrainerService::CheckpointStorage> TrainerService::checkpoint_storage(
+    const std::string& api_key, const std::optional<std::string>& project) const {
+  std::map<std::string, std::string> project_of;  // session id → project id
+  for (const auto& s : list_sessions(api_key))
+    if (!s.project_id.empty()) project_of[s.session_id] = s.project_id;
+  std::map<std::optional<std::string>, CheckpointStorage> groups;
+  for (const auto& r : store_->list(tenant_key(api_key))) {
+    const auto p = project_of.find(r.run_id.substr(0, r.run_id.find(':')));
+    const std::optional<std::string> id = p == project_of.end() ? std::nullopt : std::optional(p->second);
+    if (project && id != project) continue;
+    auto& g = groups[id];
+    g.project_id = id;
+    ++g.count;
+    g.size_bytes += r.size_bytes;
+  }
+  std::vector<CheckpointStorage> out;
+  for (auto& [id, g] : groups) out.push_back(std::move(g));
+  return out;
+}
+
 std::vector<std::string> TrainerService::list_checkpoint_names(const std::string& api_key) const {
   std::set<std::string> names;
   for (const auto& r : store_->list(tenant_key(api_key)))

@@ -116,6 +116,14 @@ class TrainerService {
   std::vector<CheckpointRecord> list_run_checkpoints(const std::string& api_key, const std::string& run_id) const;
   std::vector<CheckpointRecord> list_user_checkpoints(const std::string& api_key) const;  // newest first
   std::vector<AuditEntry> audit(const std::string& api_key) const;                        // newest first
+  // Stored checkpoints (files on disk) grouped by the project of the session that saved them
+  // (none when it had none or is forgotten), only `project` when given: tinker 0.32+
+  // billing/usage/checkpoints/current.
+  struct CheckpointStorage {
+    std::optional<std::string> project_id;
+    int64_t count = 0, size_bytes = 0;
+  };
+  std::vector<CheckpointStorage> checkpoint_storage(const std::string& api_key, const std::optional<std::string>& project) const;
   std::vector<std::string> list_checkpoint_names(const std::string& api_key) const;     // Fireworks, sorted
   void delete_checkpoint(const std::string& api_key, const std::string& run_id, const std::string& checkpoint_id);
   void set_published(const std::string& api_key, const std::string& run_id, const std::string& checkpoint_id,
