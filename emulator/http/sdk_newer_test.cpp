@@ -77,7 +77,7 @@ TEST_F(HttpTest, CapabilitiesSayEachModelTrainsAndSamples) {
 // (Datum fields 3 and 4) decode.
 TEST_F(HttpTest, ProtobufLossConfigV2IsHonoured) {
   const std::string m = model();
-  auto request = [&](int seq, double v1_low, std::optional<double> v2_low, const char* text_key) {
+  auto request = [&](int seq, double v1_low, std::optional<double> v2_low, const char* text_key, int span_length = 2) {
     tinker_public::ForwardBackwardRequest req;
     req.set_model_id(m);
     req.set_seq_id(seq);
@@ -91,7 +91,7 @@ TEST_F(HttpTest, ProtobufLossConfigV2IsHonoured) {
     d->add_model_input()->mutable_encoded_text()->set_tokens(std::string(reinterpret_cast<const char*>(tokens), sizeof tokens));
     auto* span = d->add_model_input_spans()->mutable_sampled_tokens();
     span->set_sequence_id("seq-1");
-    span->set_length(2);
+    span->set_length(span_length);
     auto tensor = [&](const char* name, tinker_public::DType dtype, const void* p, size_t n) {
       auto& t = (*d->mutable_loss_fn_inputs())[name];
       t.set_dtype(dtype);
@@ -113,6 +113,11 @@ TEST_F(HttpTest, ProtobufLossConfigV2IsHonoured) {
   auto text = request(3, 0.8, std::nullopt, "clip_high_threshold");  // a text value reaches the loss's own check
   EXPECT_EQ(text->status, 400);
   EXPECT_NE(json::parse(text->body)["detail"].get<std::string>().find("clip_high_threshold"), std::string::npos) << text->body;
+  // The spans are decoded and checked (C17): a run longer than the model input does not tile it.
+  auto untiled = request(4, 0.8, std::nullopt, nullptr, 3);
+  EXPECT_EQ(untiled->status, 400);
+  EXPECT_EQ(json::parse(untiled->body)["detail"], "datum 0 model_input_spans: the runs cover 3 positions, but the field has 2 "
+                                                  "(runs must tile it)");
 }
 
 // stop=[] turns end-of-sequence off; absent keeps it. kiln/tiny has no end-of-sequence id, so
@@ -215,6 +220,43 @@ TEST_F(HttpTest, SamplingExtrasAnswerInJsonAndProtobuf) {
   auto [b4, e4] = asample({{"prompt_alt_tokens_k", -1}});
   EXPECT_EQ(b4, 400);
   EXPECT_EQ(e4["detail"], "prompt_alt_tokens_k must be between 0 and 1024, got -1");
+}
+
+// Provenance spans (rule C17): a datum built from a sample says so by sequence_id; a run that
+// misquotes the sample is refused (and keeps its seq_id's place, B1), one that quotes it trains.
+TEST_F(HttpTest, ProvenanceSpansAreCheckedAgainstTheSampledSequence) {
+  const std::string m = model();
+  const std::string sampler_id = sampler();
+  auto [a, fut] = post("/api/v1/asample", {{"sampling_session_id", sampler_id}, {"seq_id", 0}, {"num_samples", 1},
+                                           {"prompt", {{"chunks", {{{"tokens", {1, 2, 3}}, {"type", "encoded_text"}}}}}},
+                                           {"sampling_params", {{"max_tokens", 2}, {"seed", 9}}}, {"type", "sample"}});
+  ASSERT_EQ(a, 200) << fut;
+  const std::string id = fut["sample_sequence_ids"][0];
+  const std::vector<int> sampled = result(fut["request_id"])["sequences"][0]["tokens"];
+  ASSERT_EQ(sampled.size(), 2u);
+  auto fb = [&](int seq, int first_sampled) {
+    json d = datum({1, 2, 3, first_sampled, sampled[1]});  // input 1 2 3 s0, targets 2 3 s0 s1
+    d["model_input_spans"] = {{{"prompt_tokens", {{"sequence_id", id}, {"offset", 0}, {"length", 3}}}},
+                              {{"sampled_tokens", {{"sequence_id", id}, {"offset", 0}, {"length", 1}}}}};
+    d["loss_fn_input_spans"] = {{{"prompt_tokens", {{"sequence_id", id}, {"offset", 1}, {"length", 2}}}},
+                                {{"sampled_tokens", {{"sequence_id", id}, {"length", 2}}}}};
+    return post("/api/v1/forward_backward", {{"forward_backward_input", {{"data", {d}}, {"loss_fn", "cross_entropy"}}},
+                                             {"model_id", m}, {"seq_id", seq}});
+  };
+  auto [s1, b1] = fb(1, sampled[0] == 0 ? 1 : 0);  // not what was sampled
+  EXPECT_EQ(s1, 400);
+  EXPECT_EQ(b1["detail"], "datum 0 model_input_spans[1]: position 3 holds token " + std::to_string(sampled[0] == 0 ? 1 : 0) +
+                              ", but sequence '" + id + "' has " + std::to_string(sampled[0]) + " at sampled tokens position 0");
+  auto [s2, f2] = fb(2, sampled[0]);
+  ASSERT_EQ(s2, 200) << f2;
+  EXPECT_TRUE(result(f2["request_id"]).contains("loss_fn_outputs"));
+  json bad = datum({1, 2});
+  bad["model_input_spans"] = {{{"sampled_tokens", {{"sequence_id", id}, {"length", 1}}}, {"prompt_tokens", json::object()}}};
+  auto [s3, b3] = post("/api/v1/forward_backward", {{"forward_backward_input", {{"data", {bad}}, {"loss_fn", "cross_entropy"}}},
+                                                    {"model_id", m}, {"seq_id", 3}});
+  EXPECT_EQ(s3, 400);
+  EXPECT_EQ(b3["detail"], "field 'forward_backward_input.data[0].model_input_spans[0]' must hold exactly one of "
+                          "'prompt_tokens' or 'sampled_tokens'");
 }
 
 // 0.30+: user_metadata on save_state and save_weights_for_sampler comes back in the listings.

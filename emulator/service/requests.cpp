@@ -75,6 +75,11 @@ uint64_t fingerprint(const TrainingRequest& r) {
             h(d.model_input);
             for (const auto& [k, t] : d.loss_fn_inputs) h(k), h(t);
           }
+          for (const auto& d : q.spans)
+            for (const auto* runs : {&d.model_input, &d.loss_fn_inputs}) {
+              h(runs->size());
+              for (const auto& r : *runs) h(r.sampled), h(r.sequence_id), h(r.offset), h(r.length);
+            }
         } else if constexpr (std::is_same_v<Q, OptimStepRequest>) {
           const auto& a = q.adam;
           h(a.learning_rate), h(a.beta1), h(a.beta2), h(a.eps), h(a.weight_decay), h(a.grad_clip_norm);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "model/sampler.hpp"
+#include "service/provenance.hpp"
 #include "train/loss.hpp"
 #include "train/optimizer.hpp"
 #include "train/training_state.hpp"
@@ -21,6 +22,7 @@ struct ForwardRequest {
   std::map<std::string, train::ConfigValue> loss_fn_config;
   bool backward = true;
   train::LossSpec loss;  // loss_fn and loss_fn_config, parsed once at submit (envelope.cpp)
+  std::vector<DatumSpans> spans;  // provenance spans, one per datum, or none (checked at submit)
 };
 struct OptimStepRequest {
   train::AdamParams adam;

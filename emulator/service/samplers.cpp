@@ -164,7 +164,11 @@ void Samplers::drive(Sampler& s) {
         Job job = std::move(s.in_batch.at(handle));
         job.progress->finish({{"decode_steps", job.steps}});
         s.in_batch.erase(handle);
-        for (size_t i = 0; i < out.sequences.size(); ++i) out.sequences[i].sequence_id = job.sequence_ids.at(i);
+        const auto prompt = std::make_shared<const std::vector<int64_t>>(job.spec.prompt);
+        for (size_t i = 0; i < out.sequences.size(); ++i) {
+          out.sequences[i].sequence_id = job.sequence_ids.at(i);
+          sequences_.record(s.tenant, job.sequence_ids.at(i), prompt, out.sequences[i].tokens);
+        }
         {
           nlohmann::json sequences = nlohmann::json::array();
           for (const auto& seq : out.sequences)

@@ -21,6 +21,7 @@
 #include "log.hpp"
 #include "model/sampler.hpp"
 #include "service/future_table.hpp"
+#include "service/provenance.hpp"
 #include "service/service_types.hpp"
 
 namespace kiln::service {
@@ -28,8 +29,8 @@ namespace kiln::service {
 class Samplers {
  public:
   // `on_ready` is called (under the lock) when a sampler has work for a worker.
-  Samplers(std::mutex& mu, FutureTable& futures, std::function<void()> on_ready)
-      : mu_(mu), futures_(futures), on_ready_(std::move(on_ready)) {}
+  Samplers(std::mutex& mu, FutureTable& futures, SampledSequences& sequences, std::function<void()> on_ready)
+      : mu_(mu), futures_(futures), sequences_(sequences), on_ready_(std::move(on_ready)) {}
 
   // The id of the sampler a creation request makes: "<session_id>:sample:<seq>" (rule F6).
   static std::string id_for(const std::string& session_id, int64_t seq);
@@ -100,6 +101,7 @@ class Samplers {
 
   std::mutex& mu_;
   FutureTable& futures_;
+  SampledSequences& sequences_;  // every finished sequence is recorded there (provenance spans)
   std::function<void()> on_ready_;
   std::map<std::string, std::unique_ptr<Sampler>> samplers_;  // by sampler id
   int64_t tokens_sampled_ = 0;

@@ -21,7 +21,7 @@ TrainerService::TrainerService(ServiceOptions options)
       futures_(ids_, *clock_, opts_.result_retention_seconds, opts_.unpolled_retention_seconds),
       models_(*registry_, ids_.seed()),
       queue_([this] { pool_->notify(); }),
-      samplers_(mu_, futures_, [this] { pool_->notify(); }),
+      samplers_(mu_, futures_, sequences_, [this] { pool_->notify(); }),
       checkpoints_(*store_, *registry_, *clock_, mu_, opts_.overwrite_training_state, audit_),
       executor_(checkpoints_, samplers_, sessions_, mu_) {
   std::vector<WorkerPool::Source> sources = {
@@ -153,6 +153,7 @@ std::string TrainerService::submit(const std::string& api_key, const std::string
   if (m.unloaded) throw errors::model_not_found(model_id);
   try {
     accept_envelope(m.info, seq_id, req);
+    if (const auto* f = std::get_if<ForwardRequest>(&req)) sequences_.check(tenant, f->data, f->spans);
   } catch (const InvalidRequest&) {
     queue_.reject(model_id, seq_id);  // a refused submit counts as arrived (B1)
     throw;

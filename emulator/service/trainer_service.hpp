@@ -218,6 +218,7 @@ class TrainerService {
   AuditLog audit_;  // its own lock: saves are recorded by workers
   TrainerJobs jobs_;  // its own lock
   Deployments deployments_;  // its own lock
+  SampledSequences sequences_;  // its own lock: what provenance spans are checked against
 
   mutable std::mutex mu_;  // the service's one lock: guards everything below
   IdGenerator ids_;

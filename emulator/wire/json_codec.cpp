@@ -164,6 +164,32 @@ train::Datum datum_from_json(const json& j, const std::string& field) {
   return d;
 }
 
+namespace {
+// A datum's provenance spans in JSON, read in the protobuf's shape (rule C17): a list of
+// {"prompt_tokens" | "sampled_tokens": {"sequence_id", "offset", "length"}}.
+service::DatumSpans datum_spans_from_json(const json& datum, const std::string& field) {
+  service::DatumSpans out;
+  for (auto [name, into] : {std::pair{"model_input_spans", &out.model_input}, std::pair{"loss_fn_input_spans", &out.loss_fn_inputs}}) {
+    auto it = datum.find(name);
+    if (it == datum.end() || it->is_null()) continue;
+    const std::string f = field + "." + name;
+    if (!it->is_array()) throw InvalidRequest("field '" + f + "' must be a list of spans");
+    for (size_t r = 0; r < it->size(); ++r) {
+      const json& s = (*it)[r];
+      const std::string rf = f + "[" + std::to_string(r) + "]";
+      const bool prompt = s.is_object() && s.contains("prompt_tokens");
+      if (!s.is_object() || (prompt == s.contains("sampled_tokens")))
+        throw InvalidRequest("field '" + rf + "' must hold exactly one of 'prompt_tokens' or 'sampled_tokens'");
+      const json& t = s.at(prompt ? "prompt_tokens" : "sampled_tokens");
+      const std::string tf = rf + (prompt ? ".prompt_tokens" : ".sampled_tokens");
+      into->push_back({!prompt, require_string(t, "sequence_id", tf), optional_int(t, "offset", tf).value_or(0),
+                       require_int(t, "length", tf)});
+    }
+  }
+  return out;
+}
+}  // namespace
+
 json datum_to_json(const train::Datum& d) {
   json inputs = json::object();
   for (const auto& [name, t] : d.loss_fn_inputs) inputs[name] = tensor_to_json(t);
@@ -200,8 +226,12 @@ service::ForwardRequest forward_from_json(const json& body, bool backward) {
   r.loss_fn = require_string(in, "loss_fn", key);
   const json& data = require(in, "data", key);
   if (!data.is_array()) throw InvalidRequest(std::string("field '") + key + ".data' must be a list");
-  for (size_t i = 0; i < data.size(); ++i)
-    r.data.push_back(datum_from_json(data[i], std::string(key) + ".data[" + std::to_string(i) + "]"));
+  for (size_t i = 0; i < data.size(); ++i) {
+    const std::string field = std::string(key) + ".data[" + std::to_string(i) + "]";
+    r.data.push_back(datum_from_json(data[i], field));
+    r.spans.push_back(datum_spans_from_json(data[i], field));
+  }
+  if (std::all_of(r.spans.begin(), r.spans.end(), [](const auto& s) { return s == service::DatumSpans{}; })) r.spans.clear();
   if (auto cfg = in.find("loss_fn_config"); cfg != in.end() && !cfg->is_null()) {
     if (!cfg->is_object()) throw InvalidRequest(std::string("field '") + key + ".loss_fn_config' must be an object");
     for (const auto& [k, v] : cfg->items()) {

@@ -2,6 +2,7 @@
 
 #include <zstd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <type_traits>
 
@@ -131,7 +132,20 @@ ProtoForwardBackward forward_backward_from_proto(const std::string& bytes) {
     for (const auto& [name, tensor] : d.loss_fn_inputs())
       datum.loss_fn_inputs[name] = tensor_from_proto(tensor, field + ".loss_fn_inputs." + name);
     out.request.data.push_back(std::move(datum));
+    // Provenance spans (fields 3 and 4): one entry per datum once any datum has some.
+    service::DatumSpans spans;
+    const auto runs = [](const auto& list, std::vector<service::ProvenanceSpan>& into) {
+      for (const auto& s : list) {
+        const auto& t = s.has_prompt_tokens() ? s.prompt_tokens() : s.sampled_tokens();
+        into.push_back({!s.has_prompt_tokens(), t.sequence_id(), t.offset(), t.length()});
+      }
+    };
+    runs(d.model_input_spans(), spans.model_input);
+    runs(d.loss_fn_input_spans(), spans.loss_fn_inputs);
+    out.request.spans.push_back(std::move(spans));
   }
+  auto& spans = out.request.spans;
+  if (std::all_of(spans.begin(), spans.end(), [](const auto& s) { return s == service::DatumSpans{}; })) spans.clear();
   return out;
 }
 
