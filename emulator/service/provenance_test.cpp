@@ -52,6 +52,9 @@ TEST(ProvenanceTest, RunsThatQuoteTheirSequencesAreAcceptedAndMisquotesRefused) 
   // Another tenant's sequence, or one never sampled, is not known here: only the tiling is checked.
   EXPECT_EQ(refusal(seqs, edited, spans, "other"), "accepted");
   EXPECT_THROW(seqs.check("t", {d, d}, {spans}), InvalidRequest);  // one entry per datum
+  train::Datum short_targets = d;  // values fewer than the shape says: tiling only, no read past them
+  short_targets.loss_fn_inputs["target_tokens"].data.resize(2);
+  EXPECT_EQ(refusal(seqs, short_targets, spans), "accepted");
 }
 
 // The oldest sequences are forgotten beyond the token budget; a forgotten one is not checked.
