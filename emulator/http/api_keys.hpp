@@ -15,6 +15,9 @@
 
 namespace kiln::http {
 
+// The 401 detail for a key the server does not accept.
+inline constexpr const char* kInvalidApiKey = "invalid API key: unknown, revoked or expired";
+
 // What GET /api/v1/auth/apikey/me says of a key: {key_id, name, note, details}.
 struct ApiKeyInfo {
   int64_t key_id = 0;

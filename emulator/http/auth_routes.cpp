@@ -47,12 +47,12 @@ void HttpServer::register_cli_auth_routes() {
   // Both act on the key in X-API-Key only (never a bearer, never another key).
   route("GET", "/api/v1/auth/apikey/me", [this](auto& req, auto& res, auto&) {
     const auto info = keys_->info(req.get_header_value("X-API-Key"));
-    if (!info) return send_json(res, 401, {{"detail", "invalid API key: unknown, revoked or expired"}});
+    if (!info) return send_json(res, 401, {{"detail", kInvalidApiKey}});
     send_json(res, 200, {{"key_id", info->key_id}, {"name", info->name}, {"note", info->note}, {"details", key_details(*info)}});
   }, false);
   route("DELETE", "/api/v1/auth/apikey/me", [this](auto& req, auto& res, auto&) {
     const std::string key = req.get_header_value("X-API-Key");
-    if (!keys_->accepts(key)) return send_json(res, 401, {{"detail", "invalid API key: unknown, revoked or expired"}});
+    if (!keys_->accepts(key)) return send_json(res, 401, {{"detail", kInvalidApiKey}});
     keys_->revoke(key);
     send_json(res, 200, json::object());
   }, false);

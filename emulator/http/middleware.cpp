@@ -119,7 +119,7 @@ void HttpServer::serve(const Route& r, const httplib::Request& req, httplib::Res
     // refused by the trainer job the path names (unknown, deleted, booting or stopped)
   } else if (r.needs_key && key.empty()) {
     const bool sent = !req.get_header_value("X-API-Key").empty() || !req.get_header_value("Authorization").empty();
-    send_json(res, 401, {{"detail", sent ? "invalid API key: unknown, revoked or expired"
+    send_json(res, 401, {{"detail", sent ? kInvalidApiKey
                                          : "missing credential: send X-API-Key or Authorization: Bearer <key>"}});
   } else if (draining_ && !control && req.method == "POST" && req.path.find("/retrieve_future") == std::string::npos) {
     res.set_header("Retry-After", "5");

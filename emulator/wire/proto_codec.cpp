@@ -187,12 +187,21 @@ void put_topk(const std::vector<model::TopK>& rows, tinker_public::TopkLogprobs*
   topk->set_length(static_cast<uint32_t>(rows.size()));
 }
 
+// A [rows, k] tensor of `values`: dense, or in a CSR layout (values are the listed cells then).
 template <typename T>
-void put_tensor(const std::vector<T>& values, int64_t rows, int64_t k, tinker_public::Tensor* t) {
+void put_tensor(const std::vector<T>& values, int64_t rows, int64_t k, tinker_public::Tensor* t,
+                const std::vector<int64_t>& crow = {}, const std::vector<int64_t>& col = {}) {
   t->set_dtype(std::is_floating_point_v<T> ? tinker_public::DTYPE_FLOAT32 : tinker_public::DTYPE_INT64);
   t->add_shape(rows);
   t->add_shape(k);
-  t->set_dense(pack(values));
+  if (crow.empty()) {
+    t->set_dense(pack(values));
+    return;
+  }
+  auto* csr = t->mutable_sparse_csr();
+  csr->set_values(pack(values));
+  csr->set_crow_indices(pack(crow));
+  csr->set_col_indices(pack(col));
 }
 
 }  // namespace
@@ -208,20 +217,8 @@ std::string sample_result_to_proto(const model::SampleOutput& r) {
   }
   if (r.prompt_logprobs) msg.set_prompt_logprobs(pack(*r.prompt_logprobs));
   if (r.topk_prompt_logprobs) put_topk(*r.topk_prompt_logprobs, msg.mutable_topk_prompt_logprobs());
-  if (const auto& t = r.target_prompt_logprobs) {
-    auto* out = msg.mutable_target_prompt_logprobs();
-    if (t->crow.empty()) {
-      put_tensor(t->values, t->rows, t->k, out);
-    } else {  // the request's CSR layout: one value per listed cell
-      out->set_dtype(tinker_public::DTYPE_FLOAT32);
-      out->add_shape(t->rows);
-      out->add_shape(t->k);
-      auto* csr = out->mutable_sparse_csr();
-      csr->set_values(pack(t->listed()));
-      csr->set_crow_indices(pack(t->crow));
-      csr->set_col_indices(pack(t->col));
-    }
-  }
+  if (const auto& t = r.target_prompt_logprobs)  // in the request's layout
+    put_tensor(t->crow.empty() ? t->values : t->listed(), t->rows, t->k, msg.mutable_target_prompt_logprobs(), t->crow, t->col);
   if (const auto& a = r.prompt_alt_tokens) {
     put_tensor(a->tokens, a->rows, a->k, msg.mutable_prompt_alt_tokens()->mutable_tokens());
     put_tensor(a->logprobs, a->rows, a->k, msg.mutable_prompt_alt_tokens()->mutable_logprobs());
