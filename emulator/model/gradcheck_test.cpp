@@ -103,6 +103,20 @@ RC_GTEST_PROP(GradCheck, LoraAdaptersMatchFiniteDifferences, ()) {
   check_gradients(model, random_batch(rng, c.config.vocab_size, c.lengths, c.k), rng, 3);
 }
 
+// Sequences longer than one attention block (kAttentionBlock = 32 query rows), the last block
+// short: the blockwise causal products must give the gradients of the full softmax attention.
+RC_GTEST_PROP(GradCheck, SequencesSpanningSeveralAttentionBlocks, ()) {
+  Case c = random_case();
+  c.config.max_context = 100;
+  c.lengths = *rc::gen::container<std::vector<int64_t>>(*rc::gen::inRange<size_t>(1, 3),
+                                                        rc::gen::inRange<int64_t>(33, 100));
+  SplitMix64 rng(c.seed);
+  auto base = std::make_shared<ParamSet<double>>(init_base_weights<double>(c.config, "gradcheck", c.seed));
+  Transformer<double> model(c.config, base, LoraConfig{.rank = 0});
+  perturb(model.params(), rng, 0.3);
+  check_gradients(model, random_batch(rng, c.config.vocab_size, c.lengths, c.k), rng, 2);
+}
+
 // Splitting the LM head into vocabulary blocks (online logsumexp, recomputed in backward) gives
 // what one block gives, up to rounding (1e-12 in double).
 TEST(GradCheck, VocabularyBlockingMatchesOneBlock) {

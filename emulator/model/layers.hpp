@@ -227,6 +227,10 @@ struct SeqLayout {
   int64_t len(int64_t s) const { return off[s + 1] - off[s]; }
 };
 
+// Causality is used blockwise: row block [r0, r1) of P needs only keys [0, r1), so each product
+// runs over the block's own prefix (about half the work of full n×n products at n = 256).
+constexpr int64_t kAttentionBlock = 32;
+
 template <typename T>
 void attention_forward(Mat<T>& out, Vec<T>& probs, const Mat<T>& q, const Mat<T>& k,
                        const Mat<T>& v, const SeqLayout& seq, int64_t n_heads) {
@@ -241,15 +245,20 @@ void attention_forward(Mat<T>& out, Vec<T>& probs, const Mat<T>& q, const Mat<T>
     const Eigen::OuterStride<> st(d);
     const CBlockMap<T> Q(q.data() + o * d + h * hd, n, hd, st), K(k.data() + o * d + h * hd, n, hd, st),
         V(v.data() + o * d + h * hd, n, hd, st);
+    BlockMap<T> O(out.data() + o * d + h * hd, n, hd, st);
     MatMap<T> P(probs.data() + seq.poff[s] + h * n * n, n, n);
-    P.noalias() = (Q * scale) * K.transpose();
-    for (int64_t i = 0; i < n; ++i) {  // causal softmax over j <= i; zeros above the diagonal
-      auto row = P.row(i).head(i + 1).array();
-      row = (row - row.maxCoeff()).exp();
-      row /= row.sum();
-      P.row(i).tail(n - i - 1).setZero();
+    for (int64_t r0 = 0; r0 < n; r0 += kAttentionBlock) {
+      const int64_t r1 = std::min(n, r0 + kAttentionBlock), rows = r1 - r0;
+      auto Pb = P.block(r0, 0, rows, r1);
+      Pb.noalias() = (Q.middleRows(r0, rows) * scale) * K.topRows(r1).transpose();
+      for (int64_t i = r0; i < r1; ++i) {  // causal softmax over j <= i; zeros above the diagonal
+        auto row = P.row(i).head(i + 1).array();
+        row = (row - row.maxCoeff()).exp();
+        row /= row.sum();
+        P.row(i).tail(n - i - 1).setZero();
+      }
+      O.middleRows(r0, rows).noalias() = Pb * V.topRows(r1);
     }
-    BlockMap<T>(out.data() + o * d + h * hd, n, hd, st).noalias() = P * V;
   }
 }
 // dq, dk, dv [T,d] are overwritten.
@@ -274,14 +283,25 @@ void attention_backward(Mat<T>& dq, Mat<T>& dk, Mat<T>& dv, const Mat<T>& dout,
       const CBlockMap<T> Q(q.data() + at, n, hd, st), K(k.data() + at, n, hd, st), V(v.data() + at, n, hd, st),
           dO(dout.data() + at, n, hd, st);
       const CMatMap<T> P(probs.data() + seq.poff[s] + h * n * n, n, n);
-      BlockMap<T>(dv.data() + at, n, hd, st).noalias() = P.transpose() * dO;
-      dS.noalias() = dO * V.transpose();  // dP, then softmax backward in place: P∘(dP − rowsum(P∘dP))
-      for (int64_t i = 0; i < n; ++i) {
-        const T dot = P.row(i).head(i + 1).dot(dS.row(i).head(i + 1));
-        dS.row(i).array() = P.row(i).array() * (dS.row(i).array() - dot) * scale;
+      BlockMap<T> dQ(dq.data() + at, n, hd, st), dK(dk.data() + at, n, hd, st), dV(dv.data() + at, n, hd, st);
+      dS.resize(n, n);  // only row block [r0, r1) × [0, r1) is written and read
+      for (int64_t r0 = 0; r0 < n; r0 += kAttentionBlock) {
+        const int64_t r1 = std::min(n, r0 + kAttentionBlock), rows = r1 - r0;
+        // dv rows [r0, r1) gather from the query rows that see them: i >= r0.
+        dV.middleRows(r0, rows).noalias() = P.block(r0, r0, n - r0, rows).transpose() * dO.bottomRows(n - r0);
+        // dP, then softmax backward in place: P∘(dP − rowsum(P∘dP)) (zero where P is).
+        auto dSb = dS.block(r0, 0, rows, r1);
+        dSb.noalias() = dO.middleRows(r0, rows) * V.topRows(r1).transpose();
+        for (int64_t i = r0; i < r1; ++i) {
+          const T dot = P.row(i).head(i + 1).dot(dS.row(i).head(i + 1));
+          dS.row(i).head(r1).array() = P.row(i).head(r1).array() * (dS.row(i).head(r1).array() - dot) * scale;
+        }
+        dQ.middleRows(r0, rows).noalias() = dSb * K.topRows(r1);
       }
-      BlockMap<T>(dq.data() + at, n, hd, st).noalias() = dS * K;
-      BlockMap<T>(dk.data() + at, n, hd, st).noalias() = dS.transpose() * Q;
+      for (int64_t r0 = 0; r0 < n; r0 += kAttentionBlock) {  // dk needs every row block's dS first
+        const int64_t rows = std::min(n, r0 + kAttentionBlock) - r0;
+        dK.middleRows(r0, rows).noalias() = dS.block(r0, r0, n - r0, rows).transpose() * Q.bottomRows(n - r0);
+      }
     }
   }
 }
