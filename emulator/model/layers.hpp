@@ -110,13 +110,13 @@ void rmsnorm_backward(Mat<T>& dx, T* dg, const Mat<T>& dout, const Mat<T>& x, co
 #pragma omp parallel for num_threads(threads_for(n)) schedule(static)
   for (int64_t t = 0; t < n; ++t) {
     const T r = rstd(t);
-    const auto dyg = (dout.row(t).array() * gv).eval();
+    const auto dyg = dout.row(t).array() * gv;
     const T dot = (dyg * x.row(t).array()).sum();
     dx.row(t).array() += r * dyg - (r * r * r / T(d)) * dot * x.row(t).array();
   }
-  if (dg) {
+  if (dg) {  // row by row: a column-wise sum would stride through the row-major matrices
     Eigen::Map<Eigen::Array<T, 1, Eigen::Dynamic>> dgv(dg, d);
-    dgv += (dout.array() * (x.array().colwise() * rstd.array())).colwise().sum();
+    for (int64_t t = 0; t < n; ++t) dgv += dout.row(t).array() * x.row(t).array() * rstd(t);
   }
 }
 
@@ -196,14 +196,16 @@ void rope_apply(Mat<T>& x, const std::vector<int64_t>& pos, const RopeTable<T>& 
   const int64_t n = x.rows(), half = rope.half, hd = 2 * half;
 #pragma omp parallel for num_threads(threads_for(n)) schedule(static)
   for (int64_t t = 0; t < n; ++t) {
-    const auto c = rope.cos.row(pos[t]).array();
-    const auto s = (sign * rope.sin.row(pos[t]).array()).eval();
+    const T* c = &rope.cos(pos[t], 0);
+    const T* s = &rope.sin(pos[t], 0);
     for (int64_t h = 0; h < n_heads; ++h) {
-      auto x1 = x.row(t).segment(h * hd, half).array();
-      auto x2 = x.row(t).segment(h * hd + half, half).array();
-      const auto a = x1.eval();
-      x1 = a * c - x2 * s;
-      x2 = x2 * c + a * s;
+      T* x1 = &x(t, h * hd);
+      T* x2 = x1 + half;
+      for (int64_t i = 0; i < half; ++i) {  // plain loop: vectorises, no temporaries
+        const T a = x1[i], b = x2[i], si = sign * s[i];
+        x1[i] = a * c[i] - b * si;
+        x2[i] = b * c[i] + a * si;
+      }
     }
   }
 }
@@ -314,7 +316,7 @@ void swiglu_forward(Mat<T>& h, const Mat<T>& a, const Mat<T>& b) {
 #pragma omp parallel for num_threads(threads_for(a.rows())) schedule(static)
   for (int64_t t = 0; t < a.rows(); ++t) {
     const auto x = a.row(t).array();
-    h.row(t).array() = x / (T(1) + (-x).exp()) * b.row(t).array();
+    h.row(t).array() = x * x.logistic() * b.row(t).array();
   }
 }
 // da = dh∘b∘σ(a)(1 + a(1−σ(a))), db = dh∘silu(a); both overwritten.
@@ -322,12 +324,16 @@ template <typename T>
 void swiglu_backward(Mat<T>& da, Mat<T>& db, const Mat<T>& dh, const Mat<T>& a, const Mat<T>& b) {
   da.resize(a.rows(), a.cols());
   db.resize(a.rows(), a.cols());
-#pragma omp parallel for num_threads(threads_for(a.rows())) schedule(static)
-  for (int64_t t = 0; t < a.rows(); ++t) {
-    const auto x = a.row(t).array();
-    const auto sig = (T(1) / (T(1) + (-x).exp())).eval();
-    db.row(t).array() = dh.row(t).array() * x * sig;
-    da.row(t).array() = dh.row(t).array() * b.row(t).array() * sig * (T(1) + x * (T(1) - sig));
+#pragma omp parallel num_threads(threads_for(a.rows()))
+  {
+    Eigen::Array<T, 1, Eigen::Dynamic> sig(a.cols());  // per-thread scratch, not one per row
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < a.rows(); ++t) {
+      const auto x = a.row(t).array();
+      sig = x.logistic();
+      db.row(t).array() = dh.row(t).array() * x * sig;
+      da.row(t).array() = dh.row(t).array() * b.row(t).array() * sig * (T(1) + x * (T(1) - sig));
+    }
   }
 }
 
