@@ -110,10 +110,16 @@ void tile(const float* x, int64_t ldx, const float* wt, int64_t in, int64_t out,
     for (int v = 0; v < NV; ++v) _mm256_storeu_ps(y + r * ldy + 8 * v, acc[r][v]);
 }
 
+// Fewer rows take wider tiles: a tile's NR·NV accumulators are its independent FMA chains, and
+// one row with two of them would wait on the FMA latency instead of streaming the weights.
 template <int NR>
 void row_block(const float* x, int64_t ldx, const float* wt, int64_t in, int64_t out, float* y, int64_t ldy,
                int64_t j0, int64_t j1) {
   int64_t j = j0;
+  if constexpr (NR == 1)
+    for (; j + 64 <= j1; j += 64) tile<1, 8>(x, ldx, wt + j, in, out, y + j, ldy);
+  if constexpr (NR <= 2)
+    for (; j + 32 <= j1; j += 32) tile<NR, 4>(x, ldx, wt + j, in, out, y + j, ldy);
   for (; j + 16 <= j1; j += 16) tile<NR, 2>(x, ldx, wt + j, in, out, y + j, ldy);
   for (; j + 8 <= j1; j += 8) tile<NR, 1>(x, ldx, wt + j, in, out, y + j, ldy);
   for (; j < j1; ++j)  // the last out % 8 columns: the same FMA chain, one lane at a time
