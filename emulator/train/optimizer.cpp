@@ -52,8 +52,6 @@ const char* bucket_of(const std::string& name) {
   return "norm";
 }
 
-}  // namespace
-
 // Σ x² in double with eight running sums in a fixed order: vectorises (one chain would wait on
 // each add's latency) and gives the same bits for the same input.
 template <typename T>
@@ -65,6 +63,8 @@ double sum_of_squares(const T* x, size_t n) {
   for (size_t j = 0; i < n; ++i, ++j) acc[j] += static_cast<double>(x[i]) * static_cast<double>(x[i]);
   return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
+
+}  // namespace
 
 template <typename T>
 std::map<std::string, double> optimizer_step(model::ParamSet<T>& params, model::ParamSet<T>& grads,
