@@ -78,14 +78,17 @@ Case random_case() {
   return c;
 }
 
-RC_GTEST_PROP(GradCheck, FullParameterModelMatchesFiniteDifferences, ()) {
-  const Case c = random_case();
+// A full-parameter model of the case, perturbed (norms away from 1, weights large enough to
+// matter), checked at `probes` entries per tensor.
+void check_full_parameter(const Case& c, int probes) {
   SplitMix64 rng(c.seed);
   auto base = std::make_shared<ParamSet<double>>(init_base_weights<double>(c.config, "gradcheck", c.seed));
   Transformer<double> model(c.config, base, LoraConfig{.rank = 0});
-  perturb(model.params(), rng, 0.3);  // norms away from 1, weights large enough to matter
-  check_gradients(model, random_batch(rng, c.config.vocab_size, c.lengths, c.k), rng, 3);
+  perturb(model.params(), rng, 0.3);
+  check_gradients(model, random_batch(rng, c.config.vocab_size, c.lengths, c.k), rng, probes);
 }
+
+RC_GTEST_PROP(GradCheck, FullParameterModelMatchesFiniteDifferences, ()) { check_full_parameter(random_case(), 3); }
 
 RC_GTEST_PROP(GradCheck, LoraAdaptersMatchFiniteDifferences, ()) {
   const Case c = random_case();
@@ -110,11 +113,7 @@ RC_GTEST_PROP(GradCheck, SequencesSpanningSeveralAttentionBlocks, ()) {
   c.config.max_context = 100;
   c.lengths = *rc::gen::container<std::vector<int64_t>>(*rc::gen::inRange<size_t>(1, 3),
                                                         rc::gen::inRange<int64_t>(33, 100));
-  SplitMix64 rng(c.seed);
-  auto base = std::make_shared<ParamSet<double>>(init_base_weights<double>(c.config, "gradcheck", c.seed));
-  Transformer<double> model(c.config, base, LoraConfig{.rank = 0});
-  perturb(model.params(), rng, 0.3);
-  check_gradients(model, random_batch(rng, c.config.vocab_size, c.lengths, c.k), rng, 2);
+  check_full_parameter(c, 2);
 }
 
 // Splitting the LM head into vocabulary blocks (online logsumexp, recomputed in backward) gives
