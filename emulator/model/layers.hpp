@@ -221,7 +221,8 @@ void rope_backward(Mat<T>& dx, const std::vector<int64_t>& pos, const RopeTable<
 // ---------------------------------------------------------------------------------------------
 // Causal multi-head self-attention over packed sequences: sequence s covers rows
 // [off[s], off[s+1]). For each (sequence, head): P = softmax(mask(q·kᵀ/sqrt(hd))) [n,n],
-// out = P·v. P is kept for backward at probs[poff[s] + h·n² ...].
+// out = P·v. P is kept for backward at probs[poff[s] + h·n² ...]; only its block-lower part (row
+// i up to the end of i's attention block) is written, and backward reads no more.
 struct SeqLayout {
   std::vector<int64_t> off;   // [B+1] token offsets
   std::vector<int64_t> poff;  // [B+1] offsets of each sequence's n_heads·n² attention probs
@@ -239,7 +240,7 @@ void attention_forward(Mat<T>& out, Vec<T>& probs, const Mat<T>& q, const Mat<T>
   const int64_t d = q.cols(), hd = d / n_heads;
   const T scale = T(1) / std::sqrt(T(hd));
   out.resize(q.rows(), d);
-  probs.resize(seq.poff.back());  // every entry is written below
+  probs.resize(seq.poff.back());  // the entries backward reads are written below
   const int64_t work = seq.batch() * n_heads;
 #pragma omp parallel for num_threads(threads_for(q.rows())) schedule(dynamic, 1)
   for (int64_t w = 0; w < work; ++w) {
@@ -257,7 +258,7 @@ void attention_forward(Mat<T>& out, Vec<T>& probs, const Mat<T>& q, const Mat<T>
         auto row = P.row(i).head(i + 1).array();
         row = (row - row.maxCoeff()).exp();
         row /= row.sum();
-        P.row(i).tail(n - i - 1).setZero();
+        P.row(i).segment(i + 1, r1 - i - 1).setZero();  // within the block: nothing reads (i, j >= r1)
       }
       O.middleRows(r0, rows).noalias() = Pb * V.topRows(r1);
     }
