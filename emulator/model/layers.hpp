@@ -8,10 +8,12 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include <Eigen/Core>
 
+#include "model/gemm.hpp"
 #include "model/params.hpp"
 #include "model/threads.hpp"
 
@@ -137,11 +139,52 @@ struct LinearW {
   bool has_adapter() const { return rank > 0; }
 };
 
+// The projections' products: C (=, or += when `accumulate`) A·Bᵀ, A·B or Aᵀ·B of row-major
+// operands. Float runs model/gemm.cpp (faster than Eigen's product on these shapes, and the same
+// bits for a row whatever the other rows; gemm.hpp says why); double, the precision of the
+// gradient checks, runs Eigen's.
+template <typename T>
+void product_abt(Eigen::Ref<Mat<T>> c, const Eigen::Ref<const Mat<T>>& a, const Eigen::Ref<const Mat<T>>& b,
+                 bool accumulate) {
+  if constexpr (std::is_same_v<T, float>) {
+    sgemm(a.rows(), b.rows(), a.cols(), {a.data(), a.outerStride(), 1}, {b.data(), 1, b.outerStride()}, c.data(),
+          c.outerStride(), accumulate, gemm_threads(a.rows(), b.rows(), a.cols()));
+  } else if (accumulate) {
+    c.noalias() += a * b.transpose();
+  } else {
+    c.noalias() = a * b.transpose();
+  }
+}
+template <typename T>
+void product_ab(Eigen::Ref<Mat<T>> c, const Eigen::Ref<const Mat<T>>& a, const Eigen::Ref<const Mat<T>>& b,
+                bool accumulate) {
+  if constexpr (std::is_same_v<T, float>) {
+    sgemm(a.rows(), b.cols(), a.cols(), {a.data(), a.outerStride(), 1}, {b.data(), b.outerStride(), 1}, c.data(),
+          c.outerStride(), accumulate, gemm_threads(a.rows(), b.cols(), a.cols()));
+  } else if (accumulate) {
+    c.noalias() += a * b;
+  } else {
+    c.noalias() = a * b;
+  }
+}
+template <typename T>
+void product_atb(Eigen::Ref<Mat<T>> c, const Eigen::Ref<const Mat<T>>& a, const Eigen::Ref<const Mat<T>>& b,
+                 bool accumulate) {
+  if constexpr (std::is_same_v<T, float>) {
+    sgemm(a.cols(), b.cols(), a.rows(), {a.data(), 1, a.outerStride()}, {b.data(), b.outerStride(), 1}, c.data(),
+          c.outerStride(), accumulate, gemm_threads(a.cols(), b.cols(), a.rows()));
+  } else if (accumulate) {
+    c.noalias() += a.transpose() * b;
+  } else {
+    c.noalias() = a.transpose() * b;
+  }
+}
+
 template <typename T>
 void linear_forward(Eigen::Ref<Mat<T>> y, Mat<T>& u, const Eigen::Ref<const Mat<T>>& x,
                     const LinearW<T>& L) {
   const CMatMap<T> W(L.w, L.out, L.in);
-  y.noalias() = x * W.transpose();
+  product_abt<T>(y, x, W, false);
   if (L.has_adapter()) {
     const CMatMap<T> A(L.a, L.rank, L.in), B(L.b, L.out, L.rank);
     u.noalias() = x * A.transpose();
@@ -153,11 +196,8 @@ template <typename T>
 void linear_backward(Eigen::Ref<Mat<T>> dx, bool accumulate, const Eigen::Ref<const Mat<T>>& dy,
                      const Eigen::Ref<const Mat<T>>& x, const Mat<T>& u, const LinearW<T>& L) {
   const CMatMap<T> W(L.w, L.out, L.in);
-  if (accumulate)
-    dx.noalias() += dy * W;
-  else
-    dx.noalias() = dy * W;
-  if (L.dw) MatMap<T>(L.dw, L.out, L.in).noalias() += dy.transpose() * x;
+  product_ab<T>(dx, dy, W, accumulate);
+  if (L.dw) product_atb<T>(MatMap<T>(L.dw, L.out, L.in), dy, x, true);
   if (L.has_adapter()) {
     const CMatMap<T> A(L.a, L.rank, L.in), B(L.b, L.out, L.rank);
     const Mat<T> dyb = L.scale * (dy * B);  // [T,r]
