@@ -35,6 +35,26 @@ void pack_a(float* dst, GemmView a, int64_t i0, int64_t mc, int64_t k0, int64_t 
   }
 }
 
+// dst[r·dst_stride + c] = src[c·src_stride + r] for an 8×8 block.
+void transpose8x8(const float* src, int64_t src_stride, float* dst, int64_t dst_stride) {
+  __m256 r[8], t[8];
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * src_stride);
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    r[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int i = 0; i < 4; ++i) {
+    _mm256_storeu_ps(dst + i * dst_stride, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+    _mm256_storeu_ps(dst + (i + 4) * dst_stride, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+  }
+}
+
 // B k [k0, k0+kc) × columns [j0, j0+nc) as NR-column panels, k-major (NR values per k); columns
 // past nc are zeros.
 void pack_b(float* dst, GemmView b, int64_t k0, int64_t kc, int64_t j0, int64_t nc) {
@@ -45,12 +65,18 @@ void pack_b(float* dst, GemmView b, int64_t k0, int64_t kc, int64_t j0, int64_t 
       for (int64_t k = 0; k < kc; ++k) std::memcpy(dst + k * NR, base + k * b.rs, NR * sizeof(float));
       continue;
     }
+    int64_t k_done = 0;
+    if (b.rs == 1 && cols == NR) {  // B's columns are contiguous (x·Wᵀ: W's rows): 8×8 transposes
+      for (; k_done + 8 <= kc; k_done += 8)
+        for (int64_t half = 0; half < NR; half += 8)
+          transpose8x8(base + half * b.cs + k_done, b.cs, dst + k_done * NR + half, NR);
+    }
     for (int64_t c = 0; c < NR; ++c) {
       if (c < cols) {
         const float* src = base + c * b.cs;
-        for (int64_t k = 0; k < kc; ++k) dst[k * NR + c] = src[k * b.rs];
+        for (int64_t k = k_done; k < kc; ++k) dst[k * NR + c] = src[k * b.rs];
       } else {
-        for (int64_t k = 0; k < kc; ++k) dst[k * NR + c] = 0.f;
+        for (int64_t k = k_done; k < kc; ++k) dst[k * NR + c] = 0.f;
       }
     }
   }
@@ -129,20 +155,21 @@ void gemm_block(int64_t r0, int64_t r1, int64_t j0, int64_t j1, int64_t K, GemmV
     const bool acc = accumulate || k0 > 0;
     pack_b(bp, b, k0, kc, j0, N);
     for (int64_t i0 = r0; i0 < r1; i0 += MC) {
-      const int64_t mc = std::min(MC, r1 - i0);
-      if (!in_place) pack_a(ap, a, i0, mc, k0, kc);
+      const int64_t mc = std::min(MC, r1 - i0), full = mc / MR * MR;
+      if (!in_place)
+        pack_a(ap, a, i0, mc, k0, kc);
+      else if (full < mc)
+        pack_a(ap, a, i0 + full, mc - full, k0, kc);  // the short last panel
       for (int64_t jp = 0; jp < N; jp += NR)
         for (int64_t ip = 0; ip < mc; ip += MR) {
           const int64_t rows = std::min(MR, mc - ip), cols = std::min(NR, N - jp);
           float* ct = c + (i0 + ip) * ldc + j0 + jp;
-          if (!in_place) {
+          if (!in_place)
             kernel(kc, ap + ip * kc, 1, MR, bp + jp * kc, ct, ldc, rows, cols, acc);
-          } else if (rows == MR) {
+          else if (rows == MR)
             kernel(kc, a.p + (i0 + ip) * a.rs + k0, a.rs, 1, bp + jp * kc, ct, ldc, rows, cols, acc);
-          } else {
-            pack_a(ap, a, i0 + ip, rows, k0, kc);
+          else
             kernel(kc, ap, 1, MR, bp + jp * kc, ct, ldc, rows, cols, acc);
-          }
         }
     }
   }
