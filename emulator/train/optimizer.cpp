@@ -5,6 +5,7 @@
 
 #include <Eigen/Core>
 
+#include "model/threads.hpp"
 #include "train/errors.hpp"
 
 namespace kiln::train {
@@ -111,19 +112,28 @@ std::map<std::string, double> optimizer_step(model::ParamSet<T>& params, model::
   const double bc1 = 1.0 - std::pow(b1, static_cast<double>(t));
   const double bc2_sqrt = std::sqrt(1.0 - std::pow(b2, static_cast<double>(t)));
   using Arr = Eigen::Array<T, Eigen::Dynamic, 1>;
-  const T c = static_cast<T>(coef), b1t = static_cast<T>(b1), b2t = static_cast<T>(b2);
+  const T c = static_cast<T>(coef), b1t = static_cast<T>(b1), b2t = static_cast<T>(b2), one_b1 = static_cast<T>(1 - b1),
+          one_b2 = static_cast<T>(1 - b2), bc2 = static_cast<T>(bc2_sqrt), eps = static_cast<T>(adam.eps);
   for (int i = 0; i < params.size(); ++i) {
     const double lr_i = update_scale.empty() ? lr : lr * update_scale[static_cast<size_t>(i)];
-    const double step_size = lr_i / bc1, decay = 1.0 - lr_i * adam.weight_decay;
+    const T step_size = static_cast<T>(lr_i / bc1), decay = static_cast<T>(1.0 - lr_i * adam.weight_decay);
     const int64_t n = params[i].numel();
-    Eigen::Map<Arr> p(params[i].data.data(), n), g(grads[i].data.data(), n), m(state.m[i].data.data(), n),
-        v(state.v[i].data.data(), n);
-    // Elementwise, vectorised, in the parameters' precision (as torch's float32 AdamW).
-    g *= c;
-    m = b1t * m + T(1 - b1) * g;
-    v = b2t * v + T(1 - b2) * g.square();
-    p = p * T(decay) - T(step_size) * m / (v.sqrt() / T(bc2_sqrt) + T(adam.eps));
-    g.setZero();
+    T *p = params[i].data.data(), *g = grads[i].data.data(), *m = state.m[i].data.data(), *v = state.v[i].data.data();
+    // Elementwise, vectorised, in the parameters' precision (as torch's float32 AdamW), chunk by
+    // L1-sized chunk: p, g, m and v of a large model do not fit in cache, and a pass over the whole
+    // tensor per statement streamed them five times.
+    constexpr int64_t kChunk = 512;
+    const int64_t chunks = (n + kChunk - 1) / kChunk;
+#pragma omp parallel for num_threads(chunks >= 64 ? model::num_threads() : 1) schedule(static)
+    for (int64_t ch = 0; ch < chunks; ++ch) {
+      const int64_t at = ch * kChunk, len = std::min(kChunk, n - at);
+      Eigen::Map<Arr> pc(p + at, len), gc(g + at, len), mc(m + at, len), vc(v + at, len);
+      gc *= c;
+      mc = b1t * mc + one_b1 * gc;
+      vc = b2t * vc + one_b2 * gc.square();
+      pc = pc * decay - step_size * mc / (vc.sqrt() / bc2 + eps);
+      gc.setZero();
+    }
   }
 
   if (emit) {
