@@ -12,7 +12,8 @@ namespace {
 // The kernel computes an MR×NR tile of C over one k block. Per k block a thread packs its KC×N
 // slice of B; one NR-wide panel of it (16 KB, L1-resident) at a time meets every MR-row panel of
 // an MC×KC block of A (L2-resident: 120·256 floats = 120 KB).
-constexpr int64_t MR = 6, NR = 16, KC = 256, MC = 120;
+// C wider than NC columns is done NC columns at a time, so the packed B stays within 1 MB.
+constexpr int64_t MR = 6, NR = 16, KC = 256, MC = 120, NC = 1024;
 
 // A rows [i0, i0+mc) × k [k0, k0+kc) as MR-row panels, k-major within a panel (MR values per k);
 // rows past mc are zeros.
@@ -145,11 +146,15 @@ float* aligned(std::vector<float>& buf, int64_t floats) {
 // read in place it touches a new cache line per k, measured 5-10 % slower.
 void gemm_block(int64_t r0, int64_t r1, int64_t j0, int64_t j1, int64_t K, GemmView a, GemmView b, float* c,
                 int64_t ldc, bool accumulate) {
+  if (j1 - j0 > NC) {  // a wide C (a large dense vocabulary head) in NC-column slices
+    for (int64_t j = j0; j < j1; j += NC) gemm_block(r0, r1, j, std::min(j1, j + NC), K, a, b, c, ldc, accumulate);
+    return;
+  }
   thread_local std::vector<float> a_buf, b_buf;  // kept: a step runs hundreds of products
-  const int64_t N = j1 - j0;
+  const int64_t N = j1 - j0, kc_max = std::min(K, KC);
   const bool in_place = a.cs == 1;
-  float* bp = aligned(b_buf, (N + NR - 1) / NR * NR * KC);
-  float* ap = aligned(a_buf, (in_place ? MR : (MC + MR - 1) / MR * MR) * KC);
+  float* bp = aligned(b_buf, (N + NR - 1) / NR * NR * kc_max);
+  float* ap = aligned(a_buf, (in_place ? MR : (MC + MR - 1) / MR * MR) * kc_max);
   for (int64_t k0 = 0; k0 < K; k0 += KC) {
     const int64_t kc = std::min(KC, K - k0);
     const bool acc = accumulate || k0 > 0;

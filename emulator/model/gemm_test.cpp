@@ -1,5 +1,5 @@
 // sgemm against a double-precision product, on shapes around every tile and block edge (MR = 6
-// rows, NR = 16 columns, KC = 256, MC = 120), for each operand layout the layers use; and the
+// rows, NR = 16 columns, KC = 256, MC = 120, NC = 1024), for each operand layout the layers use; and the
 // determinism gemm.hpp promises: the same bits at any thread count and for a row alone.
 #include "model/gemm.hpp"
 
@@ -68,6 +68,11 @@ TEST(Gemm, MatchesADoublePrecisionProductOnEveryEdge) {
 TEST(Gemm, TwoThreadsSplittingRowsOrColumnsStayCorrect) {
   for (auto [M, N] : {std::pair<int64_t, int64_t>{130, 40}, {40, 130}, {7, 300}, {300, 7}})
     for (bool a_t : {false, true}) check_shape(M, N, 300, a_t, !a_t, true, 2);
+}
+
+TEST(Gemm, CWiderThanOneColumnSliceIsDoneSliceBySlice) {  // NC = 1024 columns per slice
+  for (int threads : {1, 2})
+    for (bool b_t : {false, true}) check_shape(7, 2100, 40, false, b_t, false, threads);
 }
 
 TEST(Gemm, EmptyInnerDimensionZeroesOrKeepsC) {
