@@ -140,10 +140,10 @@ float* aligned(std::vector<float>& buf, int64_t floats) {
   return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(buf.data()) + 31) & ~uintptr_t{31});
 }
 
-// The block rows [r0, r1) × columns [j0, j1) of C, every k block. A row-major A is read in place, but for a
-// short last panel (packed with zero rows, so the kernel always computes a whole tile). A
-// transposed A (rows adjacent, k strided: the weight gradient's dyᵀ) is packed per MC×KC block:
-// read in place it touches a new cache line per k, measured 5-10 % slower.
+// The block rows [r0, r1) × columns [j0, j1) of C, every k block. A row-major A is read in
+// place, but for a short last panel (packed with zero rows, so the kernel always computes a whole
+// tile). A transposed A (rows adjacent, k strided: the weight gradient's dyᵀ) is packed per
+// MC×KC block: read in place it touches a new cache line per k, measured 5-10 % slower.
 void gemm_block(int64_t r0, int64_t r1, int64_t j0, int64_t j1, int64_t K, GemmView a, GemmView b, float* c,
                 int64_t ldc, bool accumulate) {
   if (j1 - j0 > NC) {  // a wide C (a large dense vocabulary head) in NC-column slices

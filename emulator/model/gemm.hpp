@@ -29,7 +29,7 @@ struct GemmView {
 void sgemm(int64_t M, int64_t N, int64_t K, GemmView a, GemmView b, float* c, int64_t ldc, bool accumulate,
            int threads);
 
-// All threads for a product of at least 2^20 multiply-adds (~10 µs on one core), else one: a
+// All threads for a product of at least 2^20 multiply-adds (~20 µs on one core), else one: a
 // short prompt's prefill does not pay for waking the others.
 inline int gemm_threads(int64_t M, int64_t N, int64_t K) { return M * N * K >= (int64_t{1} << 20) ? num_threads() : 1; }
 
