@@ -83,6 +83,13 @@ void pack_b(float* dst, GemmView b, int64_t k0, int64_t kc, int64_t j0, int64_t 
   }
 }
 
+// One row of a tile for one k: lo, hi += a·b0, a·b1.
+[[gnu::always_inline]] inline void fma_row(const float* a, __m256 b0, __m256 b1, __m256& lo, __m256& hi) {
+  const __m256 ar = _mm256_broadcast_ss(a);
+  lo = _mm256_fmadd_ps(ar, b0, lo);
+  hi = _mm256_fmadd_ps(ar, b1, hi);
+}
+
 // C tile [rows ≤ MR, cols ≤ NR] (=, or +=) A panel · packed B panel over kc, A(r, k) = a[r·rs + k·cs]
 // read in place (A's rows or columns are contiguous in every product the layers run, so packing
 // it would only copy). Twelve named accumulators: GCC spills an array of them, halving the speed.
@@ -93,24 +100,12 @@ void kernel(int64_t kc, const float* a, int64_t rs, int64_t cs, const float* __r
   const float *a0 = a, *a1 = a + rs, *a2 = a + 2 * rs, *a3 = a + 3 * rs, *a4 = a + 4 * rs, *a5 = a + 5 * rs;
   for (int64_t k = 0, o = 0; k < kc; ++k, o += cs, b += NR) {
     const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
-    __m256 ar = _mm256_broadcast_ss(a0 + o);
-    c00 = _mm256_fmadd_ps(ar, b0, c00);
-    c01 = _mm256_fmadd_ps(ar, b1, c01);
-    ar = _mm256_broadcast_ss(a1 + o);
-    c10 = _mm256_fmadd_ps(ar, b0, c10);
-    c11 = _mm256_fmadd_ps(ar, b1, c11);
-    ar = _mm256_broadcast_ss(a2 + o);
-    c20 = _mm256_fmadd_ps(ar, b0, c20);
-    c21 = _mm256_fmadd_ps(ar, b1, c21);
-    ar = _mm256_broadcast_ss(a3 + o);
-    c30 = _mm256_fmadd_ps(ar, b0, c30);
-    c31 = _mm256_fmadd_ps(ar, b1, c31);
-    ar = _mm256_broadcast_ss(a4 + o);
-    c40 = _mm256_fmadd_ps(ar, b0, c40);
-    c41 = _mm256_fmadd_ps(ar, b1, c41);
-    ar = _mm256_broadcast_ss(a5 + o);
-    c50 = _mm256_fmadd_ps(ar, b0, c50);
-    c51 = _mm256_fmadd_ps(ar, b1, c51);
+    fma_row(a0 + o, b0, b1, c00, c01);
+    fma_row(a1 + o, b0, b1, c10, c11);
+    fma_row(a2 + o, b0, b1, c20, c21);
+    fma_row(a3 + o, b0, b1, c30, c31);
+    fma_row(a4 + o, b0, b1, c40, c41);
+    fma_row(a5 + o, b0, b1, c50, c51);
   }
   const __m256 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
   if (rows == MR && cols == NR) {
