@@ -176,6 +176,19 @@ float dot(const float* a, const float* b, int64_t n) {
   return _mm_cvtss_f32(v) + tail;
 }
 
+// o[0, 8·NV) = Σ_j p[j]·v[j·ld + i], each lane an FMA chain over j in order, held in registers
+// (accumulating in memory would put a store and a reload on every step of the chain).
+template <int NV>
+void weighted_sum(float* o, const float* p, const float* v, int64_t ld, int64_t n) {
+  __m256 acc[NV];
+  for (int k = 0; k < NV; ++k) acc[k] = _mm256_setzero_ps();
+  for (int64_t j = 0; j < n; ++j) {
+    const __m256 pj = _mm256_set1_ps(p[j]);
+    for (int k = 0; k < NV; ++k) acc[k] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + j * ld + 8 * k), acc[k]);
+  }
+  for (int k = 0; k < NV; ++k) _mm256_storeu_ps(o + 8 * k, acc[k]);
+}
+
 // out[d] = causal attention of one query over the cache's first n positions, head by head. The
 // scores live in 64-byte aligned scratch, so the vectorised exp treats every row alike.
 void attend_row(float* out, const float* q, const Mat<float>& K, const Mat<float>& V, int64_t n, int64_t n_heads,
@@ -189,12 +202,17 @@ void attend_row(float* out, const float* q, const Mat<float>& K, const Mat<float
     for (int64_t j = 0; j < n; ++j) sc(j) = dot(qh, K.data() + j * d + h * hd, hd) * scale;
     sc = (sc - sc.maxCoeff()).exp();
     const float inv_sum = 1.0f / sc.sum();
+    for (int64_t j = 0; j < n; ++j) sc(j) *= inv_sum;
     float* o = out + h * hd;
-    for (int64_t i = 0; i < hd; ++i) o[i] = 0;
-    for (int64_t j = 0; j < n; ++j) {
-      const float pj = sc(j) * inv_sum;
-      const float* v = V.data() + j * d + h * hd;
-      for (int64_t i = 0; i < hd; ++i) o[i] += pj * v[i];
+    const float* vh = V.data() + h * hd;
+    int64_t i = 0;
+    for (; i + 32 <= hd; i += 32) weighted_sum<4>(o + i, sc.data(), vh + i, d, n);
+    for (; i + 16 <= hd; i += 16) weighted_sum<2>(o + i, sc.data(), vh + i, d, n);
+    for (; i + 8 <= hd; i += 8) weighted_sum<1>(o + i, sc.data(), vh + i, d, n);
+    for (; i < hd; ++i) {  // the same FMA chain, one lane at a time
+      float a = 0.0f;
+      for (int64_t j = 0; j < n; ++j) a = std::fma(sc(j), vh[j * d + i], a);
+      o[i] = a;
     }
   }
 }

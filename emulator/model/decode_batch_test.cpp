@@ -15,12 +15,12 @@
 namespace kiln::model {
 namespace {
 
-ModelConfig config(HeadKind head, int64_t vocab) {
+ModelConfig config(HeadKind head, int64_t vocab, int64_t d_model = 32, int64_t n_heads = 4) {
   ModelConfig c;
   c.vocab_size = vocab;
-  c.d_model = 32;
+  c.d_model = d_model;
   c.n_layers = 2;
-  c.n_heads = 4;
+  c.n_heads = n_heads;
   c.d_ff = 72;  // not a multiple of 8 wide: the kernels' column tails are exercised
   c.max_context = 128;
   c.head = head;
@@ -49,22 +49,26 @@ std::vector<float> row(const HeadScores<float>& s, int64_t r) {
 
 class DecodeStep : public ::testing::TestWithParam<HeadKind> {};
 
-// Prefill of a prompt, then decode steps, give the head scores a longer prefill gives (1e-4).
+// Prefill of a prompt, then decode steps, give the head scores a longer prefill gives (1e-4), for
+// head widths that take each of the attention kernel's paths (32, 16 and 8 lanes, and single ones).
 TEST_P(DecodeStep, AgreesWithThePrefillPath) {
-  const auto c = config(GetParam(), 300);
-  const auto m = lora_model(c);
-  const DecodeWeights w(m);
-  const std::vector<int64_t> tokens = {5, 77, 123, 9, 250, 31, 64};
-  KvCache<float> cache;
-  m.extend(cache, std::span(tokens).first(3));
-  for (size_t t = 3; t < tokens.size(); ++t) {
-    const DecodeSlot slot{&cache, tokens[t]};
-    const auto got = row(decode_step(w, std::span(&slot, 1)), 0);
-    KvCache<float> fresh;
-    const auto hidden = m.extend(fresh, std::span(tokens).first(t + 1));
-    const auto want = row(m.head_scores(hidden.bottomRows(1)), 0);
-    ASSERT_EQ(got.size(), want.size());
-    for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], 1e-4) << "position " << t << " entry " << i;
+  for (const auto& [d, heads] : {std::pair<int64_t, int64_t>{32, 4}, {48, 4}, {64, 4}, {64, 2}, {112, 2}}) {
+    const auto c = config(GetParam(), 300, d, heads);
+    const auto m = lora_model(c);
+    const DecodeWeights w(m);
+    const std::vector<int64_t> tokens = {5, 77, 123, 9, 250, 31, 64};
+    KvCache<float> cache;
+    m.extend(cache, std::span(tokens).first(3));
+    for (size_t t = 3; t < tokens.size(); ++t) {
+      const DecodeSlot slot{&cache, tokens[t]};
+      const auto got = row(decode_step(w, std::span(&slot, 1)), 0);
+      KvCache<float> fresh;
+      const auto hidden = m.extend(fresh, std::span(tokens).first(t + 1));
+      const auto want = row(m.head_scores(hidden.bottomRows(1)), 0);
+      ASSERT_EQ(got.size(), want.size());
+      for (size_t i = 0; i < got.size(); ++i)
+        ASSERT_NEAR(got[i], want[i], 1e-4) << "head dim " << d / heads << ", position " << t << " entry " << i;
+    }
   }
 }
 
