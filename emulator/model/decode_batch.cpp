@@ -227,31 +227,17 @@ void silu_gate_row(float* h, const float* gate_up, int64_t f, AlignedVector<floa
   Eigen::Map<Eigen::ArrayXf>(h, f) = a;
 }
 
-// Runs body(i) for i in [0, n), on the pool's threads when `parallel`, else on this thread
-// without entering an OpenMP region (whose start-up would dominate a one-sequence step).
-template <typename F>
-void for_each(int64_t n, bool parallel, F&& body) {
-  if (!parallel) {
-    for (int64_t i = 0; i < n; ++i) body(i);
-    return;
-  }
-#pragma omp parallel for num_threads(num_threads()) schedule(static)
-  for (int64_t i = 0; i < n; ++i) body(i);
-}
-
 }  // namespace
 
 void rows_times_wt(const float* x, int64_t rows, int64_t ldx, const float* wt, int64_t in, int64_t out, float* y,
                    int64_t ldy) {
-  // Tiles of 4 rows × 64 columns; any split of the tiles over threads computes the same numbers.
-  const int64_t row_blocks = (rows + 3) / 4, col_blocks = (out + 63) / 64;
-  const int64_t tiles = row_blocks * col_blocks;
-  // Serial: decode_step gives each thread its own rows instead.
-  for_each(tiles, false, [&](int64_t t) {
-    const int64_t r0 = (t / col_blocks) * 4, j0 = (t % col_blocks) * 64;
-    rows_block(x + r0 * ldx, std::min<int64_t>(4, rows - r0), ldx, wt, in, out, y + r0 * ldy, ldy, j0,
-               std::min(out, j0 + 64));
-  });
+  // Tiles of 4 rows × 64 columns, every row block against one 64-column panel of Wt before the
+  // next panel (the panel stays in cache; the rows are few). Serial: decode_step gives each thread
+  // its own rows instead.
+  for (int64_t j0 = 0; j0 < out; j0 += 64)
+    for (int64_t r0 = 0; r0 < rows; r0 += 4)
+      rows_block(x + r0 * ldx, std::min<int64_t>(4, rows - r0), ldx, wt, in, out, y + r0 * ldy, ldy, j0,
+                 std::min(out, j0 + 64));
 }
 
 // ---------------------------------------------------------------------------------------------
