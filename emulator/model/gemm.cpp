@@ -177,6 +177,39 @@ void gemm_block(int64_t r0, int64_t r1, int64_t j0, int64_t j1, int64_t K, GemmV
 
 }  // namespace
 
+void pack_b(PackedB& out, int64_t K, int64_t N, GemmView b) {
+  out.K = K;
+  out.N = N;
+  float* dst = aligned(out.buf, (N + NR - 1) / NR * NR * K);
+  out.data = dst;
+  if (K > 0 && N > 0) pack_b(dst, b, 0, K, 0, N);
+}
+
+void sgemm_packed(int64_t M, int64_t N, int64_t K, GemmView a, const PackedB& b, int64_t k0, float* c, int64_t ldc,
+                  bool accumulate) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    if (!accumulate)
+      for (int64_t i = 0; i < M; ++i) std::fill(c + i * ldc, c + i * ldc + N, 0.f);
+    return;
+  }
+  thread_local std::vector<float> edge_buf;  // the short last row panel, packed with zero rows
+  float* edge = aligned(edge_buf, MR * std::min(K, KC));
+  const int64_t full = M / MR * MR;
+  for (int64_t kb = 0; kb < K; kb += KC) {
+    const int64_t kc = std::min(KC, K - kb);
+    const bool acc = accumulate || kb > 0;
+    if (full < M) pack_a(edge, a, full, M - full, kb, kc);
+    for (int64_t jp = 0; jp < N; jp += NR) {
+      const float* bp = b.data + jp * b.K + (k0 + kb) * NR;  // panel jp / NR, row k0 + kb
+      const int64_t cols = std::min(NR, N - jp);
+      for (int64_t ip = 0; ip < full; ip += MR)
+        kernel(kc, a.p + ip * a.rs + kb * a.cs, a.rs, a.cs, bp, c + ip * ldc + jp, ldc, MR, cols, acc);
+      if (full < M) kernel(kc, edge, 1, MR, bp, c + full * ldc + jp, ldc, M - full, cols, acc);
+    }
+  }
+}
+
 void sgemm(int64_t M, int64_t N, int64_t K, GemmView a, GemmView b, float* c, int64_t ldc, bool accumulate,
            int threads) {
   if (M <= 0 || N <= 0) return;

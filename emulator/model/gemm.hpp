@@ -13,6 +13,7 @@
 // blocks, added to C block after block. The order depends on neither M, N, the thread count nor
 // where the entry sits, so a row of C is bitwise the same whatever else is in the product.
 #include <cstdint>
+#include <vector>
 
 #include "model/threads.hpp"
 
@@ -28,6 +29,21 @@ struct GemmView {
 // columns across `threads` threads (results do not depend on the split).
 void sgemm(int64_t M, int64_t N, int64_t K, GemmView a, GemmView b, float* c, int64_t ldc, bool accumulate,
            int threads);
+
+// B[K, N] packed once for products that reuse it (attention's per-head operands, every row block
+// against the same keys): NR-column panels, k-major within a panel, zero-padded to whole panels.
+struct PackedB {
+  std::vector<float> buf;
+  const float* data = nullptr;  // 32-byte aligned, inside buf
+  int64_t K = 0, N = 0;
+};
+void pack_b(PackedB& out, int64_t K, int64_t N, GemmView b);
+
+// C[M, N] (=, or += when `accumulate`) = A[M, K]·B[k0 : k0+K, 0 : N] for a packed B (N ≤ its
+// width), on this thread. Each C entry is an FMA chain over k in index order within 256-wide blocks counted from
+// k0, so a row of C depends only on its row of A.
+void sgemm_packed(int64_t M, int64_t N, int64_t K, GemmView a, const PackedB& b, int64_t k0, float* c, int64_t ldc,
+                  bool accumulate);
 
 // All threads for a product of at least 2^20 multiply-adds (~20 µs on one core), else one: a
 // short prompt's prefill does not pay for waking the others.

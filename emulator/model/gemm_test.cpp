@@ -65,6 +65,44 @@ TEST(Gemm, MatchesADoublePrecisionProductOnEveryEdge) {
             for (bool accumulate : {false, true}) check_shape(M, N, K, a_t, b_t, accumulate, 1);
 }
 
+// sgemm_packed: C = A·B[k0 : k0+K, 0 : N] from a B packed once, [k0 + K + 2, width] (N ≤ width).
+void check_packed(int64_t M, int64_t N, int64_t width, int64_t K, int64_t k0, bool a_t, bool b_t, bool accumulate) {
+  SplitMix64 rng(static_cast<uint64_t>(M * 7919 + N * 104729 + K * 31 + k0 * 3 + a_t * 2 + b_t));
+  const Operand a = random_operand(rng, M, K, a_t), b = random_operand(rng, k0 + K + 2, width, b_t);
+  PackedB packed;
+  pack_b(packed, b.rows, width, b.view());
+  const int64_t ldc = N + 3;
+  std::vector<float> c(static_cast<size_t>(M * ldc), kSentinel);
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) c[i * ldc + j] = static_cast<float>(rng.uniform());
+  const std::vector<float> before = c;
+  sgemm_packed(M, N, K, a.view(), packed, k0, c.data(), ldc, accumulate);
+  for (int64_t i = 0; i < M; ++i) {
+    for (int64_t j = 0; j < N; ++j) {
+      double want = accumulate ? before[i * ldc + j] : 0.0, magnitude = std::abs(want);
+      for (int64_t k = 0; k < K; ++k) {
+        want += static_cast<double>(a.at(i, k)) * b.at(k0 + k, j);
+        magnitude += std::abs(static_cast<double>(a.at(i, k)) * b.at(k0 + k, j));
+      }
+      ASSERT_NEAR(c[i * ldc + j], want, (K + 2) * magnitude * 6e-8)
+          << M << "x" << N << "x" << K << " from k0=" << k0 << " a_t=" << a_t << " b_t=" << b_t << " at (" << i
+          << ", " << j << ")";
+    }
+    for (int64_t j = N; j < ldc; ++j) ASSERT_EQ(c[i * ldc + j], kSentinel) << "wrote past column N in row " << i;
+  }
+}
+
+TEST(Gemm, PackedBProductsMatchADoublePrecisionProduct) {
+  for (int64_t M : {1, 5, 6, 7, 30, 33})
+    for (auto [N, width] : {std::pair<int64_t, int64_t>{1, 1}, {15, 40}, {16, 16}, {17, 40}, {40, 40}})
+      for (int64_t K : {1, 32, 256, 300})
+        for (int64_t k0 : {0, 5})
+          for (bool a_t : {false, true})
+            for (bool b_t : {false, true}) check_packed(M, N, width, K, k0, a_t, b_t, (M + K) % 2 == 1);
+  check_packed(4, 8, 8, 0, 3, false, false, false);  // K = 0 zeroes C
+  check_packed(4, 8, 8, 0, 3, false, false, true);   // ... or keeps it
+}
+
 TEST(Gemm, TwoThreadsSplittingRowsOrColumnsStayCorrect) {
   for (auto [M, N] : {std::pair<int64_t, int64_t>{130, 40}, {40, 130}, {7, 300}, {300, 7}})
     for (bool a_t : {false, true}) check_shape(M, N, 300, a_t, !a_t, true, 2);
