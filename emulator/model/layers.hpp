@@ -271,8 +271,10 @@ struct SeqLayout {
 };
 
 // Causality is used blockwise: row block [r0, r1) of P needs only keys [0, r1), so each product
-// runs over the block's own prefix (about half the work of full n×n products at n = 256).
-constexpr int64_t kAttentionBlock = 32;
+// runs over the block's own prefix (about half the work of full n×n products at n = 256). 30
+// rows: five whole 6-row tiles of the float path's product kernel (a 32-row block left a 2-row
+// tile costing as much as a whole one).
+constexpr int64_t kAttentionBlock = 30;
 
 template <typename T>
 void attention_forward(Mat<T>& out, Vec<T>& probs, const Mat<T>& q, const Mat<T>& k,
@@ -348,6 +350,15 @@ void attention_backward(Mat<T>& dq, Mat<T>& dk, Mat<T>& dv, const Mat<T>& dout,
     }
   }
 }
+
+// float runs the same algorithm with its products through gemm.hpp's kernel (attention.cpp).
+template <>
+void attention_forward<float>(Mat<float>& out, Vec<float>& probs, const Mat<float>& q, const Mat<float>& k,
+                              const Mat<float>& v, const SeqLayout& seq, int64_t n_heads);
+template <>
+void attention_backward<float>(Mat<float>& dq, Mat<float>& dk, Mat<float>& dv, const Mat<float>& dout,
+                               const Vec<float>& probs, const Mat<float>& q, const Mat<float>& k,
+                               const Mat<float>& v, const SeqLayout& seq, int64_t n_heads);
 
 // ---------------------------------------------------------------------------------------------
 // SwiGLU. h = silu(a)∘b, silu(a) = a·σ(a)
