@@ -4,8 +4,8 @@
 // Why not Eigen's products here: each (sequence, head) runs six products per row block on
 // head-sized operands (K = 32 for the scores), and Eigen re-packs both operands of every one;
 // in a d256 training step that packing and its 24×4 kernel on these shapes ran attention at
-// about half the rate of the projections. Here each head's four reused operands (Kᵀ, V, dO, Vᵀ,
-// K, Q) are packed once, and every row block's product reads them as they are.
+// about half the rate of the projections. Here each head's reused operands (Kᵀ and V forward;
+// dO, Vᵀ, K and Q backward) are packed once, and every row block's products read them as they are.
 #include <algorithm>
 #include <cmath>
 #include <vector>

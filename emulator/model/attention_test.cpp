@@ -69,8 +69,8 @@ void check(const std::vector<int64_t>& lengths, int64_t d, int64_t heads, int th
 }
 
 TEST(FloatAttention, MatchesTheDoublePathAroundEveryBlockEdge) {
-  for (int64_t n : std::initializer_list<int64_t>{1, 2, 5, 6, 7, kAttentionBlock - 1, kAttentionBlock, kAttentionBlock + 1, 2 * kAttentionBlock + 7,
-                    300})
+  const int64_t b = kAttentionBlock;
+  for (int64_t n : std::initializer_list<int64_t>{1, 2, 5, 6, 7, b - 1, b, b + 1, 2 * b + 7, 300})
     check({n}, 64, 2, 1);
 }
 

@@ -32,16 +32,20 @@ void sgemm(int64_t M, int64_t N, int64_t K, GemmView a, GemmView b, float* c, in
 
 // B[K, N] packed once for products that reuse it (attention's per-head operands, every row block
 // against the same keys): NR-column panels, k-major within a panel, zero-padded to whole panels.
+// Not copyable: `data` points into `buf`.
 struct PackedB {
   std::vector<float> buf;
   const float* data = nullptr;  // 32-byte aligned, inside buf
   int64_t K = 0, N = 0;
+  PackedB() = default;
+  PackedB(const PackedB&) = delete;
+  PackedB& operator=(const PackedB&) = delete;
 };
 void pack_b(PackedB& out, int64_t K, int64_t N, GemmView b);
 
 // C[M, N] (=, or += when `accumulate`) = A[M, K]·B[k0 : k0+K, 0 : N] for a packed B (N ≤ its
-// width), on this thread. Each C entry is an FMA chain over k in index order within 256-wide blocks counted from
-// k0, so a row of C depends only on its row of A.
+// width, k0 + K ≤ its depth), on this thread. Each C entry is an FMA chain over k in index order
+// within 256-wide blocks counted from k0, so a row of C depends only on its row of A.
 void sgemm_packed(int64_t M, int64_t N, int64_t K, GemmView a, const PackedB& b, int64_t k0, float* c, int64_t ldc,
                   bool accumulate);
 
