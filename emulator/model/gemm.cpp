@@ -175,6 +175,16 @@ void gemm_block(int64_t r0, int64_t r1, int64_t j0, int64_t j1, int64_t K, GemmV
   }
 }
 
+// The products with nothing to multiply: no C at all, or K = 0 (C zeroed, or kept when
+// accumulating). True when it handled the product.
+bool empty_product(int64_t M, int64_t N, int64_t K, float* c, int64_t ldc, bool accumulate) {
+  if (M <= 0 || N <= 0) return true;
+  if (K > 0) return false;
+  if (!accumulate)
+    for (int64_t i = 0; i < M; ++i) std::fill(c + i * ldc, c + i * ldc + N, 0.f);
+  return true;
+}
+
 }  // namespace
 
 void pack_b(PackedB& out, int64_t K, int64_t N, GemmView b) {
@@ -187,12 +197,7 @@ void pack_b(PackedB& out, int64_t K, int64_t N, GemmView b) {
 
 void sgemm_packed(int64_t M, int64_t N, int64_t K, GemmView a, const PackedB& b, int64_t k0, float* c, int64_t ldc,
                   bool accumulate) {
-  if (M <= 0 || N <= 0) return;
-  if (K <= 0) {
-    if (!accumulate)
-      for (int64_t i = 0; i < M; ++i) std::fill(c + i * ldc, c + i * ldc + N, 0.f);
-    return;
-  }
+  if (empty_product(M, N, K, c, ldc, accumulate)) return;
   thread_local std::vector<float> edge_buf;  // the short last row panel, packed with zero rows
   float* edge = aligned(edge_buf, MR * std::min(K, KC));
   const int64_t full = M / MR * MR;
@@ -212,12 +217,7 @@ void sgemm_packed(int64_t M, int64_t N, int64_t K, GemmView a, const PackedB& b,
 
 void sgemm(int64_t M, int64_t N, int64_t K, GemmView a, GemmView b, float* c, int64_t ldc, bool accumulate,
            int threads) {
-  if (M <= 0 || N <= 0) return;
-  if (K <= 0) {
-    if (!accumulate)
-      for (int64_t i = 0; i < M; ++i) std::fill(c + i * ldc, c + i * ldc + N, 0.f);
-    return;
-  }
+  if (empty_product(M, N, K, c, ldc, accumulate)) return;
   // Threads split C's rows (each packs all of B) or, when C is wider than tall, its columns (each
   // reads all of A): whichever operand is duplicated is the smaller one.
   const bool by_rows = M >= N;

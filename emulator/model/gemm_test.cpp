@@ -4,6 +4,7 @@
 #include "model/gemm.hpp"
 
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -32,28 +33,44 @@ Operand random_operand(SplitMix64& rng, int64_t rows, int64_t cols, bool transpo
 // C with 3 spare columns per row, filled with a sentinel the product must not touch.
 constexpr float kSentinel = 12345.f;
 
-void check_shape(int64_t M, int64_t N, int64_t K, bool a_t, bool b_t, bool accumulate, int threads) {
-  SplitMix64 rng(static_cast<uint64_t>(M * 1000003 + N * 1009 + K * 7 + a_t * 2 + b_t));
-  const Operand a = random_operand(rng, M, K, a_t), b = random_operand(rng, K, N, b_t);
+// C [M, N] with 3 spare columns per row (ldc = N + 3): random entries, the spares kSentinel.
+std::vector<float> random_c(SplitMix64& rng, int64_t M, int64_t N) {
   const int64_t ldc = N + 3;
-  std::vector<float> c(static_cast<size_t>(M * ldc), kSentinel), before(c.size());
+  std::vector<float> c(static_cast<size_t>(M * ldc), kSentinel);
   for (int64_t i = 0; i < M; ++i)
     for (int64_t j = 0; j < N; ++j) c[i * ldc + j] = static_cast<float>(rng.uniform());
-  before = c;
-  sgemm(M, N, K, a.view(), b.view(), c.data(), ldc, accumulate, threads);
+  return c;
+}
+
+// c = before (when accumulating) + A·B[k0 : k0+K, :] against a double-precision sum, and the spare
+// columns untouched.
+void expect_product(const Operand& a, const Operand& b, int64_t k0, const std::vector<float>& before,
+                    const std::vector<float>& c, int64_t M, int64_t N, int64_t K, bool accumulate,
+                    const std::string& what) {
+  const int64_t ldc = N + 3;
   for (int64_t i = 0; i < M; ++i) {
     for (int64_t j = 0; j < N; ++j) {
       double want = accumulate ? before[i * ldc + j] : 0.0, magnitude = std::abs(want);
       for (int64_t k = 0; k < K; ++k) {
-        want += static_cast<double>(a.at(i, k)) * b.at(k, j);
-        magnitude += std::abs(static_cast<double>(a.at(i, k)) * b.at(k, j));
+        want += static_cast<double>(a.at(i, k)) * b.at(k0 + k, j);
+        magnitude += std::abs(static_cast<double>(a.at(i, k)) * b.at(k0 + k, j));
       }
       // A float sum of K + 1 terms: error at most (K + 1)·2⁻²⁴ of the sum of magnitudes.
-      ASSERT_NEAR(c[i * ldc + j], want, (K + 2) * magnitude * 6e-8)
-          << M << "x" << N << "x" << K << " a_t=" << a_t << " b_t=" << b_t << " at (" << i << ", " << j << ")";
+      ASSERT_NEAR(c[i * ldc + j], want, (K + 2) * magnitude * 6e-8) << what << " at (" << i << ", " << j << ")";
     }
     for (int64_t j = N; j < ldc; ++j) ASSERT_EQ(c[i * ldc + j], kSentinel) << "wrote past column N in row " << i;
   }
+}
+
+void check_shape(int64_t M, int64_t N, int64_t K, bool a_t, bool b_t, bool accumulate, int threads) {
+  SplitMix64 rng(static_cast<uint64_t>(M * 1000003 + N * 1009 + K * 7 + a_t * 2 + b_t));
+  const Operand a = random_operand(rng, M, K, a_t), b = random_operand(rng, K, N, b_t);
+  std::vector<float> c = random_c(rng, M, N);
+  const std::vector<float> before = c;
+  sgemm(M, N, K, a.view(), b.view(), c.data(), N + 3, accumulate, threads);
+  expect_product(a, b, 0, before, c, M, N, K, accumulate,
+                 std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K) + " a_t=" +
+                     std::to_string(a_t) + " b_t=" + std::to_string(b_t));
 }
 
 TEST(Gemm, MatchesADoublePrecisionProductOnEveryEdge) {
@@ -71,25 +88,12 @@ void check_packed(int64_t M, int64_t N, int64_t width, int64_t K, int64_t k0, bo
   const Operand a = random_operand(rng, M, K, a_t), b = random_operand(rng, k0 + K + 2, width, b_t);
   PackedB packed;
   pack_b(packed, b.rows, width, b.view());
-  const int64_t ldc = N + 3;
-  std::vector<float> c(static_cast<size_t>(M * ldc), kSentinel);
-  for (int64_t i = 0; i < M; ++i)
-    for (int64_t j = 0; j < N; ++j) c[i * ldc + j] = static_cast<float>(rng.uniform());
+  std::vector<float> c = random_c(rng, M, N);
   const std::vector<float> before = c;
-  sgemm_packed(M, N, K, a.view(), packed, k0, c.data(), ldc, accumulate);
-  for (int64_t i = 0; i < M; ++i) {
-    for (int64_t j = 0; j < N; ++j) {
-      double want = accumulate ? before[i * ldc + j] : 0.0, magnitude = std::abs(want);
-      for (int64_t k = 0; k < K; ++k) {
-        want += static_cast<double>(a.at(i, k)) * b.at(k0 + k, j);
-        magnitude += std::abs(static_cast<double>(a.at(i, k)) * b.at(k0 + k, j));
-      }
-      ASSERT_NEAR(c[i * ldc + j], want, (K + 2) * magnitude * 6e-8)
-          << M << "x" << N << "x" << K << " from k0=" << k0 << " a_t=" << a_t << " b_t=" << b_t << " at (" << i
-          << ", " << j << ")";
-    }
-    for (int64_t j = N; j < ldc; ++j) ASSERT_EQ(c[i * ldc + j], kSentinel) << "wrote past column N in row " << i;
-  }
+  sgemm_packed(M, N, K, a.view(), packed, k0, c.data(), N + 3, accumulate);
+  expect_product(a, b, k0, before, c, M, N, K, accumulate,
+                 std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K) + " from k0=" +
+                     std::to_string(k0) + " a_t=" + std::to_string(a_t) + " b_t=" + std::to_string(b_t));
 }
 
 TEST(Gemm, PackedBProductsMatchADoublePrecisionProduct) {
