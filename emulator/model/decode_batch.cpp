@@ -315,7 +315,8 @@ HeadScores<float> decode_step(const DecodeWeights& w, std::span<const DecodeSlot
   } else {
 #pragma omp parallel num_threads(threads)
     {
-      const int64_t t = omp_get_thread_num(), lo = B * t / threads, hi = B * (t + 1) / threads;
+      // Shared among the threads granted, which may be fewer than asked (inside another region).
+      const int64_t t = omp_get_thread_num(), n = omp_get_num_threads(), lo = B * t / n, hi = B * (t + 1) / n;
       decode_rows(w, slots.subspan(static_cast<size_t>(lo), static_cast<size_t>(hi - lo)), z.data() + lo * width);
     }
   }

@@ -105,6 +105,41 @@ TEST_P(DecodeStep, ASequencesNumbersDoNotDependOnTheBatch) {
   }
 }
 
+// A step called where OpenMP grants fewer threads than asked (here: inside another parallel region,
+// where a nested one gets one thread) still decodes every row, bitwise as at 1 thread.
+TEST_P(DecodeStep, EveryRowIsDecodedWhenFewerThreadsAreGranted) {
+  const auto c = config(GetParam(), 300);
+  const auto m = lora_model(c);
+  const DecodeWeights w(m);
+  auto batch = [&](std::vector<KvCache<float>>& caches) {
+    caches.resize(32);
+    std::vector<DecodeSlot> slots;
+    for (size_t i = 0; i < caches.size(); ++i) {
+      m.extend(caches[i], std::vector<int64_t>{static_cast<int64_t>(i), 7});
+      slots.push_back({&caches[i], static_cast<int64_t>(3 * i + 1)});
+    }
+    return slots;
+  };
+  std::vector<KvCache<float>> serial_caches, nested_caches;
+  set_num_threads(1);
+  const auto serial_slots = batch(serial_caches);
+  const auto want = decode_step(w, serial_slots);
+  const auto nested_slots = batch(nested_caches);
+  set_num_threads(2);
+  HeadScores<float> got;
+#pragma omp parallel num_threads(2)
+  {
+#pragma omp single
+    got = decode_step(w, nested_slots);
+  }
+  set_num_threads(1);
+  for (int64_t r = 0; r < 32; ++r) {
+    ASSERT_EQ(nested_caches[r].len, serial_caches[r].len) << "row " << r;
+    const auto a = row(want, r), b = row(got, r);
+    ASSERT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0) << "row " << r;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Heads, DecodeStep, ::testing::Values(HeadKind::dense, HeadKind::factored),
                          [](const auto& info) { return info.param == HeadKind::dense ? "dense" : "factored"; });
 
