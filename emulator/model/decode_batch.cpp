@@ -110,6 +110,20 @@ void tile(const float* x, int64_t ldx, const float* wt, int64_t in, int64_t out,
     for (int v = 0; v < NV; ++v) _mm256_storeu_ps(y + r * ldy + 8 * v, acc[r][v]);
 }
 
+// The same for the last n < 8 columns, in the low lanes of masked loads and stores: each output
+// still the FMA chain over k in index order.
+template <int NR>
+void tile_tail(const float* x, int64_t ldx, const float* wt, int64_t in, int64_t out, float* y, int64_t ldy, int n) {
+  const __m256i lanes = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  __m256 acc[NR];
+  for (int r = 0; r < NR; ++r) acc[r] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < in; ++k) {
+    const __m256 w = _mm256_maskload_ps(wt + k * out, lanes);
+    for (int r = 0; r < NR; ++r) acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(x[r * ldx + k]), w, acc[r]);
+  }
+  for (int r = 0; r < NR; ++r) _mm256_maskstore_ps(y + r * ldy, lanes, acc[r]);
+}
+
 // Fewer rows take wider tiles: a tile's NR·NV accumulators are its independent FMA chains, and
 // one row with two of them would wait on the FMA latency instead of streaming the weights.
 template <int NR>
@@ -122,17 +136,14 @@ void row_block(const float* x, int64_t ldx, const float* wt, int64_t in, int64_t
     for (; j + 32 <= j1; j += 32) tile<NR, 4>(x, ldx, wt + j, in, out, y + j, ldy);
   for (; j + 16 <= j1; j += 16) tile<NR, 2>(x, ldx, wt + j, in, out, y + j, ldy);
   for (; j + 8 <= j1; j += 8) tile<NR, 1>(x, ldx, wt + j, in, out, y + j, ldy);
-  for (; j < j1; ++j)  // the last out % 8 columns: the same FMA chain, one lane at a time
-    for (int r = 0; r < NR; ++r) {
-      float a = 0.0f;
-      for (int64_t k = 0; k < in; ++k) a = std::fma(x[r * ldx + k], wt[k * out + j], a);
-      y[r * ldy + j] = a;
-    }
+  if (j < j1) tile_tail<NR>(x, ldx, wt + j, in, out, y + j, ldy, static_cast<int>(j1 - j));
 }
 
 void rows_block(const float* x, int64_t nr, int64_t ldx, const float* wt, int64_t in, int64_t out, float* y,
                 int64_t ldy, int64_t j0, int64_t j1) {
   switch (nr) {
+    case 6: return row_block<6>(x, ldx, wt, in, out, y, ldy, j0, j1);
+    case 5: return row_block<5>(x, ldx, wt, in, out, y, ldy, j0, j1);
     case 4: return row_block<4>(x, ldx, wt, in, out, y, ldy, j0, j1);
     case 3: return row_block<3>(x, ldx, wt, in, out, y, ldy, j0, j1);
     case 2: return row_block<2>(x, ldx, wt, in, out, y, ldy, j0, j1);
@@ -231,12 +242,13 @@ void silu_gate_row(float* h, const float* gate_up, int64_t f, AlignedVector<floa
 
 void rows_times_wt(const float* x, int64_t rows, int64_t ldx, const float* wt, int64_t in, int64_t out, float* y,
                    int64_t ldy) {
-  // Tiles of 4 rows × 64 columns, every row block against one 64-column panel of Wt before the
+  // Blocks of 6 rows (6 × 16 tiles: twelve FMA chains, enough to cover the FMA latency, loading
+  // 8 values per 12 FMAs), every row block against one 64-column panel of Wt before the
   // next panel (the panel stays in cache; the rows are few). Serial: decode_step gives each thread
   // its own rows instead.
   for (int64_t j0 = 0; j0 < out; j0 += 64)
-    for (int64_t r0 = 0; r0 < rows; r0 += 4)
-      rows_block(x + r0 * ldx, std::min<int64_t>(4, rows - r0), ldx, wt, in, out, y + r0 * ldy, ldy, j0,
+    for (int64_t r0 = 0; r0 < rows; r0 += 6)
+      rows_block(x + r0 * ldx, std::min<int64_t>(6, rows - r0), ldx, wt, in, out, y + r0 * ldy, ldy, j0,
                  std::min(out, j0 + 64));
 }
 

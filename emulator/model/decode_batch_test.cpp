@@ -146,7 +146,7 @@ INSTANTIATE_TEST_SUITE_P(Heads, DecodeStep, ::testing::Values(HeadKind::dense, H
 // The kernel against a double-precision product, over row counts and widths with tails.
 TEST(DecodeKernels, RowsTimesWtIsTheProduct) {
   SplitMix64 rng(1);
-  for (int64_t rows : {1, 2, 3, 4, 6, 9})  // every row-block size, alone and after full blocks
+  for (int64_t rows : {1, 2, 3, 4, 5, 6, 7, 11, 13})  // every row-block size, alone and after full blocks
     for (int64_t out : {5, 8, 16, 70, 130}) {
       const int64_t in = 37;
       std::vector<float> x(static_cast<size_t>(rows * in)), wt(static_cast<size_t>(in * out)), y(static_cast<size_t>(rows * out));
