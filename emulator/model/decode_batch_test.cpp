@@ -199,6 +199,48 @@ TEST(BatchSampler, JoiningARunningBatchChangesNoResult) {
   }
 }
 
+// Eighteen sequences at 2 threads (the draws shared between threads, the decode step split by
+// rows) sample exactly what they sample at 1 thread: tokens, logprobs and top-k logprobs.
+TEST(BatchSampler, TheThreadCountChangesNoSample) {
+  const auto c = config(HeadKind::factored, 300);
+  const auto m = std::make_shared<const Transformer<float>>(lora_model(c));
+  SampleSpec a, b;
+  a.prompt = {7, 8, 9};
+  a.num_samples = 12;
+  a.params.max_tokens = 6;
+  a.params.seed = 31;
+  a.params.stop_tokens = {5, 17, 250};  // some sequences leave early
+  a.topk_sample_logprobs = 3;
+  b.prompt = {40};
+  b.num_samples = 6;
+  b.params.max_tokens = 5;
+  b.params.seed = 32;
+  b.params.temperature = 0.8;
+  auto run = [&](int threads) {
+    set_num_threads(threads);
+    BatchSampler batch(m);
+    std::map<int64_t, SampleOutput> done;
+    batch.add(a);
+    batch.add(b);
+    while (!batch.idle())
+      for (auto& [id, out] : batch.step()) done[id] = std::move(out);
+    set_num_threads(1);
+    return done;
+  };
+  const auto one = run(1), two = run(2);
+  ASSERT_EQ(one.size(), 2u);
+  ASSERT_EQ(two.size(), 2u);
+  for (const auto& [id, out] : one) {
+    const auto& got = two.at(id).sequences;
+    ASSERT_EQ(got.size(), out.sequences.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      EXPECT_EQ(got[i].tokens, out.sequences[i].tokens) << "request " << id << " sample " << i;
+      EXPECT_EQ(got[i].logprobs, out.sequences[i].logprobs) << "request " << id << " sample " << i;
+      EXPECT_EQ(got[i].topk_logprobs, out.sequences[i].topk_logprobs) << "request " << id << " sample " << i;
+    }
+  }
+}
+
 // A cancelled request leaves the batch at once; the others sample exactly what they sample alone.
 TEST(BatchSampler, RemovingARequestChangesNoOtherResult) {
   const auto c = config(HeadKind::dense, 300);
