@@ -262,8 +262,12 @@ TEST(SamplerTest, TopKSampleLogprobsDescribeTheDistributionEachTokenCameFrom) {
       ASSERT_EQ(row.size(), 4u);
       for (size_t j = 0; j < row.size(); ++j) {
         EXPECT_NEAR(row[j].second, lp[row[j].first] / 0.7 - lse, 1e-4);
-        if (j) EXPECT_GE(row[j - 1].second, row[j].second);
-        if (row[j].first == seq.tokens[t]) EXPECT_EQ(row[j].second, seq.logprobs[t]);
+        if (j) {
+          EXPECT_GE(row[j - 1].second, row[j].second);
+        }
+        if (row[j].first == seq.tokens[t]) {
+          EXPECT_EQ(row[j].second, seq.logprobs[t]);
+        }
       }
       context.push_back(seq.tokens[t]);
     }
