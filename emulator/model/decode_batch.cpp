@@ -173,44 +173,84 @@ void rope_row(float* x, int64_t p, const RopeTable<float>& rope, int64_t n_heads
     }
 }
 
-// a·b over n floats in a fixed order: eight lanes of FMA chains, then the lanes summed pairwise.
-float dot(const float* a, const float* b, int64_t n) {
-  int64_t i = 0;
-  float tail = 0;
-  __m256 acc = _mm256_setzero_ps();
-  for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
-  for (; i < n; ++i) tail = std::fma(a[i], b[i], tail);
-  const __m128 lo = _mm256_castps256_ps128(acc), hi = _mm256_extractf128_ps(acc, 1);
-  __m128 v = _mm_add_ps(lo, hi);
-  v = _mm_add_ps(v, _mm_movehl_ps(v, v));
-  v = _mm_add_ss(v, _mm_shuffle_ps(v, v, 1));
-  return _mm_cvtss_f32(v) + tail;
+// sc[j] = scale · Σ_i q[i]·kt[i·ld + j] for j < n (kt: one head's keys, a row per dimension):
+// each score an FMA chain over the head's dimensions in order, eight positions per vector and
+// four vectors at a time (independent chains), the last n % 8 in masked lanes.
+void scores_row(float* sc, const float* q, const float* kt, int64_t ld, int64_t hd, int64_t n, float scale) {
+  const __m256 s = _mm256_set1_ps(scale);
+  int64_t j = 0;
+  for (; j + 32 <= n; j += 32) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t i = 0; i < hd; ++i) {
+      const __m256 qi = _mm256_set1_ps(q[i]);
+      const float* r = kt + i * ld + j;
+      a0 = _mm256_fmadd_ps(qi, _mm256_loadu_ps(r), a0);
+      a1 = _mm256_fmadd_ps(qi, _mm256_loadu_ps(r + 8), a1);
+      a2 = _mm256_fmadd_ps(qi, _mm256_loadu_ps(r + 16), a2);
+      a3 = _mm256_fmadd_ps(qi, _mm256_loadu_ps(r + 24), a3);
+    }
+    _mm256_storeu_ps(sc + j, _mm256_mul_ps(a0, s));
+    _mm256_storeu_ps(sc + j + 8, _mm256_mul_ps(a1, s));
+    _mm256_storeu_ps(sc + j + 16, _mm256_mul_ps(a2, s));
+    _mm256_storeu_ps(sc + j + 24, _mm256_mul_ps(a3, s));
+  }
+  for (; j + 8 <= n; j += 8) {
+    __m256 a = _mm256_setzero_ps();
+    for (int64_t i = 0; i < hd; ++i) a = _mm256_fmadd_ps(_mm256_set1_ps(q[i]), _mm256_loadu_ps(kt + i * ld + j), a);
+    _mm256_storeu_ps(sc + j, _mm256_mul_ps(a, s));
+  }
+  if (j < n) {
+    const __m256i lanes =
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n - j)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    __m256 a = _mm256_setzero_ps();
+    for (int64_t i = 0; i < hd; ++i)
+      a = _mm256_fmadd_ps(_mm256_set1_ps(q[i]), _mm256_maskload_ps(kt + i * ld + j, lanes), a);
+    _mm256_maskstore_ps(sc + j, lanes, _mm256_mul_ps(a, s));
+  }
 }
 
-// o[0, 8·NV) = Σ_j p[j]·v[j·ld + i], each lane an FMA chain over j in order, held in registers
-// (accumulating in memory would put a store and a reload on every step of the chain).
+// Brings the cache's transposed keys of layer l (KvCache::kt) up to position `upto`, exclusive,
+// from K: the positions a prefill added since the last decode step.
+void sync_transposed_keys(KvCache<float>& cache, size_t l, int64_t upto) {
+  if (cache.kt.size() < cache.k.size()) cache.kt.resize(cache.k.size());
+  const Mat<float>& K = cache.k[l];
+  Mat<float>& kt = cache.kt[l];
+  if (kt.cols() < K.rows()) kt.conservativeResize(K.cols(), K.rows());
+  for (int64_t j = cache.kt_len; j < upto; ++j)
+    for (int64_t i = 0; i < K.cols(); ++i) kt(i, j) = K(j, i);
+}
+
+// o[0, 8·NV) = Σ_j p[j]·v[j·ld + i], held in registers (accumulating in memory would put a store
+// and a reload on every step). Each lane sums even and odd j in two FMA chains, in order, then
+// adds them: one chain per lane would wait on the FMA latency at every key.
 template <int NV>
 void weighted_sum(float* o, const float* p, const float* v, int64_t ld, int64_t n) {
-  __m256 acc[NV];
-  for (int k = 0; k < NV; ++k) acc[k] = _mm256_setzero_ps();
-  for (int64_t j = 0; j < n; ++j) {
-    const __m256 pj = _mm256_set1_ps(p[j]);
-    for (int k = 0; k < NV; ++k) acc[k] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + j * ld + 8 * k), acc[k]);
+  __m256 even[NV], odd[NV];
+  for (int k = 0; k < NV; ++k) even[k] = odd[k] = _mm256_setzero_ps();
+  int64_t j = 0;
+  for (; j + 2 <= n; j += 2) {
+    const __m256 p0 = _mm256_set1_ps(p[j]), p1 = _mm256_set1_ps(p[j + 1]);
+    for (int k = 0; k < NV; ++k) {
+      even[k] = _mm256_fmadd_ps(p0, _mm256_loadu_ps(v + j * ld + 8 * k), even[k]);
+      odd[k] = _mm256_fmadd_ps(p1, _mm256_loadu_ps(v + (j + 1) * ld + 8 * k), odd[k]);
+    }
   }
-  for (int k = 0; k < NV; ++k) _mm256_storeu_ps(o + 8 * k, acc[k]);
+  if (j < n)
+    for (int k = 0; k < NV; ++k) even[k] = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(v + j * ld + 8 * k), even[k]);
+  for (int k = 0; k < NV; ++k) _mm256_storeu_ps(o + 8 * k, _mm256_add_ps(even[k], odd[k]));
 }
 
-// out[d] = causal attention of one query over the cache's first n positions, head by head. The
-// scores live in 64-byte aligned scratch, so the vectorised exp treats every row alike.
-void attend_row(float* out, const float* q, const Mat<float>& K, const Mat<float>& V, int64_t n, int64_t n_heads,
+// out[d] = causal attention of one query over the cache's first n positions, head by head, the
+// scores from the transposed keys Kt [d, ≥ n]. The scores live in 64-byte aligned scratch, so the
+// vectorised exp treats every row alike.
+void attend_row(float* out, const float* q, const Mat<float>& Kt, const Mat<float>& V, int64_t n, int64_t n_heads,
                 AlignedVector<float>& scores) {
-  const int64_t d = K.cols(), hd = d / n_heads;
+  const int64_t d = V.cols(), hd = d / n_heads, ld = Kt.cols();
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   if (static_cast<int64_t>(scores.size()) < n) scores.resize(static_cast<size_t>(n));
   Eigen::Map<Eigen::ArrayXf, Eigen::Aligned64> sc(scores.data(), n);
   for (int64_t h = 0; h < n_heads; ++h) {
-    const float* qh = q + h * hd;
-    for (int64_t j = 0; j < n; ++j) sc(j) = dot(qh, K.data() + j * d + h * hd, hd) * scale;
+    scores_row(sc.data(), q + h * hd, Kt.data() + h * hd * ld, ld, hd, n, scale);
     sc = (sc - sc.maxCoeff()).exp();
     const float inv_sum = 1.0f / sc.sum();
     for (int64_t j = 0; j < n; ++j) sc(j) *= inv_sum;
@@ -220,10 +260,15 @@ void attend_row(float* out, const float* q, const Mat<float>& K, const Mat<float
     for (; i + 32 <= hd; i += 32) weighted_sum<4>(o + i, sc.data(), vh + i, d, n);
     for (; i + 16 <= hd; i += 16) weighted_sum<2>(o + i, sc.data(), vh + i, d, n);
     for (; i + 8 <= hd; i += 8) weighted_sum<1>(o + i, sc.data(), vh + i, d, n);
-    for (; i < hd; ++i) {  // the same FMA chain, one lane at a time
-      float a = 0.0f;
-      for (int64_t j = 0; j < n; ++j) a = std::fma(sc(j), vh[j * d + i], a);
-      o[i] = a;
+    for (; i < hd; ++i) {  // the same two chains, one lane at a time
+      float even = 0.0f, odd = 0.0f;
+      int64_t j = 0;
+      for (; j + 2 <= n; j += 2) {
+        even = std::fma(sc(j), vh[j * d + i], even);
+        odd = std::fma(sc(j + 1), vh[(j + 1) * d + i], odd);
+      }
+      if (j < n) even = std::fma(sc(j), vh[j * d + i], even);
+      o[i] = even + odd;
     }
   }
 }
@@ -284,11 +329,12 @@ void decode_rows(const DecodeWeights& w, std::span<const DecodeSlot> slots, floa
       float* q = qkv.data() + b * 3 * d;
       rope_row(q, p, cache.rope, H);
       rope_row(q + d, p, cache.rope, H);
+      sync_transposed_keys(cache, l, p);
       for (int64_t i = 0; i < d; ++i) {
-        cache.k[l](p, i) = q[d + i];
+        cache.k[l](p, i) = cache.kt[l](i, p) = q[d + i];
         cache.v[l](p, i) = q[2 * d + i];
       }
-      attend_row(att.data() + b * d, q, cache.k[l], cache.v[l], p + 1, H, scores);
+      attend_row(att.data() + b * d, q, cache.kt[l], cache.v[l], p + 1, H, scores);
     }
     rows_times_wt(att.data(), B, d, L.o_t.data(), d, d, y.data(), d);
     for (size_t i = 0; i < x.size(); ++i) x[i] += y[i];
@@ -298,7 +344,7 @@ void decode_rows(const DecodeWeights& w, std::span<const DecodeSlot> slots, floa
     rows_times_wt(h.data(), B, f, L.down_t.data(), f, d, y.data(), d);
     for (size_t i = 0; i < x.size(); ++i) x[i] += y[i];
   }
-  for (const auto& s : slots) ++s.cache->len;
+  for (const auto& s : slots) s.cache->kt_len = ++s.cache->len;  // every layer's kt holds the new position too
   rmsnorm_rows(xn.data(), x.data(), B, d, w.final_norm.data(), c.norm_eps);
   const int64_t width = w.head_width();
   rows_times_wt(xn.data(), B, d, w.head_t.data(), d, width, z, width);

@@ -3,10 +3,10 @@
 // KV cache, and gets the head's scores for the token after. The projections of all sequences run
 // as one matrix product, so a batch costs far less per token than its sequences one by one.
 //
-// Every kernel here computes a row from that row's inputs alone, in a fixed order (each output an
-// FMA chain over its inputs in index order), so a sequence's numbers do not depend on what else
-// is in the batch, on its position in it, or on the thread count: a seeded request samples the
-// same tokens alone or batched (continuous batching changes the company, never the result).
+// Every kernel here computes a row from that row's inputs alone, in a fixed order (FMA chains over
+// its inputs in index order), so a sequence's numbers do not depend on what else is in the batch,
+// on its position in it, or on the thread count: a seeded request samples the same tokens alone
+// or batched (continuous batching changes the company, never the result).
 #include <cstdint>
 #include <memory>
 #include <span>

@@ -72,6 +72,31 @@ TEST_P(DecodeStep, AgreesWithThePrefillPath) {
   }
 }
 
+// Long enough for every path of the scores (32, 8 and fewer positions at a time), with a prefill
+// appended between decode steps (its keys reach the step's transposed copy): still the scores a
+// whole prefill gives.
+TEST_P(DecodeStep, LongContextsAndPrefillsBetweenStepsAgreeWithThePrefillPath) {
+  const auto c = config(GetParam(), 300, 64, 4);
+  const auto m = lora_model(c);
+  const DecodeWeights w(m);
+  SplitMix64 rng(4);
+  std::vector<int64_t> tokens(60);
+  for (auto& t : tokens) t = static_cast<int64_t>(rng.next() % 300);
+  KvCache<float> cache;
+  m.extend(cache, std::span(tokens).first(20));
+  for (size_t t = 20; t < tokens.size(); ++t) {
+    if (t >= 35 && t < 40) {  // five tokens by prefill, in the middle of the decoding
+      m.extend(cache, std::span(tokens).subspan(t, 1));
+      continue;
+    }
+    const DecodeSlot slot{&cache, tokens[t]};
+    const auto got = row(decode_step(w, std::span(&slot, 1)), 0);
+    KvCache<float> fresh;
+    const auto want = row(m.head_scores(m.extend(fresh, std::span(tokens).first(t + 1)).bottomRows(1)), 0);
+    for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], 1e-4) << "position " << t << " entry " << i;
+  }
+}
+
 // The same sequence alone, second in a batch of five, and last in a batch of three at 2 threads:
 // bitwise the same scores, step after step.
 TEST_P(DecodeStep, ASequencesNumbersDoNotDependOnTheBatch) {

@@ -43,6 +43,11 @@ struct KvCache {
   std::vector<Mat<T>> k, v;  // per layer [capacity, d]; rows [0, len) are filled
   int64_t len = 0;
   RopeTable<T> rope;  // built for `capacity` positions
+  // The batched decode step's copy of the keys, per layer [d, capacity] (row h·hd + i: dimension i
+  // of head h at every position), filled for positions [0, kt_len) from k as it decodes (see
+  // decode_batch.cpp). Positions are only ever appended, so what it holds stays valid.
+  std::vector<Mat<T>> kt;
+  int64_t kt_len = 0;
   int64_t capacity() const { return k.empty() ? 0 : k[0].rows(); }
   // Grows every layer's buffers to hold `need` positions (doubling, capped by the context), and
   // the RoPE table with them.
