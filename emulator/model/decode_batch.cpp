@@ -235,8 +235,10 @@ void weighted_sum(float* o, const float* p, const float* v, int64_t ld, int64_t 
       odd[k] = _mm256_fmadd_ps(p1, _mm256_loadu_ps(v + (j + 1) * ld + 8 * k), odd[k]);
     }
   }
-  if (j < n)
-    for (int k = 0; k < NV; ++k) even[k] = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(v + j * ld + 8 * k), even[k]);
+  if (j < n) {
+    const __m256 pj = _mm256_set1_ps(p[j]);
+    for (int k = 0; k < NV; ++k) even[k] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + j * ld + 8 * k), even[k]);
+  }
   for (int k = 0; k < NV; ++k) _mm256_storeu_ps(o + 8 * k, _mm256_add_ps(even[k], odd[k]));
 }
 
