@@ -300,61 +300,174 @@ void rows_times_wt(const float* x, int64_t rows, int64_t ldx, const float* wt, i
 }
 
 // ---------------------------------------------------------------------------------------------
-// The step
+// The layers, for decode steps and prefills alike
 
 namespace {
 
-// The step for a contiguous run of slots, on this thread; writes their head scores to z (row
-// stride = head width). A row's numbers depend only on its own slot.
-void decode_rows(const DecodeWeights& w, std::span<const DecodeSlot> slots, float* z) {
-  const ModelConfig& c = w.config;
-  const int64_t B = static_cast<int64_t>(slots.size()), d = c.d_model, f = c.d_ff, H = c.n_heads;
-  thread_local std::vector<float> x, xn, qkv, att, y, gu, h;  // scratch kept between steps
-  thread_local AlignedVector<float> scores, silu;
-  for (auto* v : {&x, &xn, &att, &y}) v->resize(static_cast<size_t>(B * d));
-  qkv.resize(static_cast<size_t>(B * 3 * d));
-  gu.resize(static_cast<size_t>(B * 2 * f));
-  h.resize(static_cast<size_t>(B * f));
-  for (int64_t b = 0; b < B; ++b) {
-    const int64_t t = slots[b].token;
-    for (int64_t i = 0; i < d; ++i)
-      x[b * d + i] = c.factored_head() ? w.embed_hi[w.fv.hi(t) * d + i] + w.embed_lo[w.fv.lo(t) * d + i]
-                                       : w.embed[t * d + i];
+// A row of a batch: the token fed at position `pos` of `cache` (a decode step's rows are one per
+// cache; a prefill's are one cache's consecutive positions).
+struct RowAt {
+  KvCache<float>* cache = nullptr;
+  int64_t pos = 0;
+  int64_t token = 0;
+};
+
+// The activations of a batch of rows, [rows, width] each.
+struct Scratch {
+  std::vector<float> x, xn, qkv, att, y, gu, h;
+  void resize(int64_t rows, int64_t d, int64_t f) {
+    for (auto* v : {&x, &xn, &att, &y}) v->resize(static_cast<size_t>(rows * d));
+    qkv.resize(static_cast<size_t>(rows * 3 * d));
+    gu.resize(static_cast<size_t>(rows * 2 * f));
+    h.resize(static_cast<size_t>(rows * f));
   }
+};
+
+// f(lo, hi) over rows [0, n): on this thread, or in contiguous shares among the threads (each row
+// is computed from its own inputs, so the split changes no number).
+template <typename F>
+void share_rows(int64_t n, bool parallel, const F& f) {
+  if (!parallel) return f(int64_t{0}, n);
+#pragma omp parallel num_threads(num_threads())
+  {
+    const int64_t t = omp_get_thread_num(), k = omp_get_num_threads();
+    f(n * t / k, n * (t + 1) / k);
+  }
+}
+
+// Every layer and the final norm for `rows`, which extend their caches: leaves the final-normed
+// hidden states in s.xn [rows, d]. A row reads only its own activations and its cache's positions
+// up to its own, so its numbers do not depend on the other rows.
+void run_layers(const DecodeWeights& w, std::span<const RowAt> rows, Scratch& s, bool parallel) {
+  const ModelConfig& c = w.config;
+  const int64_t B = static_cast<int64_t>(rows.size()), d = c.d_model, f = c.d_ff, H = c.n_heads;
+  thread_local AlignedVector<float> scores, silu;  // per thread
+  s.resize(B, d, f);
+  float *x = s.x.data(), *xn = s.xn.data(), *qkv = s.qkv.data(), *att = s.att.data(), *y = s.y.data(),
+        *gu = s.gu.data(), *h = s.h.data();
+  share_rows(B, parallel, [&](int64_t lo, int64_t hi) {
+    for (int64_t b = lo; b < hi; ++b) {
+      const int64_t t = rows[b].token;
+      for (int64_t i = 0; i < d; ++i)
+        x[b * d + i] = c.factored_head() ? w.embed_hi[w.fv.hi(t) * d + i] + w.embed_lo[w.fv.lo(t) * d + i]
+                                         : w.embed[t * d + i];
+    }
+  });
   for (size_t l = 0; l < w.layers.size(); ++l) {
     const auto& L = w.layers[l];
-    rmsnorm_rows(xn.data(), x.data(), B, d, L.norm1.data(), c.norm_eps);
-    rows_times_wt(xn.data(), B, d, L.qkv_t.data(), d, 3 * d, qkv.data(), 3 * d);
+    share_rows(B, parallel, [&](int64_t lo, int64_t hi) {
+      rmsnorm_rows(xn + lo * d, x + lo * d, hi - lo, d, L.norm1.data(), c.norm_eps);
+      rows_times_wt(xn + lo * d, hi - lo, d, L.qkv_t.data(), d, 3 * d, qkv + lo * 3 * d, 3 * d);
+    });
+    // Keys and values into the caches first: a prefill's later rows attend to its earlier ones.
     for (int64_t b = 0; b < B; ++b) {
-      KvCache<float>& cache = *slots[b].cache;
-      const int64_t p = cache.len;
-      float* q = qkv.data() + b * 3 * d;
+      KvCache<float>& cache = *rows[b].cache;
+      const int64_t p = rows[b].pos;
+      float* q = qkv + b * 3 * d;
       rope_row(q, p, cache.rope, H);
       rope_row(q + d, p, cache.rope, H);
-      sync_transposed_keys(cache, l, p);
+      if (b == 0 || rows[b - 1].cache != &cache) sync_transposed_keys(cache, l, p);
       for (int64_t i = 0; i < d; ++i) {
         cache.k[l](p, i) = cache.kt[l](i, p) = q[d + i];
         cache.v[l](p, i) = q[2 * d + i];
       }
-      attend_row(att.data() + b * d, q, cache.kt[l], cache.v[l], p + 1, H, scores);
     }
-    rows_times_wt(att.data(), B, d, L.o_t.data(), d, d, y.data(), d);
-    for (size_t i = 0; i < x.size(); ++i) x[i] += y[i];
-    rmsnorm_rows(xn.data(), x.data(), B, d, L.norm2.data(), c.norm_eps);
-    rows_times_wt(xn.data(), B, d, L.gate_up_t.data(), d, 2 * f, gu.data(), 2 * f);
-    for (int64_t b = 0; b < B; ++b) silu_gate_row(h.data() + b * f, gu.data() + b * 2 * f, f, silu);
-    rows_times_wt(h.data(), B, f, L.down_t.data(), f, d, y.data(), d);
-    for (size_t i = 0; i < x.size(); ++i) x[i] += y[i];
+    share_rows(B, parallel, [&](int64_t lo, int64_t hi) {
+      for (int64_t b = lo; b < hi; ++b) {
+        const KvCache<float>& cache = *rows[b].cache;
+        attend_row(att + b * d, qkv + b * 3 * d, cache.kt[l], cache.v[l], rows[b].pos + 1, H, scores);
+      }
+    });
+    share_rows(B, parallel, [&](int64_t lo, int64_t hi) {
+      const int64_t n = hi - lo;
+      rows_times_wt(att + lo * d, n, d, L.o_t.data(), d, d, y + lo * d, d);
+      for (int64_t i = lo * d; i < hi * d; ++i) x[i] += y[i];
+      rmsnorm_rows(xn + lo * d, x + lo * d, n, d, L.norm2.data(), c.norm_eps);
+      rows_times_wt(xn + lo * d, n, d, L.gate_up_t.data(), d, 2 * f, gu + lo * 2 * f, 2 * f);
+      for (int64_t b = lo; b < hi; ++b) silu_gate_row(h + b * f, gu + b * 2 * f, f, silu);
+      rows_times_wt(h + lo * f, n, f, L.down_t.data(), f, d, y + lo * d, d);
+      for (int64_t i = lo * d; i < hi * d; ++i) x[i] += y[i];
+    });
   }
-  for (const auto& s : slots) s.cache->kt_len = ++s.cache->len;  // every layer's kt holds the new position too
-  rmsnorm_rows(xn.data(), x.data(), B, d, w.final_norm.data(), c.norm_eps);
-  const int64_t width = w.head_width();
-  rows_times_wt(xn.data(), B, d, w.head_t.data(), d, width, z, width);
+  // Every layer's kt holds the new positions too (a cache's rows come in increasing positions).
+  for (const auto& r : rows) r.cache->kt_len = r.cache->len = r.pos + 1;
+  share_rows(B, parallel, [&](int64_t lo, int64_t hi) {
+    rmsnorm_rows(xn + lo * d, x + lo * d, hi - lo, d, w.final_norm.data(), c.norm_eps);
+  });
 }
+
+// The step for a contiguous run of slots, on this thread; writes their head scores to z (row
+// stride = head width). A row's numbers depend only on its own slot.
+void decode_rows(const DecodeWeights& w, std::span<const DecodeSlot> slots, float* z) {
+  thread_local std::vector<RowAt> rows;  // scratch kept between steps
+  thread_local Scratch s;
+  rows.clear();
+  for (const auto& slot : slots) rows.push_back({slot.cache, slot.cache->len, slot.token});
+  run_layers(w, rows, s, false);
+  const int64_t d = w.config.d_model, width = w.head_width();
+  rows_times_wt(s.xn.data(), static_cast<int64_t>(rows.size()), d, w.head_t.data(), d, width, z, width);
+}
+
+// The head's scores [rows, width] into `out`: split into hi and lo when factored (into their
+// buffers when the shapes match).
+void head_scores_into(const DecodeWeights& w, const Mat<float>& z, HeadScores<float>& out) {
+  out.factored = w.config.factored_head();
+  if (out.factored) {
+    out.fv = w.fv;
+    out.hi = z.leftCols(w.fv.A);
+    out.lo = z.rightCols(w.fv.m);
+  } else {
+    out.logits = z;
+  }
+}
+
+// A prefill runs its positions in chunks of this many rows: the scratch stays small, and since a
+// row does not depend on the others, the chunking changes no number.
+constexpr int64_t kPrefillChunk = 256;
 
 }  // namespace
 
+Mat<float> prefill(const DecodeWeights& w, KvCache<float>& cache, std::span<const int64_t> tokens) {
+  const ModelConfig& c = w.config;
+  const int64_t m = static_cast<int64_t>(tokens.size()), p0 = cache.len, d = c.d_model;
+  if (m == 0) throw InputError("tokens", "at least one token is required");
+  if (p0 + m > c.max_context)
+    throw InputError("tokens", "sequence length " + std::to_string(p0 + m) + " exceeds the model's max_context " +
+                                   std::to_string(c.max_context));
+  for (int64_t t = 0; t < m; ++t)
+    if (tokens[t] < 0 || tokens[t] >= c.vocab_size)
+      throw InputError("tokens[" + std::to_string(t) + "]", "token id " + std::to_string(tokens[t]) +
+                                                               " is out of range [0, " + std::to_string(c.vocab_size) + ")");
+  cache.reserve(c, p0 + m);
+  Mat<float> hidden(m, d);
+  Scratch s;
+  std::vector<RowAt> rows;
+  for (int64_t c0 = 0; c0 < m; c0 += kPrefillChunk) {
+    const int64_t n = std::min(kPrefillChunk, m - c0);
+    rows.clear();
+    for (int64_t i = 0; i < n; ++i) rows.push_back({&cache, p0 + c0 + i, tokens[c0 + i]});
+    run_layers(w, rows, s, threads_for(n) > 1);
+    hidden.middleRows(c0, n) = CMatMap<float>(s.xn.data(), n, d);
+  }
+  return hidden;
+}
+
+HeadScores<float> head_scores(const DecodeWeights& w, const Mat<float>& hidden) {
+  const int64_t width = w.head_width(), d = w.config.d_model;
+  Mat<float> z(hidden.rows(), width);
+  rows_times_wt(hidden.data(), hidden.rows(), d, w.head_t.data(), d, width, z.data(), width);
+  HeadScores<float> out;
+  head_scores_into(w, z, out);
+  return out;
+}
+
 HeadScores<float> decode_step(const DecodeWeights& w, std::span<const DecodeSlot> slots) {
+  HeadScores<float> out;
+  decode_step(w, slots, out);
+  return out;
+}
+
+void decode_step(const DecodeWeights& w, std::span<const DecodeSlot> slots, HeadScores<float>& out) {
   const ModelConfig& c = w.config;
   const int64_t B = static_cast<int64_t>(slots.size()), width = w.head_width();
   for (const auto& s : slots) {
@@ -366,30 +479,23 @@ HeadScores<float> decode_step(const DecodeWeights& w, std::span<const DecodeSlot
                                      std::to_string(c.vocab_size) + ")");
     s.cache->reserve(c, s.cache->len + 1);
   }
-  Mat<float> z(B, width);
+  thread_local Mat<float> scratch;  // the calling thread's, kept between steps
+  scratch.resize(B, width);
+  float* const z = scratch.data();  // (a thread of the region below would see its own scratch)
   // One parallel region per step: each thread decodes a contiguous share of the slots from start to
   // end (the rows never meet, so the split changes no number), enough rows each to batch well.
   const int threads = static_cast<int>(std::min<int64_t>(num_threads(), B / 8));
   if (threads <= 1) {
-    decode_rows(w, slots, z.data());
+    decode_rows(w, slots, z);
   } else {
 #pragma omp parallel num_threads(threads)
     {
       // Shared among the threads granted, which may be fewer than asked (inside another region).
       const int64_t t = omp_get_thread_num(), n = omp_get_num_threads(), lo = B * t / n, hi = B * (t + 1) / n;
-      decode_rows(w, slots.subspan(static_cast<size_t>(lo), static_cast<size_t>(hi - lo)), z.data() + lo * width);
+      decode_rows(w, slots.subspan(static_cast<size_t>(lo), static_cast<size_t>(hi - lo)), z + lo * width);
     }
   }
-  HeadScores<float> out;
-  if (c.factored_head()) {
-    out.factored = true;
-    out.fv = w.fv;
-    out.hi = z.leftCols(w.fv.A);
-    out.lo = z.rightCols(w.fv.m);
-  } else {
-    out.logits = std::move(z);
-  }
-  return out;
+  head_scores_into(w, scratch, out);
 }
 
 }  // namespace kiln::model

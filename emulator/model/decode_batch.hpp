@@ -48,6 +48,20 @@ struct DecodeSlot {
 // Feeds each slot's token at position cache->len, extends the caches, and returns the head's
 // scores for the next token, one row per slot. Throws InputError when a cache is full.
 HeadScores<float> decode_step(const DecodeWeights& w, std::span<const DecodeSlot> slots);
+// The same into `out`, reusing its buffers: a sampler's steps then allocate nothing (a step's
+// scores are ~100 KB at 32 sequences, and glibc would return them to the system and fault them
+// back in at every step).
+void decode_step(const DecodeWeights& w, std::span<const DecodeSlot> slots, HeadScores<float>& out);
+
+// Runs one sequence's `tokens` (a prompt, or more of one) at positions cache.len.., extends the
+// cache, and returns their final-normed hidden states [m, d]. Each position goes through the
+// kernels of decode_step, so a prefilled prompt has bitwise the numbers of decoding it one token at
+// a time. Long prefills share their rows among the threads. Throws InputError when the cache would
+// exceed the context or an id is out of range.
+Mat<float> prefill(const DecodeWeights& w, KvCache<float>& cache, std::span<const int64_t> tokens);
+
+// The head's scores of hidden states [n, d] (from prefill), as decode_step computes them.
+HeadScores<float> head_scores(const DecodeWeights& w, const Mat<float>& hidden);
 
 // Y[r, :] = X[r, :] · Wt for `rows` rows (X row stride ldx, Y row stride ldy, Wt [in, out]):
 // each output an FMA chain over k = 0..in-1, independent of `rows` and of the other rows.

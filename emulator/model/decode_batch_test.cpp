@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include "model/errors.hpp"
 #include "model/init.hpp"
 #include "model/rng.hpp"
 #include "model/sampler.hpp"
@@ -165,8 +166,74 @@ TEST_P(DecodeStep, EveryRowIsDecodedWhenFewerThreadsAreGranted) {
   }
 }
 
+// A 300-token prompt prefilled at 2 threads (its rows shared, in two chunks), and in two parts at
+// 1 thread, gives bitwise the caches and the head scores at every position that decoding it one
+// token at a time gives.
+TEST_P(DecodeStep, APrefillHasTheNumbersOfDecodingTokenByToken) {
+  auto c = config(GetParam(), 300, 64, 4);
+  c.max_context = 400;
+  const auto m = lora_model(c);
+  const DecodeWeights w(m);
+  SplitMix64 rng(6);
+  std::vector<int64_t> prompt(300);
+  for (auto& t : prompt) t = static_cast<int64_t>(rng.next() % 300);
+  set_num_threads(1);
+  KvCache<float> stepped;
+  std::vector<std::vector<float>> want;
+  for (const int64_t t : prompt) {
+    const DecodeSlot slot{&stepped, t};
+    want.push_back(row(decode_step(w, std::span(&slot, 1)), 0));
+  }
+  set_num_threads(2);
+  KvCache<float> whole;
+  const Mat<float> hidden = prefill(w, whole, prompt);
+  set_num_threads(1);
+  KvCache<float> parts;
+  const Mat<float> first = prefill(w, parts, std::span(prompt).first(100));
+  const Mat<float> rest = prefill(w, parts, std::span(prompt).subspan(100));
+  ASSERT_EQ(hidden.rows(), 300);
+  const HeadScores<float> z = head_scores(w, hidden), z1 = head_scores(w, first), z2 = head_scores(w, rest);
+  for (int64_t t = 0; t < 300; ++t) {
+    const auto a = row(z, t), b = t < 100 ? row(z1, t) : row(z2, t - 100);
+    ASSERT_EQ(std::memcmp(a.data(), want[t].data(), a.size() * sizeof(float)), 0) << "position " << t;
+    ASSERT_EQ(std::memcmp(b.data(), want[t].data(), b.size() * sizeof(float)), 0) << "position " << t;
+  }
+  for (const KvCache<float>* k : {&whole, &parts}) {
+    ASSERT_EQ(k->len, 300);
+    for (int l = 0; l < c.n_layers; ++l) {
+      EXPECT_EQ(k->k[l].topRows(300), stepped.k[l].topRows(300)) << "layer " << l;
+      EXPECT_EQ(k->v[l].topRows(300), stepped.v[l].topRows(300)) << "layer " << l;
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Heads, DecodeStep, ::testing::Values(HeadKind::dense, HeadKind::factored),
                          [](const auto& info) { return info.param == HeadKind::dense ? "dense" : "factored"; });
+
+// An empty prompt, one past the context or an id out of range: a clear error, and the cache as it
+// was.
+TEST(Prefill, RefusesBadTokensAndLeavesTheCacheAsItWas) {
+  const auto c = config(HeadKind::factored, 300);
+  const DecodeWeights w(lora_model(c));
+  KvCache<float> cache;
+  prefill(w, cache, std::vector<int64_t>{1, 2, 3});
+  const KvCache<float> before = cache;
+  auto refused = [&](const std::vector<int64_t>& tokens) {
+    try {
+      prefill(w, cache, tokens);
+    } catch (const InputError& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_EQ(refused({}), "tokens: at least one token is required");
+  EXPECT_EQ(refused(std::vector<int64_t>(126, 1)), "tokens: sequence length 129 exceeds the model's max_context 128");
+  EXPECT_EQ(refused({4, 300}), "tokens[1]: token id 300 is out of range [0, 300)");
+  EXPECT_EQ(refused({-1}), "tokens[0]: token id -1 is out of range [0, 300)");
+  EXPECT_EQ(cache.len, 3);
+  EXPECT_EQ(cache.k[0], before.k[0]);
+  EXPECT_EQ(cache.kt[1], before.kt[1]);
+}
 
 // The kernel against a double-precision product, over row counts and widths with tails.
 TEST(DecodeKernels, RowsTimesWtIsTheProduct) {
@@ -263,6 +330,47 @@ TEST(BatchSampler, TheThreadCountChangesNoSample) {
       EXPECT_EQ(got[i].logprobs, out.sequences[i].logprobs) << "request " << id << " sample " << i;
       EXPECT_EQ(got[i].topk_logprobs, out.sequences[i].topk_logprobs) << "request " << id << " sample " << i;
     }
+  }
+}
+
+// Later requests decode in the caches earlier ones left (finished or cancelled, longer, with
+// other numbers in them): still exactly the samples and prompt logprobs of a fresh sampler.
+TEST(BatchSampler, ReusedCachesChangeNoResult) {
+  const auto c = config(HeadKind::factored, 300);
+  const auto m = std::make_shared<const Transformer<float>>(lora_model(c));
+  SampleSpec longer, later;
+  for (int64_t t = 0; t < 70; ++t) longer.prompt.push_back((t * 37) % 300);
+  longer.num_samples = 4;
+  longer.params.max_tokens = 40;  // the caches grow past their first 64 positions
+  longer.params.seed = 1;
+  later.prompt = {9, 8, 7, 6};
+  later.num_samples = 3;
+  later.params.max_tokens = 10;
+  later.params.seed = 2;
+  later.prompt_logprobs = true;
+  const SampleOutput fresh = sample(*m, later);
+  BatchSampler batch(m);
+  auto finish = [&] {
+    std::map<int64_t, SampleOutput> done;
+    while (!batch.idle())
+      for (auto& [id, out] : batch.step()) done[id] = std::move(out);
+    return done;
+  };
+  batch.add(longer);
+  finish();
+  const int64_t cancelled = batch.add(longer);
+  for (int s = 0; s < 5; ++s) batch.step();
+  batch.remove(cancelled);
+  for (int round = 0; round < 2; ++round) {
+    const int64_t id = batch.add(later);
+    const SampleOutput got = finish().at(id);
+    ASSERT_EQ(got.sequences.size(), 3u);
+    for (size_t i = 0; i < 3; ++i) {
+      EXPECT_EQ(got.sequences[i].tokens, fresh.sequences[i].tokens) << "round " << round << " sample " << i;
+      EXPECT_EQ(got.sequences[i].logprobs, fresh.sequences[i].logprobs) << "round " << round << " sample " << i;
+    }
+    ASSERT_EQ(got.prompt_logprobs->size(), 4u);
+    EXPECT_EQ(std::memcmp(got.prompt_logprobs->data(), fresh.prompt_logprobs->data(), 4 * sizeof(float)), 0);
   }
 }
 

@@ -131,6 +131,13 @@ class BatchSampler {
   std::map<int64_t, Request> requests_;
   std::vector<std::unique_ptr<Sequence>> active_;
   int64_t next_request_ = 0;
+  HeadScores<float> next_scores_;  // a step's scores, the buffers kept between steps
+  // Caches of finished sequences, emptied, for the next ones to fill: freeing them and faulting
+  // the memory back in on the next request cost more than the decoding itself (see spare_cache).
+  std::vector<KvCache<float>> spare_;
+  int64_t spare_bytes_ = 0;
+  KvCache<float> spare_cache();
+  void keep_spare(KvCache<float> cache);
 };
 
 // Generates one request alone (a BatchSampler of its own).

@@ -49,6 +49,14 @@ struct KvCache {
   std::vector<Mat<T>> kt;
   int64_t kt_len = 0;
   int64_t capacity() const { return k.empty() ? 0 : k[0].rows(); }
+  int64_t bytes() const {
+    int64_t n = 0;
+    for (const auto* mats : {&k, &v, &kt})
+      for (const auto& m : *mats) n += m.size() * static_cast<int64_t>(sizeof(T));
+    return n;
+  }
+  // Empties the cache for another sequence of the same model, keeping its buffers and RoPE table.
+  void clear() { len = kt_len = 0; }
   // Grows every layer's buffers to hold `need` positions (doubling, capped by the context), and
   // the RoPE table with them.
   void reserve(const ModelConfig& c, int64_t need) {
