@@ -132,8 +132,8 @@ class BatchSampler {
   std::vector<std::unique_ptr<Sequence>> active_;
   int64_t next_request_ = 0;
   HeadScores<float> next_scores_;  // a step's scores, the buffers kept between steps
-  // Caches of finished sequences, emptied, for the next ones to fill: freeing them and faulting
-  // the memory back in on the next request cost more than the decoding itself (see spare_cache).
+  // Caches of finished sequences, emptied, for the next ones to fill, rather than freed and
+  // faulted back in by the next request (measured in sampler.cpp, at kMaxSpareBytes).
   std::vector<KvCache<float>> spare_;
   int64_t spare_bytes_ = 0;
   KvCache<float> spare_cache();

@@ -49,7 +49,7 @@ struct KvCache {
   std::vector<Mat<T>> kt;
   int64_t kt_len = 0;
   int64_t capacity() const { return k.empty() ? 0 : k[0].rows(); }
-  int64_t bytes() const {
+  int64_t bytes() const {  // what its buffers hold
     int64_t n = 0;
     for (const auto* mats : {&k, &v, &kt})
       for (const auto& m : *mats) n += m.size() * static_cast<int64_t>(sizeof(T));
