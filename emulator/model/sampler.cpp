@@ -207,8 +207,9 @@ BatchSampler::~BatchSampler() = default;
 // per token when every request allocated its caches and every step its scores afresh (glibc
 // handed the freed memory back to the system, and the next request or step faulted it in again,
 // with TLB shootdowns across the threads), 4.4–4.7 µs with both kept (next_scores_ and these).
-// Reuse is bounded, so an idle sampler holds little.
-constexpr int64_t kMaxSpareBytes = int64_t{32} << 20;
+// A sampler keeps at most this much: the caches of 32 sequences of up to 128 positions on the
+// stand-in (6.3 MB), little for a server that keeps many samplers, each holding its spares.
+constexpr int64_t kMaxSpareBytes = int64_t{8} << 20;
 
 KvCache<float> BatchSampler::spare_cache() {
   if (spare_.empty()) return {};
